@@ -1,0 +1,158 @@
+"""The algorithm, once: seeds -> shift until converged -> deduplicate -> labels.
+
+Backend-agnostic: every array operation that touches all the data goes
+through a :class:`~gpumeanshift.backends.base.Backend`; what runs here on the
+host is small (the seeds' results and the centers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import check_array, check_bandwidth, check_int, check_real
+from .backends.base import KERNELS, Backend, resolve_backend
+from .bandwidth import RULES, estimate_bandwidth, rule_of_thumb_bandwidth
+from .dedup import deduplicate
+from .exceptions import warn_convergence
+from .seeding import get_bin_seeds
+
+logger = logging.getLogger("gpumeanshift")
+
+
+@dataclass
+class FitResult:
+    cluster_centers: np.ndarray
+    labels: np.ndarray
+    n_iter: int
+    bandwidth: float
+    backend: str
+    center_intensity: np.ndarray
+    n_seeds: int
+    n_unconverged: int
+    seconds: float
+
+
+def to_numpy(a) -> np.ndarray:
+    """Host copy of a backend array (NumPy arrays are returned as they are)."""
+    get = getattr(a, "get", None)
+    return np.asarray(get()) if callable(get) and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def resolve_bandwidth(X: np.ndarray, bandwidth, backend: Backend) -> float:
+    """The bandwidth a fit uses: given, estimated (None) or by rule ("scott"...)."""
+    if bandwidth is None:
+        h = estimate_bandwidth(X, backend=backend)
+        if h == 0.0:
+            if np.ptp(X, axis=0).max() == 0.0:
+                # All points identical: any bandwidth gives the same single cluster.
+                return 1.0
+            raise ValueError(
+                "The estimated bandwidth is 0: at least 30% of the points are exact "
+                "duplicates of their neighbours. Pass bandwidth explicitly."
+            )
+        return h
+    if isinstance(bandwidth, str):
+        if bandwidth not in RULES:
+            raise ValueError(
+                f"bandwidth must be a positive number, None, or one of {RULES}; got {bandwidth!r}"
+            )
+        return rule_of_thumb_bandwidth(X, bandwidth)
+    return check_bandwidth(bandwidth)
+
+
+def fit(
+    X,
+    *,
+    bandwidth=None,
+    kernel="gaussian",
+    seeds=None,
+    bin_seeding=False,
+    min_bin_freq=1,
+    cluster_all=True,
+    max_iter=300,
+    tol=1e-3,
+    backend="auto",
+    n_jobs=None,
+) -> FitResult:
+    """Run the whole mean-shift fit; see :class:`gpumeanshift.MeanShift`."""
+    t0 = time.perf_counter()
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    max_iter = check_int(max_iter, "max_iter", low=0)
+    min_bin_freq = check_int(min_bin_freq, "min_bin_freq", low=1)
+    tol = check_real(tol, "tol", low=0.0)
+    if not isinstance(bin_seeding, (bool, np.bool_)):
+        raise TypeError(f"bin_seeding must be True or False, got {bin_seeding!r}")
+    if not isinstance(cluster_all, (bool, np.bool_)):
+        raise TypeError(f"cluster_all must be True or False, got {cluster_all!r}")
+    options = {}
+    if n_jobs is not None and backend in ("auto", "numpy"):
+        n_jobs = check_int(n_jobs, "n_jobs", low=-1)
+        if n_jobs == 0:
+            raise ValueError("n_jobs must be a positive integer or -1, got 0")
+        if n_jobs > 0:
+            options["n_threads"] = n_jobs
+    be = resolve_backend(backend, **options)
+    if options and be.name != "numpy":
+        options.clear()
+
+    X = check_array(X)
+    h = resolve_bandwidth(X, bandwidth, be)
+
+    if seeds is None:
+        seeds = get_bin_seeds(X, h, min_bin_freq) if bin_seeding else X
+    else:
+        seeds = check_array(seeds, name="seeds")
+        if seeds.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"seeds has {seeds.shape[1]} features but X has {X.shape[1]}"
+            )
+    seeds = np.ascontiguousarray(seeds, dtype=X.dtype)
+
+    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol)
+    modes = to_numpy(res.modes)
+    n_iter = to_numpy(res.n_iter)
+    intensity = to_numpy(res.intensity)
+    converged = to_numpy(res.converged)
+
+    alive = intensity > 0
+    if not alive.any():
+        raise ValueError(
+            f"No point was within bandwidth={h:f} of any seed. "
+            "Try a different seeding strategy or increase the bandwidth."
+        )
+    n_unconverged = int(np.count_nonzero(alive & ~converged))
+    if n_unconverged:
+        warn_convergence(
+            f"{n_unconverged} of {int(alive.sum())} seeds did not converge within "
+            f"max_iter={max_iter} iterations (tol={tol} x bandwidth); "
+            "increase max_iter or tol."
+        )
+    centers, center_intensity = deduplicate(modes[alive], intensity[alive], h)
+    centers = centers.astype(X.dtype, copy=False)
+
+    labels, dist = be.nearest(X, centers)
+    labels = to_numpy(labels).astype(np.int64, copy=False)
+    if not cluster_all:
+        labels = np.where(to_numpy(dist) <= h, labels, -1)
+
+    seconds = time.perf_counter() - t0
+    logger.debug(
+        "fit: n=%d d=%d seeds=%d centers=%d n_iter=%d backend=%s %.3fs",
+        X.shape[0], X.shape[1], len(seeds), len(centers), int(n_iter.max()), be.name, seconds,
+    )
+    return FitResult(
+        cluster_centers=centers,
+        labels=labels,
+        n_iter=int(n_iter.max()) if n_iter.size else 0,
+        bandwidth=h,
+        backend=be.name,
+        center_intensity=center_intensity,
+        n_seeds=len(seeds),
+        n_unconverged=n_unconverged,
+        seconds=seconds,
+    )

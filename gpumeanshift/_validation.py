@@ -1,0 +1,123 @@
+"""Input checking: one place for coercion, dtype policy and layout.
+
+The rules (scikit-learn's, with gpumeanshift's dtype policy):
+
+* the input must be a non-empty 2-D array of real numbers, all finite;
+* float32 and float64 are kept as they are; integers and booleans become
+  float64; anything else (complex, strings, objects) is refused;
+* sparse matrices are refused with a message that says so;
+* arrays of other libraries are recognised from ``sys.modules`` without
+  importing anything: CuPy arrays and objects exposing
+  ``__cuda_array_interface__`` are device arrays and are left on the device.
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from typing import Any
+
+import numpy as np
+
+
+def is_device_array(X: Any) -> bool:
+    """True for CuPy arrays and anything exposing ``__cuda_array_interface__``."""
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(X, cupy.ndarray):
+        return True
+    return hasattr(X, "__cuda_array_interface__")
+
+
+def _is_sparse(X: Any) -> bool:
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(X):
+        return True
+    return type(X).__module__.startswith(("scipy.sparse", "cupyx.scipy.sparse"))
+
+
+def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1) -> np.ndarray:
+    """Validate a host array: 2-D, real, finite, float32 or float64, C-contiguous."""
+    if _is_sparse(X):
+        raise TypeError(
+            f"{name} is a sparse matrix; gpumeanshift needs dense data. "
+            "Convert it with X.toarray() if it fits in memory."
+        )
+    if is_device_array(X):
+        # Validated on the host copy: the caller decides where arrays live.
+        X = _device_to_host(X)
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists, unconvertible objects
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    if arr.dtype.kind in "US":
+        raise ValueError(f"{name} contains strings (dtype {arr.dtype}); expected numbers")
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} has dtype object and could not be converted to float: {exc}") from exc
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name} is complex (dtype {arr.dtype}); complex data is not supported")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} has unsupported dtype {arr.dtype}; expected real numbers")
+    if arr.ndim != 2:
+        if arr.ndim == 1:
+            raise ValueError(
+                f"Expected a 2-D array for {name}, got a 1-D array of shape {arr.shape}. "
+                "Reshape it with X.reshape(-1, 1) for a single feature or "
+                "X.reshape(1, -1) for a single sample."
+            )
+        raise ValueError(f"Expected a 2-D array for {name}, got {arr.ndim}-D with shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least 1 is required")
+    if arr.shape[0] < ensure_min_samples:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} sample(s) (shape {arr.shape}); "
+            f"at least {ensure_min_samples} required"
+        )
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "infinity"
+        raise ValueError(f"{name} contains {bad}; all values must be finite")
+    return np.ascontiguousarray(arr)
+
+
+def _device_to_host(X: Any) -> np.ndarray:
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        return cupy.asnumpy(cupy.asarray(X))
+    raise TypeError(  # pragma: no cover - needs a device array without CuPy
+        f"{type(X).__name__} is a CUDA array but CuPy is not installed; "
+        "install gpumeanshift[cuda12] or gpumeanshift[cuda13]"
+    )
+
+
+def check_bandwidth(bandwidth: Any) -> float:
+    """A finite positive real number, returned as a Python float."""
+    if isinstance(bandwidth, (bool, np.bool_)) or not isinstance(bandwidth, numbers.Real):
+        raise TypeError(f"bandwidth must be a positive number, got {bandwidth!r}")
+    value = float(bandwidth)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
+    return value
+
+
+def check_int(value: Any, name: str, *, low: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def check_real(value: Any, name: str, *, low: float, low_inclusive: bool = True) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value < low or (value == low and not low_inclusive):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be finite and {op} {low}, got {value}")
+    return value

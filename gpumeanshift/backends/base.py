@@ -1,0 +1,165 @@
+"""The backend interface, the registry of backends and ``backend="auto"`` resolution.
+
+A backend holds only arithmetic. The algorithm (seeding, convergence rule,
+mode deduplication, labelling) lives once in :mod:`gpumeanshift._driver`; every
+backend answers the same five questions about a point set:
+
+* :meth:`Backend.shift` -- climb every seed to a mode (the whole shift loop,
+  so a device backend can iterate without a host round trip per step);
+* :meth:`Backend.nearest` -- nearest center of every point (labels, predict);
+* :meth:`Backend.count_within` -- points within a radius of each query
+  (mode intensity);
+* :meth:`Backend.kth_neighbor_distance` -- distance to the k-th nearest data
+  point, the query itself counted when it is in the data (bandwidth estimation);
+* :meth:`Backend.kernel_sum` -- sum of kernel weights at each query (density).
+
+Arrays passed in are already validated by the driver: two-dimensional,
+C-contiguous, finite, of one floating dtype (float32 or float64). A backend
+returns arrays of its own array library (NumPy for the NumPy backend, CuPy
+for the CUDA backend); the driver converts at the edges.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
+
+logger = logging.getLogger("gpumeanshift")
+
+KERNELS = ("gaussian", "flat")
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """What :meth:`Backend.shift` returns, one row per seed.
+
+    Attributes
+    ----------
+    modes : array of shape (m, d)
+        Final position of each seed, in the data's coordinates and dtype.
+    n_iter : int array of shape (m,)
+        Completed shift iterations per seed, counted as scikit-learn does:
+        the step that meets the stopping rule is not counted, so a seed that
+        does not move has 0 and a seed stopped by ``max_iter`` has ``max_iter``.
+    intensity : int array of shape (m,)
+        Number of data points within one bandwidth (distance <= bandwidth) of
+        the position the last step started from. 0 marks an orphan seed (no
+        data within reach), which the driver discards.
+    converged : bool array of shape (m,)
+        False for seeds stopped by ``max_iter`` before meeting the tolerance.
+    """
+
+    modes: Any
+    n_iter: Any
+    intensity: Any
+    converged: Any
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The operations the driver needs, and nothing else.
+
+    ``bandwidth`` is always a positive Python float; ``kernel`` is one of
+    :data:`KERNELS`. The stopping rule of :meth:`shift` is scikit-learn's:
+    a seed stops when its last step moved it by at most ``tol * bandwidth``
+    (Euclidean) or after ``max_iter`` counted iterations.
+    """
+
+    name: str
+
+    def shift(
+        self,
+        X: Any,
+        seeds: Any,
+        *,
+        bandwidth: float,
+        kernel: str,
+        max_iter: int,
+        tol: float,
+    ) -> ShiftResult:
+        """Run the mean-shift iteration for every seed until it stops."""
+        ...
+
+    def nearest(self, X: Any, centers: Any) -> tuple[Any, Any]:
+        """Index of the nearest center of each row of X, and the distance to it.
+
+        Ties go to the lowest center index.
+        """
+        ...
+
+    def count_within(self, X: Any, queries: Any, radius: float) -> Any:
+        """Number of rows of X at distance <= radius of each query (int64)."""
+        ...
+
+    def kth_neighbor_distance(self, X: Any, queries: Any, k: int) -> Any:
+        """Distance from each query to its k-th nearest row of X (1-based k)."""
+        ...
+
+    def kernel_sum(self, X: Any, queries: Any, *, bandwidth: float, kernel: str) -> Any:
+        """Sum over rows x of X of K(|q - x| / bandwidth) for each query q.
+
+        K is exp(-u**2 / 2) for "gaussian" and 1[u <= 1] for "flat"
+        (unnormalised; the caller applies the normalising constant).
+        """
+        ...
+
+
+# name -> (module, factory attribute); factories are imported only when used so
+# that ``import gpumeanshift`` never imports CuPy.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "numpy": ("gpumeanshift.backends.numpy_backend", "NumpyBackend"),
+    "cupy": ("gpumeanshift.backends.cuda_backend", "make_cupy_backend"),
+}
+
+
+def register_backend(name: str, module: str, factory: str) -> None:
+    """Make a backend available by name (used by plug-ins and tests)."""
+    _REGISTRY[name] = (module, factory)
+
+
+def available_backends() -> tuple[str, ...]:
+    """Names accepted by ``backend=`` besides "auto"."""
+    return tuple(_REGISTRY)
+
+
+def _factory(name: str) -> Callable[..., Backend]:
+    module, attr = _REGISTRY[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and reports at least one CUDA device."""
+    try:
+        import cupy  # noqa: F401  (optional dependency)
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # ImportError, CUDARuntimeError without a driver, ...
+        return False
+
+
+def resolve_backend(backend: Any, **options: Any) -> Backend:
+    """Turn the ``backend=`` parameter into a backend instance.
+
+    ``backend`` is "auto", a registered name, or an object that implements
+    :class:`Backend` (used as it is). "auto" picks "cupy" when CuPy imports and
+    a CUDA device is present, else "numpy", and logs the choice at INFO level.
+    """
+    if isinstance(backend, str):
+        if backend == "auto":
+            name = "cupy" if "cupy" in _REGISTRY and cuda_available() else "numpy"
+            logger.info("backend='auto' chose %r", name)
+            return _factory(name)(**options)
+        if backend not in _REGISTRY:
+            raise ValueError(
+                f"backend={backend!r} is not one of "
+                f"{('auto',) + available_backends()}"
+            )
+        return _factory(backend)(**options)
+    if isinstance(backend, Backend):
+        return backend
+    raise TypeError(
+        "backend must be 'auto', a backend name or an object implementing "
+        f"gpumeanshift.backends.Backend; got {type(backend).__name__}"
+    )

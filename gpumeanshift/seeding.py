@@ -1,0 +1,62 @@
+"""Seeding: where the climbs start."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._validation import check_array, check_int, check_real
+
+
+def get_bin_seeds(X, bin_size, min_bin_freq=1):
+    """Seeds at the centres of the occupied cells of a grid of side ``bin_size``.
+
+    The same rule as :func:`sklearn.cluster.get_bin_seeds`: each point is
+    binned by ``round(x / bin_size)`` (round half to even), cells with at least
+    ``min_bin_freq`` points become seeds at ``cell * bin_size``, in order of
+    first occurrence. Unlike scikit-learn, the seeds keep the input's dtype
+    (scikit-learn rounds them through float32).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Input points.
+    bin_size : float
+        Side of the grid cells; usually the bandwidth. 0 returns X unchanged.
+    min_bin_freq : int, default=1
+        Cells with fewer points give no seed.
+
+    Returns
+    -------
+    bin_seeds : ndarray of shape (n_seeds, n_features)
+        The seeds. When binning would give as many seeds as points, X itself
+        is returned with a warning, as scikit-learn does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift import get_bin_seeds
+    >>> X = np.array([[0.1, 0.0], [0.2, 0.1], [2.9, 3.1], [3.0, 3.0]])
+    >>> get_bin_seeds(X, bin_size=1.0)
+    array([[0., 0.],
+           [3., 3.]])
+    """
+    X = check_array(X)
+    bin_size = check_real(bin_size, "bin_size", low=0.0)
+    min_bin_freq = check_int(min_bin_freq, "min_bin_freq", low=1)
+    if bin_size == 0:
+        return X
+    binned = np.round(X / bin_size)
+    cells, first, counts = np.unique(binned, axis=0, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    cells, counts = cells[order], counts[order]
+    bin_seeds = cells[counts >= min_bin_freq]
+    if len(bin_seeds) == len(X):
+        warnings.warn(
+            f"Binning data failed with provided bin_size={bin_size:f}, "
+            "using data points as seeds.",
+            stacklevel=2,
+        )
+        return X
+    return (bin_seeds * X.dtype.type(bin_size)).astype(X.dtype, copy=False)
