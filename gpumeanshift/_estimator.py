@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _driver
 from ._validation import check_array, check_real, is_device_array
-from .exceptions import NotFittedError
+from .exceptions import not_fitted_error
 
 OUTPUT_TYPES = ("input", "numpy", "cupy")
 
@@ -232,7 +232,7 @@ class MeanShift:
 
     def _check_fitted(self):
         if not hasattr(self, "_centers_host"):
-            raise NotFittedError(
+            raise not_fitted_error(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' "
                 "with appropriate arguments before using this estimator."
             )

@@ -55,25 +55,25 @@ def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1) -> np.n
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} has dtype object and could not be converted to float: {exc}") from exc
+            raise TypeError(f"{name} has dtype object and could not be converted to float: {exc}") from exc
     if arr.dtype.kind == "c":
-        raise ValueError(f"{name} is complex (dtype {arr.dtype}); complex data is not supported")
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} has unsupported dtype {arr.dtype}; expected real numbers")
     if arr.ndim != 2:
         if arr.ndim == 1:
             raise ValueError(
                 f"Expected a 2-D array for {name}, got a 1-D array of shape {arr.shape}. "
-                "Reshape it with X.reshape(-1, 1) for a single feature or "
-                "X.reshape(1, -1) for a single sample."
+                "Reshape your data either using X.reshape(-1, 1) if it has a single "
+                "feature or X.reshape(1, -1) if it contains a single sample."
             )
         raise ValueError(f"Expected a 2-D array for {name}, got {arr.ndim}-D with shape {arr.shape}")
     if arr.shape[1] < 1:
-        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least 1 is required")
+        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
     if arr.shape[0] < ensure_min_samples:
         raise ValueError(
-            f"{name} has {arr.shape[0]} sample(s) (shape {arr.shape}); "
-            f"at least {ensure_min_samples} required"
+            f"Found array with {arr.shape[0]} sample(s) (shape={arr.shape}) while a "
+            f"minimum of {ensure_min_samples} is required."
         )
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)

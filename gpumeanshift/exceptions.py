@@ -7,7 +7,11 @@ import warnings
 
 
 class NotFittedError(ValueError, AttributeError):
-    """Raised when a method that needs a fitted estimator is called before ``fit``."""
+    """Raised when a method that needs a fitted estimator is called before ``fit``.
+
+    When scikit-learn is imported, the error actually raised is also an
+    instance of ``sklearn.exceptions.NotFittedError``.
+    """
 
 
 class ConvergenceWarning(UserWarning):
@@ -19,16 +23,26 @@ class ConvergenceWarning(UserWarning):
     """
 
 
-_combined: dict[type, type] = {}
+_combined: dict[tuple[type, type], type] = {}
+
+
+def _with_sklearn_base(ours: type) -> type:
+    """``ours``, or a subclass of it and of scikit-learn's class of the same
+    name when scikit-learn is already imported (never imported from here)."""
+    sk = sys.modules.get("sklearn.exceptions")
+    if sk is None:
+        return ours
+    base = getattr(sk, ours.__name__)
+    key = (ours, base)
+    if key not in _combined:
+        _combined[key] = type(ours.__name__, (ours, base),
+                              {"__module__": __name__, "__doc__": ours.__doc__})
+    return _combined[key]
 
 
 def warn_convergence(message: str, stacklevel: int = 3) -> None:
-    category: type = ConvergenceWarning
-    sk = sys.modules.get("sklearn.exceptions")
-    if sk is not None:
-        base = sk.ConvergenceWarning
-        if base not in _combined:
-            _combined[base] = type("ConvergenceWarning", (ConvergenceWarning, base), {
-                "__module__": __name__, "__doc__": ConvergenceWarning.__doc__})
-        category = _combined[base]
-    warnings.warn(message, category, stacklevel=stacklevel)
+    warnings.warn(message, _with_sklearn_base(ConvergenceWarning), stacklevel=stacklevel)
+
+
+def not_fitted_error(message: str) -> NotFittedError:
+    return _with_sklearn_base(NotFittedError)(message)
