@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import check_array, check_bandwidth, check_int, check_real
+from .backends._spatial import ALGORITHMS
 from .backends.base import KERNELS, Backend, resolve_backend
 from .bandwidth import RULES, estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
@@ -21,6 +22,8 @@ from .exceptions import warn_convergence
 from .seeding import get_bin_seeds
 
 logger = logging.getLogger("gpumeanshift")
+
+LABEL_ASSIGNMENTS = ("nearest", "basin")
 
 
 @dataclass
@@ -34,6 +37,7 @@ class FitResult:
     n_seeds: int
     n_unconverged: int
     seconds: float
+    algorithm: str
 
 
 def to_numpy(a) -> np.ndarray:
@@ -77,11 +81,19 @@ def fit(
     tol=1e-3,
     backend="auto",
     n_jobs=None,
+    algorithm="auto",
+    label_assignment="nearest",
 ) -> FitResult:
     """Run the whole mean-shift fit; see :class:`gpumeanshift.MeanShift`."""
     t0 = time.perf_counter()
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if label_assignment not in LABEL_ASSIGNMENTS:
+        raise ValueError(
+            f"label_assignment must be one of {LABEL_ASSIGNMENTS}, got {label_assignment!r}"
+        )
     max_iter = check_int(max_iter, "max_iter", low=0)
     min_bin_freq = check_int(min_bin_freq, "min_bin_freq", low=1)
     tol = check_real(tol, "tol", low=0.0)
@@ -113,7 +125,9 @@ def fit(
             )
     seeds = np.ascontiguousarray(seeds, dtype=X.dtype)
 
-    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol)
+    seeds_are_data = seeds is X
+    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
+                   algorithm=algorithm)
     modes = to_numpy(res.modes)
     n_iter = to_numpy(res.n_iter)
     intensity = to_numpy(res.intensity)
@@ -135,10 +149,24 @@ def fit(
     centers, center_intensity = deduplicate(modes[alive], intensity[alive], h)
     centers = centers.astype(X.dtype, copy=False)
 
-    labels, dist = be.nearest(X, centers)
-    labels = to_numpy(labels).astype(np.int64, copy=False)
-    if not cluster_all:
-        labels = np.where(to_numpy(dist) <= h, labels, -1)
+    if label_assignment == "basin":
+        # Each point takes the cluster its own climb reached: the center
+        # nearest to the mode of the seed started at that point.
+        if seeds_are_data:
+            point_modes = modes
+        else:
+            point_modes = to_numpy(be.shift(X, X, bandwidth=h, kernel=kernel, max_iter=max_iter,
+                                             tol=tol, algorithm=res.algorithm).modes)
+        labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype), centers)
+        labels = to_numpy(labels).astype(np.int64, copy=False)
+        if not cluster_all:
+            diff = X.astype(np.float64) - centers[labels]
+            labels = np.where(np.einsum("ij,ij->i", diff, diff) <= h * h, labels, -1)
+    else:
+        labels, dist = be.nearest(X, centers)
+        labels = to_numpy(labels).astype(np.int64, copy=False)
+        if not cluster_all:
+            labels = np.where(to_numpy(dist) <= h, labels, -1)
 
     seconds = time.perf_counter() - t0
     logger.debug(
@@ -155,4 +183,5 @@ def fit(
         n_seeds=len(seeds),
         n_unconverged=n_unconverged,
         seconds=seconds,
+        algorithm=res.algorithm,
     )

@@ -61,6 +61,18 @@ class MeanShift:
     output_type : {"input", "numpy", "cupy"}, default="input"
         Array type of fitted attributes and results: "input" follows the type
         of the data given to ``fit`` (a CuPy array in, CuPy arrays out).
+    algorithm : {"auto", "brute", "grid"}, default="auto"
+        How each seed finds the points within reach. "brute" scans the data
+        sorted along one axis, pruned to each tile's bounding box (exact, any
+        dimension). "grid" uses a cell list and visits the 3^d cells around a
+        seed: exact for the flat kernel; the Gaussian is truncated at 6
+        bandwidths (largest dropped weight exp(-18), about 1.5e-8). "auto"
+        takes the grid for at most 3 features when it visits under a quarter
+        of the points, never truncating the Gaussian. See ``algorithm_``.
+    label_assignment : {"nearest", "basin"}, default="nearest"
+        "nearest" labels each point by its nearest center (scikit-learn);
+        "basin" by the center its own climb reaches (its basin of attraction;
+        with seeds other than the data every point is climbed once more).
 
     Attributes
     ----------
@@ -77,6 +89,8 @@ class MeanShift:
         The bandwidth actually used.
     backend_ : str
         Name of the backend that ran the fit.
+    algorithm_ : str
+        The neighbourhood search that ran: "brute" or "grid".
     cluster_sizes_ : ndarray of shape (n_clusters,)
         Number of points labelled with each cluster.
     center_intensity_ : ndarray of shape (n_clusters,)
@@ -122,6 +136,8 @@ class MeanShift:
         backend="auto",
         n_jobs=None,
         output_type="input",
+        algorithm="auto",
+        label_assignment="nearest",
     ):
         self.bandwidth = bandwidth
         self.kernel = kernel
@@ -134,6 +150,8 @@ class MeanShift:
         self.backend = backend
         self.n_jobs = n_jobs
         self.output_type = output_type
+        self.algorithm = algorithm
+        self.label_assignment = label_assignment
 
     # -------------------------------------------------------- params (sklearn)
     @classmethod
@@ -214,6 +232,8 @@ class MeanShift:
             tol=self.tol,
             backend=self.backend,
             n_jobs=self.n_jobs,
+            algorithm=self.algorithm,
+            label_assignment=self.label_assignment,
         )
         self._device_input = device_input
         out = lambda a: _convert_output(a, self.output_type, device_input)  # noqa: E731
@@ -223,6 +243,7 @@ class MeanShift:
         self.n_features_in_ = int(result.cluster_centers.shape[1])
         self.bandwidth_ = result.bandwidth
         self.backend_ = result.backend
+        self.algorithm_ = result.algorithm
         self.cluster_sizes_ = out(
             np.bincount(result.labels[result.labels >= 0], minlength=len(result.cluster_centers))
         )
@@ -329,6 +350,8 @@ def mean_shift(
     tol=1e-3,
     backend="auto",
     n_jobs=None,
+    algorithm="auto",
+    label_assignment="nearest",
 ):
     """Mean-shift clustering, the function form of :class:`MeanShift`.
 
@@ -336,7 +359,8 @@ def mean_shift(
     ----------
     X : array-like of shape (n_samples, n_features)
         Input points.
-    bandwidth, kernel, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, tol, backend, n_jobs
+    bandwidth, kernel, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, tol, backend, \
+n_jobs, algorithm, label_assignment
         As for :class:`MeanShift`.
 
     Returns
@@ -366,5 +390,7 @@ def mean_shift(
         tol=tol,
         backend=backend,
         n_jobs=n_jobs,
+        algorithm=algorithm,
+        label_assignment=label_assignment,
     ).fit(X)
     return model.cluster_centers_, model.labels_

@@ -49,12 +49,15 @@ class ShiftResult:
         data within reach), which the driver discards.
     converged : bool array of shape (m,)
         False for seeds stopped by ``max_iter`` before meeting the tolerance.
+    algorithm : str
+        The neighbourhood search that ran: "brute" or "grid".
     """
 
     modes: Any
     n_iter: Any
     intensity: Any
     converged: Any
+    algorithm: str = "brute"
 
 
 @runtime_checkable
@@ -78,8 +81,14 @@ class Backend(Protocol):
         kernel: str,
         max_iter: int,
         tol: float,
+        algorithm: str = "brute",
     ) -> ShiftResult:
-        """Run the mean-shift iteration for every seed until it stops."""
+        """Run the mean-shift iteration for every seed until it stops.
+
+        ``algorithm`` is "brute", "grid" or "auto" (the backend decides and
+        reports its choice in :attr:`ShiftResult.algorithm`); see
+        :mod:`gpumeanshift.backends._spatial` for their exact semantics.
+        """
         ...
 
     def nearest(self, X: Any, centers: Any) -> tuple[Any, Any]:

@@ -27,14 +27,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ._spatial import make_index, neighbourhood_reach
 from .base import ShiftResult
-
-# Squared distance (in bandwidths) beyond which exp(-d2/2) is exactly 0.0.
-_GAUSS_D2_CUTOFF = {
-    np.dtype(np.float64): 2.0 * 746.0,  # exp(-746) == 0.0 in float64
-    np.dtype(np.float32): 2.0 * 104.0,  # exp(-104) == 0.0 in float32
-}
-
 
 def _parallel_method(method):
     @functools.wraps(method)
@@ -89,11 +83,12 @@ class NumpyBackend:
         """Thread pool for the tiles, with BLAS held to one thread meanwhile.
 
         Each tile's products are small; letting BLAS start its own threads
-        inside ours oversubscribes the cores (measured 2-3x slower). Pinning
-        BLAS needs threadpoolctl; without it the tiles run on one thread and
-        BLAS keeps its own threading.
+        inside ours oversubscribes the cores (measured 2-3x slower, and far
+        worse on a loaded machine, where BLAS threads spin). Pinning BLAS
+        needs threadpoolctl; without it the tiles run on one thread and BLAS
+        keeps its own threading.
         """
-        if getattr(self._local, "pool", None) is not None or self.n_threads == 1:
+        if getattr(self._local, "active", False):
             yield
             return
         try:
@@ -101,12 +96,20 @@ class NumpyBackend:
         except ImportError:
             yield
             return
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(self.n_threads) as pool:
-            self._local.pool = pool
-            try:
-                yield
-            finally:
-                self._local.pool = None
+        self._local.active = True
+        try:
+            with threadpool_limits(limits=1, user_api="blas"):
+                if self.n_threads == 1:
+                    yield
+                    return
+                with ThreadPoolExecutor(self.n_threads) as pool:
+                    self._local.pool = pool
+                    try:
+                        yield
+                    finally:
+                        self._local.pool = None
+        finally:
+            self._local.active = False
 
     def _row_chunks(self, n_rows: int, n_cols: int):
         step = max(1, min(n_rows, self.tile_elements // max(1, n_cols)))
@@ -121,7 +124,7 @@ class NumpyBackend:
 
     # -------------------------------------------------------------------- shift
     @_parallel_method
-    def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol):
+    def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol, algorithm="brute"):
         X = np.asarray(X)
         seeds = np.asarray(seeds, dtype=X.dtype)
         dtype = X.dtype
@@ -134,17 +137,12 @@ class NumpyBackend:
         Y = ((X - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
         S = ((seeds - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
 
-        axis = int(np.argmax(np.ptp(Y, axis=0))) if n > 1 else 0
-        order = np.argsort(Y[:, axis], kind="stable")
-        Y = np.ascontiguousarray(Y[order])
-        key = np.ascontiguousarray(Y[:, axis])
+        reach = neighbourhood_reach(kernel, dtype, algorithm)
+        index = make_index(Y, reach, algorithm)
+        Ys = index.Y
         # [Y, 1]: one product yields the weighted sum and the weight total.
-        Y1 = np.concatenate([Y, np.ones((n, 1), dtype)], axis=1)
-
-        reach2 = 1.0 if kernel == "flat" else _GAUSS_D2_CUTOFF[dtype]
-        reach = float(np.sqrt(reach2))
+        Y1 = np.concatenate([Ys, np.ones((n, 1), dtype)], axis=1)
         thresh2 = float(tol) ** 2  # stopping rule, in bandwidth units
-        cull_dims = min(d, 8)
 
         pos = S.copy()
         n_iter = np.zeros(m, dtype=np.int64)
@@ -153,23 +151,11 @@ class NumpyBackend:
         active = np.arange(m)
 
         def step(idx):
-            """One shift step for the seed rows ``idx``; returns new pos, cnt."""
+            """One shift step for the seed rows ``idx``: new positions, weight totals."""
             q = pos[idx]
-            lo = q.min(axis=0)
-            hi = q.max(axis=0)
-            a = int(np.searchsorted(key, lo[axis] - reach, side="left"))
-            b = int(np.searchsorted(key, hi[axis] + reach, side="right"))
-            cand = Y1[a:b]
-            if b > a and cull_dims > 1:
-                sub = Y[a:b, :cull_dims]
-                inside = np.all(
-                    (sub >= lo[:cull_dims] - reach) & (sub <= hi[:cull_dims] + reach),
-                    axis=1,
-                )
-                if not inside.all():
-                    cand = cand[inside]
+            cand = Y1[index.candidates(q, reach)]
             t = len(idx)
-            mid = ((lo + hi) * 0.5).astype(dtype)
+            mid = ((q.min(axis=0) + q.max(axis=0)) * 0.5).astype(dtype)
             qc = q - mid
             # d2 = |q|^2 + |x|^2 - 2 q.x as ONE product: [q, |q|^2, 1] . [-2x, 1, |x|^2]
             qa = np.empty((t, d + 2), dtype)
@@ -191,6 +177,9 @@ class NumpyBackend:
                 else:
                     d2 *= -0.5
                     np.minimum(d2, 0.0, out=d2)
+                    if reach2_cut := index.truncate2:
+                        # Grid: weights past the truncation radius are dropped.
+                        d2[d2 < -0.5 * reach2_cut] = -np.inf
                     w = np.exp(d2, out=d2)
                 acc += w @ part
             wsum = acc[:, d]
@@ -203,15 +192,7 @@ class NumpyBackend:
         orphaned = np.zeros(m, dtype=bool)
         it = 0
         while active.size:
-            # Spatially compact tiles: order the active seeds by a coarse cell
-            # (two bandwidths wide) along the sorted axis, then by the next axis.
-            a_pos = pos[active]
-            if d > 1:
-                other = 1 if axis == 0 else 0
-                cell = np.floor(a_pos[:, axis] * 0.5)
-                active = active[np.lexsort((a_pos[:, other], cell))]
-            else:
-                active = active[np.argsort(a_pos[:, 0], kind="stable")]
+            active = active[index.tile_order(pos[active])]
             results = self._map(
                 lambda ab: step(active[ab[0]:ab[1]]), self._seed_tiles(active.size)
             )
@@ -239,20 +220,45 @@ class NumpyBackend:
             modes = np.empty_like(seeds)
             modes[orphaned] = seeds[orphaned]
             loop_modes = (pos[live].astype(np.float64) * bandwidth + center).astype(dtype)
-            exact, counts = self._flat_final_means(X, Y, key, order, prev[live], axis)
+            exact, counts = self._flat_final_means(X, index, prev[live])
             lost = counts == 0  # a boundary point lost to rounding: keep the climb's result
             exact[lost] = loop_modes[lost]
             counts[lost] = intensity[live][lost]
             modes[live], intensity[live] = exact, counts
-            intensity[orphaned] = 0
-            return ShiftResult(modes=modes, n_iter=n_iter, intensity=intensity, converged=converged)
-        # Intensity is counted once, from where each seed's last step began.
-        intensity = self.count_within(Y, prev, 1.0)
+        else:
+            # Intensity is counted once, from where each seed's last step began.
+            intensity = self._count_unit(index, prev)
+            modes = (pos.astype(np.float64) * bandwidth + center).astype(dtype)
         intensity[orphaned] = 0
-        modes = (pos.astype(np.float64) * bandwidth + center).astype(dtype)
-        return ShiftResult(modes=modes, n_iter=n_iter, intensity=intensity, converged=converged)
+        return ShiftResult(modes=modes, n_iter=n_iter, intensity=intensity,
+                           converged=converged, algorithm=index.name)
 
-    def _flat_final_means(self, X, Y, key, order, P, axis):
+    def _unit_pass(self, index, P, fn):
+        """fn(rows, within) for tiles of P, within = float 0/1 matrix of
+        |p - y|^2 <= 1 against the tile's candidate rows (and their indices)."""
+        def tile(ab):
+            rows = walk[ab[0]:ab[1]]
+            q = P[rows]
+            sel = index.candidates(q, 1.0)
+            cand_idx = np.arange(len(index.Y))[sel] if isinstance(sel, slice) else sel
+            step = max(1, self.tile_elements // len(rows))
+            for c0 in range(0, len(cand_idx), step):
+                part = cand_idx[c0:c0 + step]
+                fn(rows, part, self._within_unit(q, index.Y[part]))
+
+        walk = index.tile_order(P)
+        self._map(tile, self._seed_tiles(len(P)))
+
+    def _count_unit(self, index, P):
+        counts = np.zeros(len(P), dtype=np.int64)
+
+        def fn(rows, part, within):
+            counts[rows] += np.count_nonzero(within, axis=1)
+
+        self._unit_pass(index, P, fn)
+        return counts
+
+    def _flat_final_means(self, X, index, P):
         """Redo each seed's last flat step in the data's own coordinates.
 
         The mode of a flat-kernel climb is the plain mean of a point set. It
@@ -267,25 +273,23 @@ class NumpyBackend:
         # A set's signature: its size and the sum of fixed random weights of
         # its members. Equal signatures (bitwise) mean equal sets; an equal
         # set split over two signatures only costs one more mean.
-        R = np.random.default_rng(0).random((len(Y), 2))
+        R = np.random.default_rng(0).random((len(index.Y), 2))
         sig = np.zeros((m, 2))
-        walk = np.argsort(P[:, axis], kind="stable")
-        for t0 in range(0, m, 256):
-            rows = walk[t0:t0 + 256]
-            q = P[rows]
-            a = int(np.searchsorted(key, q[:, axis].min() - 1.0, side="left"))
-            b = int(np.searchsorted(key, q[:, axis].max() + 1.0, side="right"))
-            step = max(1, self.tile_elements // len(rows))
-            for c0 in range(a, b, step):
-                c1 = min(b, c0 + step)
-                sig[rows] += self._within_unit(q, Y[c0:c1]) @ R[c0:c1]
+
+        def fn(rows, part, within):
+            sig[rows] += within @ R[part]
+
+        self._unit_pass(index, P, fn)
         _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
         modes = np.empty((m, d), dtype=X.dtype)
         counts = np.zeros(m, dtype=np.int64)
         for g, r in enumerate(first):
-            hit = np.flatnonzero(self._within_unit(P[r:r + 1], Y)[0])
-            idx = np.sort(order[hit])
-            members = inverse.ravel() == g
+            sel = index.candidates(P[r:r + 1], 1.0)
+            cand_idx = np.arange(len(index.Y))[sel] if isinstance(sel, slice) else sel
+            hit = cand_idx[self._within_unit(P[r:r + 1], index.Y[cand_idx])[0] > 0]
+            idx = np.sort(index.order[hit])
+            members = inverse == g
             counts[members] = idx.size
             if idx.size:
                 modes[members] = np.add.reduce(X[idx], axis=0) / idx.size
