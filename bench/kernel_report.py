@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Static quality report of the CUDA kernels (no GPU needed).
+
+For every architecture and instantiation: registers, spill bytes, shared
+memory (static + the dynamic tile the backend launches with) and theoretical
+occupancy at the backend's 128-thread blocks, computed from the published
+per-arch limits as cuda_occupancy.h does. Exits non-zero on any spill, or if
+the main kernel (``ms_shift_fused`` for float32, every compile-time d <= 8 and
+the generic path) is below 50% theoretical occupancy on sm_80 or sm_90.
+
+    python bench/kernel_report.py [--arch 80 ...] [--from-json matrix.json] [--all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpumeanshift.backends import runtime as R  # noqa: E402
+from gpumeanshift.testing import nvrtc as N  # noqa: E402
+
+OCCUPANCY_FLOOR = 0.5
+FLOOR_ARCHS = (80, 90)
+
+
+def is_main(name: str) -> bool:
+    mo = re.match(r"ms_shift_fused<float,(\d+),\d>", name)
+    return bool(mo) and int(mo.group(1)) <= 8
+
+
+def _one(arch):
+    return arch, [asdict(k) for k in N.compile_arch(arch)[0]]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", type=int, action="append")
+    ap.add_argument("--from-json", help="output of ci/compile_kernels.py --json")
+    ap.add_argument("--all", action="store_true", help="one row per instantiation "
+                    "(default: every shift kernel, and the worst of each other family)")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    archs = args.arch or list(N.ARCHS)
+    if args.from_json:
+        data = {int(a): v for a, v in json.loads(Path(args.from_json).read_text()).items()}
+    else:
+        with ProcessPoolExecutor(max(1, args.jobs)) as ex:
+            data = dict(ex.map(_one, archs))
+    problems = []
+    print(f"block = {R.BLOCK} threads; occupancy = resident warps / max warps per SM")
+    for arch in archs:
+        rows = data[arch]
+        print(f"\n== sm_{arch} ==")
+        print(f"{'instantiation':34s} {'regs':>4s} {'spill st/ld':>11s} {'stack':>5s} "
+              f"{'smem B':>7s} {'occup':>6s}")
+        shown = set()
+        fam_worst = {}
+        for k in rows:
+            smem = N.shared_bytes(k["name"]) + k["static_smem"]
+            occ = N.occupancy(arch, k["registers"], R.BLOCK, smem)
+            k["_smem"], k["_occ"] = smem, occ
+            if k["spill_stores"] or k["spill_loads"]:
+                problems.append(f"sm_{arch} {k['name']}: spills {k['spill_stores']}/"
+                                f"{k['spill_loads']} bytes")
+            if arch in FLOOR_ARCHS and is_main(k["name"]) and occ < OCCUPANCY_FLOOR:
+                problems.append(f"sm_{arch} {k['name']}: occupancy {occ:.0%} < 50%")
+            fam = k["name"].split("<")[0]
+            if fam not in fam_worst or occ < fam_worst[fam]["_occ"]:
+                fam_worst[fam] = k
+        for k in rows:
+            fam = k["name"].split("<")[0]
+            if not (args.all or fam.startswith("ms_shift_fused") or fam_worst[fam] is k
+                    or k["spill_stores"] or k["spill_loads"]):
+                continue
+            if k["name"] in shown:
+                continue
+            shown.add(k["name"])
+            tag = " *main" if is_main(k["name"]) else ""
+            if not args.all and fam_worst[fam] is k and not fam.startswith("ms_shift_fused"):
+                tag += " (worst of family)"
+            print(f"{k['name']:34s} {k['registers']:4d} "
+                  f"{k['spill_stores']:5d}/{k['spill_loads']:<5d} {k['stack']:5d} "
+                  f"{k['_smem']:7d} {k['_occ']:6.1%}{tag}")
+        n_spill = sum(1 for k in rows if k["spill_stores"] or k["spill_loads"])
+        main_occ = [k["_occ"] for k in rows if is_main(k["name"])]
+        print(f"sm_{arch}: {len(rows)} kernels, {n_spill} with spills, main kernel "
+              f"occupancy min {min(main_occ):.1%} max {max(main_occ):.1%}")
+    if problems:
+        print("\nFAIL:\n  " + "\n  ".join(problems))
+        return 1
+    print("\nOK: no spills; main kernel occupancy >= 50% on "
+          + ", ".join(f"sm_{a}" for a in FLOOR_ARCHS if a in archs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Compile matrix: every kernel instantiation, every supported architecture.
+
+Compiles the assembled ``kernels/*.cu`` with NVRTC 12.9 (pip wheels, no GPU
+needed) for sm_70 ... sm_120, with the options NVRTC gets at run time (the
+runtime's ``NVRTC_OPTIONS`` plus the ``CUPY_APPENDED_OPTIONS`` CuPy adds) and every name expression
+the backend may launch, down to a cubin (so ptxas runs too). Exits non-zero
+on any failure.
+
+    pip install "cuda-bindings==12.9.*" "nvidia-cuda-nvrtc-cu12==12.9.86"
+    python ci/compile_kernels.py [--arch 80 ...] [--json out.json] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpumeanshift.backends import runtime as R  # noqa: E402
+from gpumeanshift.testing import nvrtc as N  # noqa: E402
+
+
+def _one(arch: int):
+    t0 = time.perf_counter()
+    infos, _log = N.compile_arch(arch)
+    return arch, [asdict(k) for k in infos], time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", type=int, action="append", help="default: all supported")
+    ap.add_argument("--json", help="write per-kernel resource usage here")
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    archs = args.arch or list(N.ARCHS)
+    print(f"NVRTC {'.'.join(map(str, N.nvrtc_version()))} from {N._load_nvrtc()[1]}")
+    print(f"options {' '.join(R.NVRTC_OPTIONS + R.CUPY_APPENDED_OPTIONS)} --gpu-architecture=sm_XX "
+          f"--ptxas-options=-v; {len(R.kernel_names())} instantiations x "
+          f"{len(archs)} architectures")
+    results, failed = {}, []
+    with ProcessPoolExecutor(max(1, args.jobs)) as ex:
+        futs = {a: ex.submit(_one, a) for a in archs}
+        for a, f in futs.items():
+            try:
+                arch, infos, dt = f.result()
+            except Exception as exc:  # report every arch, then fail
+                failed.append(a)
+                print(f"sm_{a}: FAILED\n{exc}")
+                continue
+            results[str(arch)] = infos
+            print(f"sm_{arch}: {len(infos)} kernels compiled in {dt:.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    if failed:
+        print(f"compile matrix FAILED for {['sm_%d' % a for a in failed]}")
+        return 1
+    print(f"compile matrix OK: {len(R.kernel_names())} x {len(archs)} = "
+          f"{len(R.kernel_names()) * len(archs)} kernel builds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The kernel loader and the runtimes the CUDA backend launches kernels on.
+
+A *runtime* is the seam between the CUDA backend's host logic and a device:
+an array module (``xp``), memory helpers, and ``launch(name, grid, block,
+args, shared_mem)``. Two implementations exist:
+
+* :class:`CupyRuntime` (here) -- CuPy arrays and ``cupy.RawModule`` kernels
+  compiled by NVRTC at run time (and cached by CuPy itself);
+* :class:`gpumeanshift.testing.EmulatedRuntime` -- NumPy arrays and the same
+  kernel source compiled by g++ with OpenMP, for machines without a GPU.
+
+The kernel source (``kernels/*.cu``) is read once per process; every template
+instantiation the backend may launch is listed by :func:`kernel_names`, the
+single list used by CuPy's ``name_expressions``, the emulator and the CI
+compile matrix. CuPy is imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+# Kernel translation units, in include order. common.cuh is pulled in by them.
+KERNEL_FILES = ("meanshift.cu", "neighbors.cu")
+# Compile-time dimensions; 0 is the generic run-time-d path.
+DIMS = (1, 2, 3, 4, 5, 8, 16)
+# Block size every kernel is written for (its __launch_bounds__).
+BLOCK = 128
+# NVRTC options CupyRuntime passes to RawModule.
+NVRTC_OPTIONS = ("--std=c++17",)
+# Options CuPy appends itself to every RawModule compile (cupy/cuda/compiler.py:
+# "-ftz=true" always, "--device-as-default-execution-space" with NVRTC >= 12).
+# The offline compile matrix adds them so it builds what the GPU will run.
+CUPY_APPENDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
+# Seed state codes, as in kernels/common.cuh.
+ACTIVE, CONVERGED, MAXITER, ORPHAN = 0, 1, 2, 3
+KERNEL_IDS = {"gaussian": 0, "flat": 1, "gaussian_grid": 2}
+#: Truncation of the Gaussian under algorithm="grid", in bandwidths (MS_GRID_RADIUS2 = 6^2).
+GRID_RADIUS = 6.0
+
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def ctype(dtype: Any) -> str:
+    """C type name of a floating dtype (``float32 -> "float"``)."""
+    try:
+        return _CTYPES[np.dtype(dtype)]
+    except KeyError:
+        raise TypeError(f"CUDA kernels support float32 and float64, not {dtype}") from None
+
+
+def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
+                kernel: str | None = None) -> str:
+    """The name expression of one instantiation, e.g. ``ms_shift_fused<float,3,0>``."""
+    params = []
+    if dtype is not None:
+        params.append(ctype(dtype))
+    if dim is not None:
+        params.append(str(dim))
+    if kernel is not None:
+        params.append(str(KERNEL_IDS[kernel]))
+    return f"{base}<{','.join(params)}>" if params else base
+
+
+def kernel_dim(d: int) -> int:
+    """Template dimension used for data of ``d`` columns (0: generic path)."""
+    return d if d in DIMS else 0
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_names() -> tuple[str, ...]:
+    """Every instantiation the CUDA backend may launch (CuPy name_expressions)."""
+    names = []
+    for T in ("float32", "float64"):
+        for D in DIMS + (0,):
+            for K in ("gaussian", "flat", "gaussian_grid"):
+                names.append(kernel_name("ms_shift_fused", T, D, K))
+                names.append(kernel_name("ms_shift_partial", T, D, K))
+                if K != "gaussian_grid":
+                    names.append(kernel_name("kernel_sum", T, D, K))
+            names.append(kernel_name("nearest_center", T, D))
+            names.append(kernel_name("count_within", T, D))
+            names.append(kernel_name("kth_neighbor", T, D))
+        names.append(kernel_name("ms_shift_finalize", T))
+    names.append("ms_compact")
+    return tuple(names)
+
+
+def kernel_dir() -> Path:
+    """Directory holding the ``.cu`` files.
+
+    ``$GPUMEANSHIFT_KERNEL_DIR`` wins; then ``gpumeanshift/kernels`` (where a
+    wheel ships them); then ``kernels/`` at the repository root.
+    """
+    env = os.environ.get("GPUMEANSHIFT_KERNEL_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here / "kernels", here.parent / "kernels"):
+        if (cand / KERNEL_FILES[0]).is_file():
+            return cand
+    raise FileNotFoundError(
+        f"gpumeanshift kernel sources not found (looked in {here / 'kernels'} and "
+        f"{here.parent / 'kernels'}); set GPUMEANSHIFT_KERNEL_DIR"
+    )
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
+
+
+def assemble_source(directory: Path | str | None = None) -> str:
+    """One self-contained translation unit from the kernel files.
+
+    Local ``#include "x"`` lines are inlined (once each) so that the text alone
+    keys CuPy's compile cache: editing a header changes the key.
+    """
+    directory = Path(directory) if directory is not None else kernel_dir()
+    seen: set[str] = set()
+
+    def expand(name: str) -> str:
+        if name in seen:
+            return ""
+        seen.add(name)
+        text = (directory / name).read_text()
+        return _INCLUDE.sub(lambda mo: expand(mo.group(1)), text)
+
+    return "\n".join(expand(f) for f in KERNEL_FILES)
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_source() -> str:
+    """The assembled kernel source, read once per process."""
+    return assemble_source()
+
+
+class Runtime(Protocol):
+    """What the CUDA backend needs from a device."""
+
+    xp: Any                         #: array module (cupy or numpy)
+    multiprocessor_count: int       #: SMs, to size grids
+    oom_errors: tuple[type[BaseException], ...]  #: what allocation failure raises
+
+    def launch(self, name: str, grid: Sequence[int], block: Sequence[int],
+               args: Sequence[Any], shared_mem: int = 0) -> None:
+        """Launch the instantiation ``name`` (one of :func:`kernel_names`)."""
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """Device array viewing/holding ``a`` (host input is uploaded)."""
+
+    def to_host(self, a: Any) -> np.ndarray:
+        """Copy a device array to a NumPy array (a device-to-host transfer)."""
+
+    def empty(self, shape: Any, dtype: Any) -> Any:
+        """Allocate a device array (may raise one of ``oom_errors``)."""
+
+    def zeros(self, shape: Any, dtype: Any) -> Any:
+        """Allocate a zero-filled device array."""
+
+    def free_memory(self) -> int:
+        """Bytes that can still be allocated."""
+
+    def release_memory(self) -> None:
+        """Return cached blocks to the device after an out-of-memory error."""
+
+    def activate(self) -> Any:
+        """Context manager making the runtime's stream current (array-module
+        operations of the backend then run on it too)."""
+
+
+def _is_cupy_array(a: Any) -> bool:
+    import sys
+
+    cp = sys.modules.get("cupy")
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
+class CupyRuntime:
+    """Kernels on a CUDA device through CuPy.
+
+    Parameters
+    ----------
+    stream : cupy.cuda.Stream, int or None
+        Stream to run on. None uses the caller's current stream (read at each
+        call, so ``with stream:`` around a fit works); an ``int`` is taken as a
+        raw ``cudaStream_t`` handle (e.g. ``torch.cuda.current_stream().cuda_stream``).
+
+    Raises
+    ------
+    RuntimeError
+        When CuPy is not installed or no CUDA device is visible.
+    """
+
+    def __init__(self, stream: Any = None):
+        try:
+            import cupy
+        except Exception as exc:  # ImportError or a broken install
+            raise RuntimeError(
+                "backend='cupy' needs CuPy (pip install cupy-cuda12x); "
+                f"importing it failed: {exc}"
+            ) from exc
+        try:
+            n_dev = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # no driver: CUDARuntimeError
+            raise RuntimeError(
+                f"backend='cupy' needs a CUDA device, but CUDA reports none: {exc}"
+            ) from exc
+        if n_dev < 1:
+            raise RuntimeError("backend='cupy' needs a CUDA device; none is present")
+        self._cp = cupy
+        self.xp = cupy
+        if isinstance(stream, int):
+            stream = cupy.cuda.ExternalStream(stream)
+        self._stream = stream
+        dev = cupy.cuda.Device()
+        self.multiprocessor_count = int(dev.attributes["MultiProcessorCount"])
+        self.oom_errors = (cupy.cuda.memory.OutOfMemoryError,)
+
+    # -- streams -----------------------------------------------------------
+    def _stream_ctx(self):
+        import contextlib
+
+        return self._stream if self._stream is not None else contextlib.nullcontext()
+
+    def activate(self):
+        """``with runtime.activate():`` -- the stream passed in, else the
+        caller's current stream (nothing to switch)."""
+        return self._stream_ctx()
+
+    # -- kernels -----------------------------------------------------------
+    def launch(self, name, grid, block, args, shared_mem=0):
+        fn = _cupy_module().get_function(name)
+        with self._stream_ctx():
+            fn(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_mem))
+
+    # -- memory ------------------------------------------------------------
+    def asarray(self, a, dtype=None):
+        """Device array for ``a``, without a copy when it is already on the device.
+
+        CuPy arrays and ``__cuda_array_interface__`` objects (Numba, PyTorch
+        CUDA tensors) are viewed in place; other DLPack producers on a CUDA
+        device are imported with ``cupy.from_dlpack`` (zero copy); host data
+        (NumPy, lists, CPU DLPack tensors) is uploaded on the runtime's stream.
+        A copy is made only to change dtype or to make the array C-contiguous.
+        """
+        cp = self._cp
+        with self._stream_ctx():
+            if not (_is_cupy_array(a) or isinstance(a, np.ndarray)
+                    or hasattr(a, "__cuda_array_interface__")) and hasattr(a, "__dlpack__"):
+                dev = getattr(a, "__dlpack_device__", lambda: (2, 0))()
+                a = np.from_dlpack(a) if int(dev[0]) == 1 else cp.from_dlpack(a)  # 1: kDLCPU
+            out = cp.asarray(a, dtype=dtype)
+            return cp.ascontiguousarray(out)
+
+    def to_host(self, a):
+        with self._stream_ctx():
+            return self._cp.asnumpy(a)
+
+    def empty(self, shape, dtype):
+        with self._stream_ctx():
+            return self._cp.empty(shape, dtype)
+
+    def zeros(self, shape, dtype):
+        with self._stream_ctx():
+            return self._cp.zeros(shape, dtype)
+
+    def free_memory(self):
+        cp = self._cp
+        free, _total = cp.cuda.runtime.memGetInfo()
+        return int(free + cp.get_default_memory_pool().free_bytes())
+
+    def release_memory(self):
+        self._cp.get_default_memory_pool().free_all_blocks()
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_module():
+    """The RawModule holding every instantiation (compiled lazily by CuPy,
+    cached by CuPy in memory per device and on disk)."""
+    import cupy
+
+    return cupy.RawModule(
+        code=kernel_source(), options=NVRTC_OPTIONS, name_expressions=list(kernel_names())
+    )

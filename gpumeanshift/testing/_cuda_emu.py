@@ -1,0 +1,147 @@
+"""C++ text of the CUDA-on-CPU emulation: a header and the generated launcher unit.
+
+Kept as Python strings so the emulator needs no package data besides the
+kernels. Execution model: the blocks of a grid run one after another; each
+block is one ``#pragma omp parallel num_threads(blockDim)`` region, so each
+CUDA thread is an OpenMP thread. ``__syncthreads()`` is an OpenMP barrier and
+dynamic shared memory is one buffer per launch, poisoned with 0xFF bytes
+(NaN for floats) before each block so reads of never-written shared memory
+show up in results.
+"""
+
+HEADER = r"""
+// cuda_emu.h -- just enough CUDA to run gpumeanshift kernels on a CPU.
+#pragma once
+#include <cmath>
+#include <math.h>
+#include <cstdlib>
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <type_traits>
+#include <omp.h>
+
+#define MS_EMULATED 1
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+#define __shared__ static
+
+struct uint3 { unsigned int x, y, z; };
+struct dim3 { unsigned int x, y, z; };
+
+inline thread_local uint3 threadIdx;
+inline uint3 blockIdx;
+inline dim3 blockDim;
+inline dim3 gridDim;
+inline unsigned char* emu_dyn_smem = nullptr;
+inline int emu_or_flag = 0;
+
+#define MS_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(emu_dyn_smem)
+
+using std::exp;
+using std::sqrt;
+using ::expf;
+using ::sqrtf;
+
+inline void __syncthreads() {
+#pragma omp barrier
+}
+
+inline int __syncthreads_or(int pred) {
+#pragma omp barrier
+#pragma omp single
+    emu_or_flag = 0;
+    // implicit barrier after single
+    if (pred) {
+#pragma omp atomic write
+        emu_or_flag = 1;
+    }
+#pragma omp barrier
+    int r;
+#pragma omp atomic read
+    r = emu_or_flag;
+#pragma omp barrier
+    return r;
+}
+
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+
+// ---- signatures: one code per kernel parameter ----------------------------
+template <typename A> struct emu_code;
+template <> struct emu_code<int> { static const char* s() { return "i4"; } };
+template <> struct emu_code<unsigned int> { static const char* s() { return "u4"; } };
+template <> struct emu_code<long long> { static const char* s() { return "i8"; } };
+template <> struct emu_code<float> { static const char* s() { return "f4"; } };
+template <> struct emu_code<double> { static const char* s() { return "f8"; } };
+template <typename P> struct emu_code<P*> {
+    static const char* s() {
+        static std::string r = std::string("*") + emu_code<typename std::remove_cv<P>::type>::s();
+        return r.c_str();
+    }
+};
+
+template <typename... A>
+const char* emu_signature(void (*)(A...)) {
+    static std::string r;
+    if (r.empty()) {
+        const char* parts[] = {emu_code<A>::s()..., ""};
+        for (std::size_t i = 0; i + 1 < sizeof(parts) / sizeof(parts[0]); ++i) {
+            if (i) r += ",";
+            r += parts[i];
+        }
+        if (r.empty()) r = "-";
+    }
+    return r.c_str();
+}
+
+template <typename... A, std::size_t... I>
+inline void emu_call(void (*f)(A...), void** args, std::index_sequence<I...>) {
+    f(*static_cast<typename std::remove_reference<A>::type*>(args[I])...);
+}
+
+// Returns 0 on success, 1 when OpenMP could not give the block its threads.
+template <typename... A>
+int emu_run(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+            unsigned by, unsigned bz, std::size_t shmem, void** args) {
+    const int nthreads = (int)(bx * by * bz);
+    unsigned char* smem = static_cast<unsigned char*>(std::malloc(shmem ? shmem : 1));
+    gridDim = dim3{gx, gy, gz};
+    blockDim = dim3{bx, by, bz};
+    emu_dyn_smem = smem;
+    omp_set_dynamic(0);
+    int err = 0;
+    for (unsigned z = 0; z < gz && !err; ++z)
+        for (unsigned y = 0; y < gy && !err; ++y)
+            for (unsigned x = 0; x < gx && !err; ++x) {
+                blockIdx = uint3{x, y, z};
+                std::memset(smem, 0xFF, shmem ? shmem : 1);
+#pragma omp parallel num_threads(nthreads)
+                {
+                    if (omp_get_num_threads() != nthreads) {
+#pragma omp atomic write
+                        err = 1;
+                    } else {
+                        const unsigned t = (unsigned)omp_get_thread_num();
+                        threadIdx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
+                        emu_call(f, args, std::index_sequence_for<A...>{});
+                    }
+                }
+            }
+    std::free(smem);
+    emu_dyn_smem = nullptr;
+    return err;
+}
+
+#define EMU_KERNEL(IDX, ...)                                                        \
+    extern "C" int emu_launch_##IDX(unsigned gx, unsigned gy, unsigned gz,         \
+                                    unsigned bx, unsigned by, unsigned bz,         \
+                                    std::size_t shmem, void** args) {              \
+        return emu_run(&__VA_ARGS__, gx, gy, gz, bx, by, bz, shmem, args);         \
+    }                                                                               \
+    extern "C" const char* emu_sig_##IDX() { return emu_signature(&__VA_ARGS__); }
+"""

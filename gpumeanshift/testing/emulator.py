@@ -1,0 +1,319 @@
+"""EmulatedRuntime: the CUDA backend's kernels executed on the CPU.
+
+The same ``kernels/*.cu`` text the GPU runs is compiled by g++ with OpenMP
+behind a small CUDA-on-CPU header (see :mod:`._cuda_emu`) and called through
+ctypes. Each launch is checked the way CuPy/CUDA would refuse it (unknown
+name expression, argument count and types against the kernel's real C++
+signature, block and grid limits, dynamic shared memory above 48 KiB) and
+counted, as are device-to-host transfers, so tests can bound round trips.
+
+Requires g++ (OpenMP) at run time; nothing else beyond NumPy. The build is
+cached on disk under a key made from the source, the flags and the compiler,
+so a test session compiles once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import weakref
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..backends import runtime as _rt
+from ._cuda_emu import HEADER
+
+# Passive waiting matters: 128 spinning OpenMP threads on 2 cores run 4-6x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+MAX_THREADS_PER_BLOCK = 1024
+MAX_BLOCK_DIMS = (1024, 1024, 64)
+MAX_GRID_DIMS = (2**31 - 1, 65535, 65535)
+MAX_SHARED_NO_OPT_IN = 48 * 1024
+
+_BASE_FLAGS = ("-std=c++17", "-fopenmp", "-fPIC", "-shared", "-Wno-unknown-pragmas")
+_OPT_FLAGS = ("-O2",)
+_SANITIZE_FLAGS = ("-O1", "-g", "-fno-omit-frame-pointer",
+                   "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
+
+_SCALARS = {
+    "i4": (np.int32, ctypes.c_int32),
+    "u4": (np.uint32, ctypes.c_uint32),
+    "i8": (np.int64, ctypes.c_int64),
+    "f4": (np.float32, ctypes.c_float),
+    "f8": (np.float64, ctypes.c_double),
+}
+
+
+class EmulatedOutOfMemoryError(MemoryError):
+    """Raised by :meth:`EmulatedRuntime.empty` above the configured limit."""
+
+
+class LaunchError(RuntimeError):
+    """A launch CUDA or CuPy would refuse (bad arguments or geometry)."""
+
+
+def _cache_root() -> Path:
+    env = os.environ.get("GPUMEANSHIFT_EMU_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gpumeanshift" / "emu"
+
+
+def _compiler() -> str:
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"the emulated runtime needs a C++ compiler with OpenMP; {cxx!r} not found")
+    return cxx
+
+
+def launcher_source(source: str, names: Sequence[str]) -> str:
+    """The C++ unit the emulator builds: header, kernels, one launcher per name."""
+    lines = [HEADER, "// ---- kernels ----", source, "// ---- launchers ----"]
+    lines += [f"EMU_KERNEL({i}, {name})" for i, name in enumerate(names)]
+    return "\n".join(lines) + "\n"
+
+
+_LIB_LOCK = threading.Lock()
+_LIBS: dict[str, ctypes.CDLL] = {}
+
+
+def build_library(source: str, names: Sequence[str], *, sanitize: bool = False,
+                  cache_dir: Path | str | None = None) -> Path:
+    """Compile (once per key) and return the path of the shared library."""
+    cxx = _compiler()
+    flags = _BASE_FLAGS + (_SANITIZE_FLAGS if sanitize else _OPT_FLAGS)
+    unit = launcher_source(source, names)
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([unit, " ".join(flags), version]).encode()).hexdigest()[:20]
+    root = Path(cache_dir) if cache_dir is not None else _cache_root()
+    lib = root / f"msemu-{key}.so"
+    if lib.exists():
+        return lib
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        src = Path(tmp) / "emu.cpp"
+        src.write_text(unit)
+        out = Path(tmp) / "emu.so"
+        proc = subprocess.run([cxx, *flags, str(src), "-o", str(out)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"emulator build failed:\n{proc.stderr[-8000:]}")
+        os.replace(out, lib)  # atomic: concurrent builders agree
+    return lib
+
+
+class EmulatedRuntime:
+    """A CPU stand-in for :class:`~gpumeanshift.backends.runtime.CupyRuntime`.
+
+    Parameters
+    ----------
+    source : str, optional
+        Kernel source text to use instead of the package's ``kernels/*.cu``
+        (tests feed deliberately broken copies).
+    sanitize : bool, optional
+        Build with AddressSanitizer and UBSan (the process must have libasan
+        preloaded; see ``ci/sanitize.sh``). Default: true when the environment
+        variable ``GPUMEANSHIFT_EMU_SANITIZE=1``.
+    memory_limit : int, optional
+        Emulated device memory in bytes: an allocation through :meth:`empty` /
+        :meth:`zeros` that would take the live total (arrays allocated that way
+        and not yet garbage-collected) above it raises
+        :class:`EmulatedOutOfMemoryError`, as CuPy raises
+        ``cupy.cuda.memory.OutOfMemoryError``. Temporaries of array-module
+        expressions are not counted.
+    reported_free : int, optional
+        What :meth:`free_memory` reports (default: ``memory_limit`` minus the
+        live total, or 16 GiB); set it above the truth to force OOM errors.
+    multiprocessor_count : int, default=132
+        SMs reported to the backend (an H100 by default).
+
+    Attributes
+    ----------
+    launches : collections.Counter
+        Launches per kernel name; ``n_launches`` is the total.
+    d2h_transfers : int
+        Device-to-host copies made through :meth:`to_host`.
+
+    Examples
+    --------
+    >>> from gpumeanshift.testing import EmulatedRuntime
+    >>> rt = EmulatedRuntime()
+    >>> rt.n_launches, rt.d2h_transfers
+    (0, 0)
+    """
+
+    def __init__(self, *, source: str | None = None, sanitize: bool | None = None,
+                 memory_limit: int | None = None, reported_free: int | None = None,
+                 multiprocessor_count: int = 132, cache_dir: Path | str | None = None):
+        self.xp = np
+        self.multiprocessor_count = int(multiprocessor_count)
+        self.oom_errors = (EmulatedOutOfMemoryError,)
+        self.memory_limit = memory_limit
+        self.reported_free = reported_free
+        self._source = source if source is not None else _rt.kernel_source()
+        self._names = _rt.kernel_names()
+        self._index = {n: i for i, n in enumerate(self._names)}
+        if sanitize is None:
+            sanitize = os.environ.get("GPUMEANSHIFT_EMU_SANITIZE", "") not in ("", "0")
+        self._sanitize = bool(sanitize)
+        self._cache_dir = cache_dir
+        self._lib: ctypes.CDLL | None = None
+        self._sigs: dict[str, list[str]] = {}
+        self.launches: Counter[str] = Counter()
+        self.d2h_transfers = 0
+        self.d2h_bytes = 0
+        self.h2d_transfers = 0
+        self.allocations = 0
+        self.failed_allocations = 0
+        self.live_bytes = 0
+
+    # -- build -------------------------------------------------------------
+    def _library(self) -> ctypes.CDLL:
+        if self._lib is None:
+            path = build_library(self._source, self._names, sanitize=self._sanitize,
+                                 cache_dir=self._cache_dir)
+            with _LIB_LOCK:
+                lib = _LIBS.get(str(path))
+                if lib is None:
+                    lib = ctypes.CDLL(str(path))
+                    _LIBS[str(path)] = lib
+            self._lib = lib
+        return self._lib
+
+    def build(self) -> "EmulatedRuntime":
+        """Compile now (otherwise the first launch does)."""
+        self._library()
+        return self
+
+    def signature(self, name: str) -> list[str]:
+        """Parameter type codes of a kernel, from its compiled C++ signature
+        (``"*f4"`` pointer to float, ``"i4"`` int, ``"f8"`` double, ...)."""
+        if name not in self._sigs:
+            fn = getattr(self._library(), f"emu_sig_{self._index[name]}")
+            fn.restype = ctypes.c_char_p
+            s = fn().decode()
+            self._sigs[name] = [] if s == "-" else s.split(",")
+        return self._sigs[name]
+
+    # -- counters ----------------------------------------------------------
+    @property
+    def n_launches(self) -> int:
+        return sum(self.launches.values())
+
+    def reset_counters(self) -> None:
+        self.launches.clear()
+        self.d2h_transfers = self.d2h_bytes = self.h2d_transfers = 0
+        self.allocations = self.failed_allocations = 0
+
+    # -- kernels -----------------------------------------------------------
+    def launch(self, name: str, grid: Sequence[int], block: Sequence[int],
+               args: Sequence[Any], shared_mem: int = 0) -> None:
+        if name not in self._index:
+            raise LaunchError(f"{name!r} is not a compiled name expression")
+        grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))
+        block = tuple(int(b) for b in block) + (1,) * (3 - len(block))
+        if any(b < 1 for b in block) or any(b > lim for b, lim in zip(block, MAX_BLOCK_DIMS)):
+            raise LaunchError(f"{name}: block {block} outside CUDA limits {MAX_BLOCK_DIMS}")
+        threads = block[0] * block[1] * block[2]
+        if threads > MAX_THREADS_PER_BLOCK or threads > _rt.BLOCK:
+            raise LaunchError(
+                f"{name}: {threads} threads per block exceeds the kernel's "
+                f"__launch_bounds__({_rt.BLOCK}) / device limit {MAX_THREADS_PER_BLOCK}")
+        if any(g < 1 for g in grid) or any(g > lim for g, lim in zip(grid, MAX_GRID_DIMS)):
+            raise LaunchError(f"{name}: grid {grid} outside CUDA limits {MAX_GRID_DIMS}")
+        if not 0 <= int(shared_mem) <= MAX_SHARED_NO_OPT_IN:
+            raise LaunchError(f"{name}: {shared_mem} bytes of dynamic shared memory "
+                              f"(limit without opt-in: {MAX_SHARED_NO_OPT_IN})")
+        sig = self.signature(name)
+        if len(args) != len(sig):
+            raise LaunchError(f"{name} takes {len(sig)} arguments, got {len(args)}")
+        keep = []
+        for i, (code, a) in enumerate(zip(sig, args)):
+            if code.startswith("*"):
+                want = _SCALARS[code[1:]][0]
+                if not isinstance(a, np.ndarray):
+                    raise LaunchError(f"{name} argument {i}: expected a device array, "
+                                      f"got {type(a).__name__}")
+                if a.dtype != want or not a.flags.c_contiguous:
+                    raise LaunchError(f"{name} argument {i}: expected a C-contiguous "
+                                      f"{np.dtype(want)} array, got {a.dtype} "
+                                      f"(contiguous={a.flags.c_contiguous})")
+                keep.append(ctypes.c_void_p(a.ctypes.data))
+            else:
+                np_t, c_t = _SCALARS[code]
+                if not isinstance(a, np.generic) or a.dtype != np_t:
+                    raise LaunchError(
+                        f"{name} argument {i}: the kernel takes {np.dtype(np_t)}, got "
+                        f"{type(a).__name__} (pass a NumPy scalar of the exact type: "
+                        f"CuPy would pass the bytes of its own type)")
+                keep.append(c_t(a.item()))
+        argv = (ctypes.c_void_p * max(1, len(keep)))(
+            *[ctypes.cast(ctypes.pointer(k), ctypes.c_void_p) for k in keep])
+        fn = getattr(self._library(), f"emu_launch_{self._index[name]}")
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p]
+        self.launches[name] += 1
+        with _LIB_LOCK:  # the emulated device runs one launch at a time
+            err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p))
+        if err:
+            raise LaunchError(f"{name}: OpenMP did not provide {threads} threads per block "
+                              "(check OMP_THREAD_LIMIT / OMP_DYNAMIC)")
+
+    # -- memory ------------------------------------------------------------
+    def _release(self, nbytes: int) -> None:
+        self.live_bytes -= nbytes
+
+    def _allocate(self, shape, dtype, fill):
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        self.allocations += 1
+        if self.memory_limit is not None and self.live_bytes + nbytes > self.memory_limit:
+            self.failed_allocations += 1
+            raise EmulatedOutOfMemoryError(
+                f"emulated out of memory allocating {nbytes} bytes "
+                f"({self.live_bytes} of {self.memory_limit} in use)")
+        arr = np.zeros(shape, dtype) if fill else np.empty(shape, dtype)
+        self.live_bytes += nbytes
+        weakref.finalize(arr, self._release, nbytes)
+        return arr
+
+    def empty(self, shape, dtype):
+        return self._allocate(shape, dtype, False)
+
+    def zeros(self, shape, dtype):
+        return self._allocate(shape, dtype, True)
+
+    def asarray(self, a, dtype=None):
+        if not isinstance(a, np.ndarray):
+            self.h2d_transfers += 1
+        return np.ascontiguousarray(np.asarray(a, dtype=dtype))
+
+    def to_host(self, a):
+        self.d2h_transfers += 1
+        out = np.array(a, copy=True)
+        self.d2h_bytes += out.nbytes
+        return out
+
+    def free_memory(self) -> int:
+        if self.reported_free is not None:
+            return int(self.reported_free)
+        if self.memory_limit is not None:
+            return max(0, int(self.memory_limit) - self.live_bytes)
+        return 16 << 30
+
+    def release_memory(self) -> None:
+        pass
+
+    def activate(self):
+        import contextlib
+
+        return contextlib.nullcontext()

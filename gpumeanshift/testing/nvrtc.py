@@ -1,0 +1,189 @@
+"""Offline NVRTC compilation of the kernels, and a register/occupancy report.
+
+Used by ``ci/compile_kernels.py``, ``bench/kernel_report.py`` and the tests;
+needs no GPU, only the pip packages ``cuda-bindings==12.9.*`` and
+``nvidia-cuda-nvrtc-cu12==12.9.86`` (NVRTC 12.9 compiles sm_70 ... sm_120; 13.x
+drops sm_70). The NVRTC library is loaded from that wheel explicitly, so a
+system CUDA toolkit of another version cannot slip in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..backends import runtime as _rt
+
+ARCHS = (70, 75, 80, 86, 89, 90, 100, 120)
+NVRTC_PIN = (12, 9)
+
+# Published per-SM limits (CUDA C++ Programming Guide, "Technical
+# Specifications per Compute Capability"; shared memory = the largest carveout).
+# arch: (max threads/SM, max blocks/SM, shared bytes/SM, reserved shared/block)
+SM_LIMITS = {
+    70: (2048, 32, 96 * 1024, 0),
+    75: (1024, 16, 64 * 1024, 0),
+    80: (2048, 32, 164 * 1024, 1024),
+    86: (1536, 16, 100 * 1024, 1024),
+    89: (1536, 24, 100 * 1024, 1024),
+    90: (2048, 32, 228 * 1024, 1024),
+    100: (2048, 32, 228 * 1024, 1024),
+    120: (1536, 32, 100 * 1024, 1024),
+}
+REGS_PER_SM = 65536
+REG_ALLOC_UNIT = 256      # registers, per warp
+SMEM_ALLOC_UNIT = 128     # bytes
+
+
+def _load_nvrtc():
+    """Preload libnvrtc from the nvidia-cuda-nvrtc-cu12 wheel, then import the bindings."""
+    try:
+        import nvidia.cuda_nvrtc as pkg  # the wheel's namespace package
+    except ImportError as exc:
+        raise ImportError("pip install 'nvidia-cuda-nvrtc-cu12==12.9.86'") from exc
+    libs = []
+    for root in pkg.__path__:
+        libs += sorted(glob.glob(os.path.join(root, "lib", "libnvrtc.so.12")))
+    if not libs:
+        raise ImportError(f"libnvrtc.so.12 not found in {list(pkg.__path__)}")
+    ctypes.CDLL(libs[0], mode=ctypes.RTLD_GLOBAL)
+    from cuda.bindings import nvrtc  # noqa: E402  (after the preload)
+
+    return nvrtc, libs[0]
+
+
+def _check(nvrtc, res, prog=None):
+    err = res[0] if isinstance(res, tuple) else res
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        log = ""
+        if prog is not None:
+            _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+            buf = b" " * size
+            nvrtc.nvrtcGetProgramLog(prog, buf)
+            log = buf.decode(errors="replace")
+        raise RuntimeError(f"NVRTC error {err}: {log}")
+    return res[1:] if isinstance(res, tuple) and len(res) > 2 else (res[1] if isinstance(res, tuple) and len(res) == 2 else None)
+
+
+def nvrtc_version() -> tuple[int, int]:
+    nvrtc, _ = _load_nvrtc()
+    err, major, minor = nvrtc.nvrtcVersion()
+    return int(major), int(minor)
+
+
+@dataclass
+class KernelInfo:
+    name: str          # name expression
+    arch: int
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    stack: int
+    static_smem: int
+
+
+def compile_arch(arch: int, source: str | None = None,
+                 names: Sequence[str] | None = None,
+                 options: Sequence[str] | None = None) -> tuple[list[KernelInfo], str]:
+    """Compile every name expression for ``sm_<arch>`` to a cubin with
+    ``-Xptxas -v``; return per-kernel resource usage and the raw log.
+
+    ``options`` default to what NVRTC receives from CuPy at run time: the
+    runtime's own options plus those CuPy appends."""
+    if options is None:
+        options = _rt.NVRTC_OPTIONS + _rt.CUPY_APPENDED_OPTIONS
+    nvrtc, _ = _load_nvrtc()
+    source = _rt.kernel_source() if source is None else source
+    names = list(_rt.kernel_names() if names is None else names)
+    err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"gpumeanshift.cu", 0, [], [])
+    _check(nvrtc, err)
+    for n in names:
+        _check(nvrtc, nvrtc.nvrtcAddNameExpression(prog, n.encode()))
+    opts = [o.encode() for o in options] + [f"--gpu-architecture=sm_{arch}".encode(),
+                                            b"--ptxas-options=-v"]
+    res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+    _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+    buf = b" " * size
+    nvrtc.nvrtcGetProgramLog(prog, buf)
+    log = buf.decode(errors="replace")
+    if res[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise RuntimeError(f"sm_{arch}: compilation failed ({res[0]}):\n{log}")
+    lowered = {}
+    for n in names:
+        err, low = nvrtc.nvrtcGetLoweredName(prog, n.encode())
+        _check(nvrtc, err)
+        lowered[low.decode()] = n
+    err, csize = nvrtc.nvrtcGetCUBINSize(prog)
+    _check(nvrtc, err)
+    if csize == 0:
+        raise RuntimeError(f"sm_{arch}: empty cubin")
+    nvrtc.nvrtcDestroyProgram(prog)
+    return parse_ptxas_log(log, lowered, arch), log
+
+
+_ENTRY = re.compile(r"Compiling entry function '([^']+)' for 'sm_(\d+)'")
+_PROPS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers")
+_SMEM = re.compile(r"(\d+) bytes smem")
+
+
+def parse_ptxas_log(log: str, lowered: dict[str, str], arch: int) -> list[KernelInfo]:
+    infos: dict[str, KernelInfo] = {}
+    current = None
+    for line in log.splitlines():
+        mo = _ENTRY.search(line)
+        if mo:
+            current = mo.group(1)
+            infos[current] = KernelInfo(lowered.get(current, current), arch, -1, 0, 0, 0, 0)
+            continue
+        if current is None:
+            continue
+        k = infos[current]
+        mo = _PROPS.search(line)
+        if mo:
+            k.stack, k.spill_stores, k.spill_loads = map(int, mo.groups())
+        mo = _USED.search(line)
+        if mo:
+            k.registers = int(mo.group(1))
+            mo2 = _SMEM.search(line)
+            k.static_smem = int(mo2.group(1)) if mo2 else 0
+    missing = set(lowered) - set(infos)
+    if missing:
+        raise RuntimeError(f"sm_{arch}: no ptxas info for {sorted(missing)[:3]} ...")
+    return [infos[low] for low in lowered]
+
+
+def occupancy(arch: int, registers: int, block: int, smem_per_block: int) -> float:
+    """Theoretical occupancy (resident warps / max warps), computed like
+    cuda_occupancy.h from the published per-arch limits."""
+    max_threads, max_blocks, smem_sm, reserved = SM_LIMITS[arch]
+    warps_per_block = -(-block // 32)
+    max_warps = max_threads // 32
+    by_threads = max_warps // warps_per_block
+    regs_per_warp = -(-max(registers, 1) * 32 // REG_ALLOC_UNIT) * REG_ALLOC_UNIT
+    warps_per_partition = (REGS_PER_SM // 4) // regs_per_warp
+    by_regs = (warps_per_partition * 4) // warps_per_block
+    smem = -(-(smem_per_block + reserved) // SMEM_ALLOC_UNIT) * SMEM_ALLOC_UNIT
+    by_smem = smem_sm // smem if smem else max_blocks
+    blocks = min(max_blocks, by_threads, by_regs, by_smem)
+    return blocks * warps_per_block / max_warps
+
+
+def shared_bytes(name: str) -> int:
+    """Dynamic shared memory the CUDA backend launches ``name`` with (its
+    largest tile: the dimension's full row at the default tile)."""
+    from ..backends.cuda_backend import _SHARED_BUDGET
+
+    mo = re.match(r"(\w+)<(\w+)(?:,(\d+))?", name)
+    if mo is None or mo.group(1) in ("ms_shift_finalize",):
+        return 0
+    itemsize = 4 if mo.group(2) == "float" else 8
+    dim = int(mo.group(3)) if mo.group(3) else 0
+    if dim == 0:
+        return _SHARED_BUDGET  # generic path: the tile is sized to this budget
+    tile = max(1, min(_rt.BLOCK, _SHARED_BUDGET // (dim * itemsize)))
+    return tile * dim * itemsize

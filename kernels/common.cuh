@@ -1,0 +1,87 @@
+// common.cuh -- helpers shared by every gpumeanshift kernel.
+//
+// Tiling scheme used by all kernels: one thread per query (seed, point or
+// center); the data set is streamed through *dynamic* shared memory in tiles of
+// `tile` rows (row-major, tile * d values), loaded cooperatively and coalesced by
+// the whole block. Every thread of a block reads the same shared row at the
+// same time, so shared reads are broadcasts (no bank conflicts). Kernels use
+// only dynamic shared memory (sized by the host, <= 48 KiB, no opt-in needed).
+//
+// Dimension: template parameter D > 0 fixes d at compile time (the query row
+// lives in registers, loops unroll); D == 0 is the generic path where d is a
+// run-time argument and per-query vectors live in global scratch memory.
+//
+// Every thread of a block reaches every __syncthreads (threads with no work
+// still help to load tiles): required by CUDA and by the OpenMP emulator.
+//
+// This file must stay in the C++ subset accepted by both NVRTC and g++
+// (no standard headers; the emulator's cuda_emu.h supplies the CUDA names).
+#pragma once
+
+#ifndef MS_EMULATED
+#define MS_DYNAMIC_SHARED(T, name)                                   \
+    extern __shared__ __align__(16) unsigned char ms_dyn_smem_[];   \
+    T* name = reinterpret_cast<T*>(ms_dyn_smem_)
+#endif
+
+// Threads per block every kernel is compiled for (runtime.BLOCK on the host).
+#define MS_MAX_BLOCK 128
+// Resident blocks per SM asked of ptxas for the shift kernels: 8 blocks of 128
+// threads = 50% occupancy on sm_80/sm_90 (<= 64 registers). Float D = 16 and
+// every double instantiation spill under a 64-register cap on some arch, so
+// they ask for 4 (<= 128 registers). The other kernels say (MS_MAX_BLOCK, 1):
+// without an explicit minimum, ptxas 12.9 trades spills for occupancy.
+#define MS_MIN_BLOCKS(T, D) (sizeof(T) == 4 && (D) <= 8 ? 8 : 4)
+
+#define MS_GAUSSIAN 0
+#define MS_FLAT 1
+// Gaussian truncated at MS_GRID_RADIUS bandwidths (weights of points with
+// u2 > MS_GRID_RADIUS^2 dropped): the semantics of algorithm="grid"
+// (gpumeanshift.backends._spatial.GAUSSIAN_GRID_RADIUS).
+#define MS_GAUSSIAN_GRID 2
+#define MS_GRID_RADIUS2 36
+
+// Seed state codes (shared with cuda_backend.py).
+#define MS_ACTIVE 0
+#define MS_CONVERGED 1
+#define MS_MAXITER 2
+#define MS_ORPHAN 3
+
+__device__ __forceinline__ float ms_exp(float x) { return expf(x); }
+__device__ __forceinline__ double ms_exp(double x) { return exp(x); }
+__device__ __forceinline__ float ms_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double ms_sqrt(double x) { return sqrt(x); }
+
+// Gaussian weight exp(-u2 / 2). float: as 2^(-u2 * log2(e) / 2), one multiply
+// and one MUFU.EX2 (exp2f, <= 2 ulp) instead of expf's ~10-instruction range
+// reduction: the pair loop is issue-bound, this nearly halves it for d <= 3.
+// double: the accurate exp (FP64 throughput bounds that path anyway).
+__device__ __forceinline__ float ms_gauss(float u2) {
+    return exp2f(u2 * -0.72134752044448170368f);
+}
+__device__ __forceinline__ double ms_gauss(double u2) { return ms_exp(-0.5 * u2); }
+
+// Kernel weight for a squared distance already divided by h^2.
+template <typename T, int KERNEL>
+__device__ __forceinline__ T ms_weight(T u2) {
+    if (KERNEL == MS_FLAT) return u2 <= T(1) ? T(1) : T(0);
+    if (KERNEL == MS_GAUSSIAN_GRID) return u2 <= T(MS_GRID_RADIUS2) ? ms_gauss(u2) : T(0);
+    return ms_gauss(u2);
+}
+
+// Cooperative, coalesced load of rows [base, base + rows) of X (row-major,
+// d columns) into shared memory.
+template <typename T>
+__device__ __forceinline__ void ms_load_tile(T* sh, const T* __restrict__ X,
+                                             long long base, int rows, int d) {
+    const int total = rows * d;
+    const T* src = X + base * d;
+    for (int i = threadIdx.x; i < total; i += blockDim.x) sh[i] = src[i];
+}
+
+// Number of tiles covering `count` rows.
+__device__ __forceinline__ int ms_num_tiles(int count, int tile) {
+    return (count + tile - 1) / tile;
+}
+
+__device__ __forceinline__ int ms_min(int a, int b) { return a < b ? a : b; }

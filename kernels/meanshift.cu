@@ -1,0 +1,263 @@
+// meanshift.cu -- the fused mean-shift iteration.
+//
+// Inputs are centered and pre-scaled by 1/bandwidth on the host, so the
+// neighbourhood test is u2 <= 1 and the Gaussian weight is exp(-u2/2).
+//
+// ms_shift_fused<T, D, KERNEL>   (the main kernel; many seeds)
+//   grid  = ceil(n_active / blockDim.x) blocks, 1-D; block = 128 threads.
+//   One thread per active seed; the seed position and the weighted sums stay
+//   in registers (D > 0). The data set streams through dynamic shared memory
+//   in tiles of `tile` rows (shared bytes = tile * d * sizeof(T)). Each launch
+//   runs up to `steps` shift iterations; a seed that stops (converged, max_iter,
+//   orphan) idles but keeps loading tiles; the block leaves as soon as all its
+//   seeds stopped (__syncthreads_or). Nothing of size n x m touches memory.
+//
+// ms_shift_partial<T, D, KERNEL> + ms_shift_finalize<T>   (few seeds)
+//   grid = (ceil(n_active / blockDim.x), n_splits): block (x, y) handles the
+//   seeds of x against rows [y*chunk, (y+1)*chunk) and writes per-split
+//   partial sums (d values + weight sum, and a count); finalize (one thread per
+//   seed, 1-D grid) adds the splits in a fixed order and applies the update.
+//   One iteration per launch pair, but launches queue on the stream without a
+//   host round trip.
+//
+// ms_compact
+//   1-D grid over the active list; appends still-active seeds to active_out
+//   through an atomic counter, the only value the host reads between rounds.
+#include "common.cuh"
+
+// Shared update rule (scikit-learn's loop body). Returns true while the seed
+// stays active. p and acc may live in registers (D > 0) or global memory.
+template <typename T>
+__device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, int cnt, int dd,
+                                          T tol2, int max_iter, int& it,
+                                          int* __restrict__ state_out,
+                                          int* __restrict__ intensity_out) {
+    if (!(wsum > T(0))) {  // flat: no neighbour; gaussian: every weight underflowed
+        *intensity_out = 0;
+        *state_out = MS_ORPHAN;
+        return false;
+    }
+    // One division (its slow path is a call; keep it out of the loop), then
+    // multiplies: at most 1 ulp from acc[k] / wsum.
+    const T inv = T(1) / wsum;
+    T moved2 = T(0);
+    for (int k = 0; k < dd; ++k) {
+        const T nk = acc[k] * inv;
+        const T diff = nk - p[k];
+        moved2 += diff * diff;
+        p[k] = nk;
+    }
+    *intensity_out = cnt;
+    if (moved2 <= tol2) {
+        *state_out = MS_CONVERGED;
+        return false;
+    }
+    if (it >= max_iter) {
+        *state_out = MS_MAXITER;
+        return false;
+    }
+    ++it;
+    return true;
+}
+
+template <typename T, int D, int KERNEL>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
+ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
+               T* __restrict__ pos, T* __restrict__ scratch,
+               int* __restrict__ n_iter, int* __restrict__ intensity,
+               int* __restrict__ state, const int* __restrict__ active,
+               int n_active, int max_iter, int steps, T tol2) {
+    MS_DYNAMIC_SHARED(T, sh);
+    const int dd = D > 0 ? D : d;
+    const int slot = blockIdx.x * blockDim.x + threadIdx.x;
+    int seed = -1;
+    bool live = false;
+    if (slot < n_active) {
+        seed = active[slot];
+        live = state[seed] == MS_ACTIVE;
+    }
+    const bool started = live;
+    T preg[D > 0 ? D : 1];
+    T areg[D > 0 ? D : 1];
+    T* p = preg;
+    T* acc = areg;
+    int it = 0;
+    if (live) {
+        it = n_iter[seed];
+        if (D > 0) {
+#pragma unroll
+            for (int k = 0; k < (D > 0 ? D : 1); ++k) preg[k] = pos[(long long)seed * dd + k];
+        } else {
+            p = pos + (long long)seed * dd;
+            acc = scratch + (long long)seed * dd;
+        }
+    }
+    const int ntiles = ms_num_tiles(n, tile);
+    for (int s = 0; s < steps; ++s) {
+        if (!__syncthreads_or(live)) break;
+        T wsum = T(0);
+        int cnt = 0;
+        if (live) {
+            for (int k = 0; k < dd; ++k) acc[k] = T(0);
+        }
+        for (int t = 0; t < ntiles; ++t) {
+            const long long base = (long long)t * tile;
+            const int rows = ms_min(tile, n - (int)base);
+            ms_load_tile(sh, X, base, rows, dd);
+            __syncthreads();  // tile loaded
+            if (live) {
+                for (int r = 0; r < rows; ++r) {
+                    const T* x = sh + r * dd;
+                    T u2 = T(0);
+                    if (D > 0) {
+#pragma unroll
+                        for (int k = 0; k < (D > 0 ? D : 1); ++k) {
+                            const T diff = x[k] - preg[k];
+                            u2 += diff * diff;
+                        }
+                    } else {
+                        for (int k = 0; k < dd; ++k) {
+                            const T diff = x[k] - p[k];
+                            u2 += diff * diff;
+                        }
+                    }
+                    const T w = ms_weight<T, KERNEL>(u2);
+                    cnt += u2 <= T(1) ? 1 : 0;
+                    wsum += w;
+                    if (D > 0) {
+#pragma unroll
+                        for (int k = 0; k < (D > 0 ? D : 1); ++k) areg[k] += w * x[k];
+                    } else if (w != T(0)) {
+                        for (int k = 0; k < dd; ++k) acc[k] += w * x[k];
+                    }
+                }
+            }
+            __syncthreads();  // tile consumed
+        }
+        if (live)
+            live = ms_update<T>(p, acc, wsum, cnt, dd, tol2, max_iter, it, state + seed,
+                                intensity + seed);
+    }
+    if (started) {
+        if (D > 0) {
+#pragma unroll
+            for (int k = 0; k < (D > 0 ? D : 1); ++k) pos[(long long)seed * dd + k] = preg[k];
+        }
+        n_iter[seed] = it;
+    }
+}
+
+template <typename T, int D, int KERNEL>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
+ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
+                 const T* __restrict__ pos, const int* __restrict__ state,
+                 const int* __restrict__ active, int n_active,
+                 T* __restrict__ partial, int* __restrict__ pcount) {
+    MS_DYNAMIC_SHARED(T, sh);
+    const int dd = D > 0 ? D : d;
+    const int slot = blockIdx.x * blockDim.x + threadIdx.x;
+    bool live = false;
+    int seed = -1;
+    if (slot < n_active) {
+        seed = active[slot];
+        live = state[seed] == MS_ACTIVE;
+    }
+    // partial row of this (split, slot): dd weighted sums then the weight sum
+    T* out = partial + ((long long)blockIdx.y * n_active + (slot < n_active ? slot : 0)) * (dd + 1);
+    T preg[D > 0 ? D : 1];
+    T areg[D > 0 ? D : 1];
+    const T* p = pos + (long long)(seed < 0 ? 0 : seed) * dd;
+    T* acc = D > 0 ? areg : out;
+    if (live) {
+        if (D > 0) {
+#pragma unroll
+            for (int k = 0; k < (D > 0 ? D : 1); ++k) preg[k] = p[k];
+        }
+        for (int k = 0; k < dd; ++k) acc[k] = T(0);
+    }
+    if (!__syncthreads_or(live)) return;  // uniform: the whole block leaves
+    const int begin = blockIdx.y * chunk;
+    const int end = ms_min(n, begin + chunk);
+    const int count = end > begin ? end - begin : 0;
+    const int ntiles = ms_num_tiles(count, tile);
+    T wsum = T(0);
+    int cnt = 0;
+    for (int t = 0; t < ntiles; ++t) {
+        const long long base = (long long)begin + (long long)t * tile;
+        const int rows = ms_min(tile, end - (int)base);
+        ms_load_tile(sh, X, base, rows, dd);
+        __syncthreads();  // tile loaded
+        if (live) {
+            for (int r = 0; r < rows; ++r) {
+                const T* x = sh + r * dd;
+                T u2 = T(0);
+                if (D > 0) {
+#pragma unroll
+                    for (int k = 0; k < (D > 0 ? D : 1); ++k) {
+                        const T diff = x[k] - preg[k];
+                        u2 += diff * diff;
+                    }
+                } else {
+                    for (int k = 0; k < dd; ++k) {
+                        const T diff = x[k] - p[k];
+                        u2 += diff * diff;
+                    }
+                }
+                const T w = ms_weight<T, KERNEL>(u2);
+                cnt += u2 <= T(1) ? 1 : 0;
+                wsum += w;
+                if (D > 0) {
+#pragma unroll
+                    for (int k = 0; k < (D > 0 ? D : 1); ++k) areg[k] += w * x[k];
+                } else if (w != T(0)) {
+                    for (int k = 0; k < dd; ++k) acc[k] += w * x[k];
+                }
+            }
+        }
+        __syncthreads();  // tile consumed
+    }
+    if (live) {
+        if (D > 0) {
+#pragma unroll
+            for (int k = 0; k < (D > 0 ? D : 1); ++k) out[k] = areg[k];
+        }
+        out[dd] = wsum;
+        pcount[(long long)blockIdx.y * n_active + slot] = cnt;
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+ms_shift_finalize(const T* __restrict__ partial, const int* __restrict__ pcount,
+                  int n_splits, int d, T* __restrict__ pos, T* __restrict__ scratch,
+                  int* __restrict__ n_iter, int* __restrict__ intensity,
+                  int* __restrict__ state, const int* __restrict__ active,
+                  int n_active, int max_iter, T tol2) {
+    const int slot = blockIdx.x * blockDim.x + threadIdx.x;
+    if (slot >= n_active) return;  // no barrier in this kernel
+    const int seed = active[slot];
+    if (state[seed] != MS_ACTIVE) return;
+    T* acc = scratch + (long long)seed * d;
+    T wsum = T(0);
+    int cnt = 0;
+    for (int k = 0; k < d; ++k) acc[k] = T(0);
+    for (int s = 0; s < n_splits; ++s) {  // fixed order: deterministic sums
+        const T* row = partial + ((long long)s * n_active + slot) * (d + 1);
+        for (int k = 0; k < d; ++k) acc[k] += row[k];
+        wsum += row[d];
+        cnt += pcount[(long long)s * n_active + slot];
+    }
+    int it = n_iter[seed];
+    ms_update<T>(pos + (long long)seed * d, acc, wsum, cnt, d, tol2, max_iter, it,
+                 state + seed, intensity + seed);
+    n_iter[seed] = it;
+}
+
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+ms_compact(const int* __restrict__ state, const int* __restrict__ active, int n_active,
+           int* __restrict__ active_out, int* __restrict__ count) {
+    const int slot = blockIdx.x * blockDim.x + threadIdx.x;
+    if (slot >= n_active) return;
+    const int seed = active[slot];
+    if (state[seed] == MS_ACTIVE) active_out[atomicAdd(count, 1)] = seed;
+}

@@ -1,0 +1,207 @@
+// neighbors.cu -- point/query reductions over a data set, no n x m matrix.
+//
+// All four kernels: 1-D grid, ceil(n_queries / blockDim.x) blocks of 128
+// threads, one thread per query row (its coordinates in registers when D > 0).
+// The reference rows (data or centers) stream through dynamic shared memory in
+// tiles of `tile` rows (shared bytes = tile * d * sizeof(T)), loaded coalesced
+// by the whole block; per-query results stay in registers until one store.
+//
+// nearest_center      argmin over centers (strict <: ties go to the lowest
+//                     index) and the distance to it.
+// count_within        number of rows with squared distance <= r2.
+// kernel_sum          sum of exp(-u2/2) (Gaussian) or 1[u2 <= 1] (flat),
+//                     u2 = squared distance * inv_h2.
+// kth_neighbor        exact k-th smallest distance by bisection on the bit
+//                     pattern of the squared distance (non-negative floats
+//                     order like their bits): one counting pass over the data
+//                     per bit (31 for float, 63 for double), O(1) state per
+//                     query, so k may be any fraction of n.
+#include "common.cuh"
+
+template <typename T>
+struct ms_bits;
+template <>
+struct ms_bits<float> {
+    typedef unsigned int U;
+    static const int sign_bit = 31;
+};
+template <>
+struct ms_bits<double> {
+    typedef unsigned long long U;
+    static const int sign_bit = 63;
+};
+
+__device__ __forceinline__ unsigned int ms_as_bits(float x) {
+    union { float f; unsigned int u; } c;
+    c.f = x;
+    return c.u;
+}
+__device__ __forceinline__ unsigned long long ms_as_bits(double x) {
+    union { double f; unsigned long long u; } c;
+    c.f = x;
+    return c.u;
+}
+__device__ __forceinline__ float ms_from_bits(unsigned int u) {
+    union { float f; unsigned int u; } c;
+    c.u = u;
+    return c.f;
+}
+__device__ __forceinline__ double ms_from_bits(unsigned long long u) {
+    union { double f; unsigned long long u; } c;
+    c.u = u;
+    return c.f;
+}
+
+// Squared distance between a query (registers when D > 0, global otherwise)
+// and a shared-memory row.
+template <typename T, int D>
+__device__ __forceinline__ T ms_dist2(const T* q, const T* x, int dd) {
+    T u2 = T(0);
+    if (D > 0) {
+#pragma unroll
+        for (int k = 0; k < (D > 0 ? D : 1); ++k) {
+            const T diff = x[k] - q[k];
+            u2 += diff * diff;
+        }
+    } else {
+        for (int k = 0; k < dd; ++k) {
+            const T diff = x[k] - q[k];
+            u2 += diff * diff;
+        }
+    }
+    return u2;
+}
+
+// Loads the query row: into registers (D > 0) or points at global memory.
+template <typename T, int D>
+__device__ __forceinline__ const T* ms_query(const T* __restrict__ Q, int row, bool valid,
+                                             int dd, T* reg) {
+    const T* q = Q + (long long)(valid ? row : 0) * dd;
+    if (D > 0) {
+#pragma unroll
+        for (int k = 0; k < (D > 0 ? D : 1); ++k) reg[k] = valid ? q[k] : T(0);
+        return reg;
+    }
+    return q;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+nearest_center(const T* __restrict__ X, int n, const T* __restrict__ C, int n_centers,
+               int d, int tile, int* __restrict__ labels, T* __restrict__ dist) {
+    MS_DYNAMIC_SHARED(T, sh);
+    const int dd = D > 0 ? D : d;
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    const bool valid = row < n;
+    T reg[D > 0 ? D : 1];
+    const T* q = ms_query<T, D>(X, row, valid, dd, reg);
+    T best = T(0);
+    int best_j = -1;
+    const int ntiles = ms_num_tiles(n_centers, tile);
+    for (int t = 0; t < ntiles; ++t) {
+        const long long base = (long long)t * tile;
+        const int rows = ms_min(tile, n_centers - (int)base);
+        ms_load_tile(sh, C, base, rows, dd);
+        __syncthreads();  // tile loaded
+        if (valid) {
+            for (int r = 0; r < rows; ++r) {
+                const T u2 = ms_dist2<T, D>(q, sh + r * dd, dd);
+                if (best_j < 0 || u2 < best) {
+                    best = u2;
+                    best_j = (int)base + r;
+                }
+            }
+        }
+        __syncthreads();  // tile consumed
+    }
+    if (valid) {
+        labels[row] = best_j;
+        dist[row] = ms_sqrt(best);
+    }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+count_within(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d,
+             int tile, T r2, long long* __restrict__ out) {
+    MS_DYNAMIC_SHARED(T, sh);
+    const int dd = D > 0 ? D : d;
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    const bool valid = row < m;
+    T reg[D > 0 ? D : 1];
+    const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
+    long long cnt = 0;
+    const int ntiles = ms_num_tiles(n, tile);
+    for (int t = 0; t < ntiles; ++t) {
+        const long long base = (long long)t * tile;
+        const int rows = ms_min(tile, n - (int)base);
+        ms_load_tile(sh, X, base, rows, dd);
+        __syncthreads();  // tile loaded
+        if (valid) {
+            for (int r = 0; r < rows; ++r)
+                cnt += ms_dist2<T, D>(q, sh + r * dd, dd) <= r2 ? 1 : 0;
+        }
+        __syncthreads();  // tile consumed
+    }
+    if (valid) out[row] = cnt;
+}
+
+template <typename T, int D, int KERNEL>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+kernel_sum(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d,
+           int tile, T inv_h2, T* __restrict__ out) {
+    MS_DYNAMIC_SHARED(T, sh);
+    const int dd = D > 0 ? D : d;
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    const bool valid = row < m;
+    T reg[D > 0 ? D : 1];
+    const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
+    T acc = T(0);
+    const int ntiles = ms_num_tiles(n, tile);
+    for (int t = 0; t < ntiles; ++t) {
+        const long long base = (long long)t * tile;
+        const int rows = ms_min(tile, n - (int)base);
+        ms_load_tile(sh, X, base, rows, dd);
+        __syncthreads();  // tile loaded
+        if (valid) {
+            for (int r = 0; r < rows; ++r)
+                acc += ms_weight<T, KERNEL>(ms_dist2<T, D>(q, sh + r * dd, dd) * inv_h2);
+        }
+        __syncthreads();  // tile consumed
+    }
+    if (valid) out[row] = acc;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+kth_neighbor(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d,
+             int tile, int k, T* __restrict__ out) {
+    typedef typename ms_bits<T>::U U;
+    MS_DYNAMIC_SHARED(T, sh);
+    const int dd = D > 0 ? D : d;
+    const int row = blockIdx.x * blockDim.x + threadIdx.x;
+    const bool valid = row < m;
+    T reg[D > 0 ? D : 1];
+    const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
+    // Invariant: the answer's bits above `b` equal those of v. Bit b stays 0
+    // when at least k squared distances are <= (v with bits b..0 = 0 then 1s).
+    U v = 0;
+    const int ntiles = ms_num_tiles(n, tile);
+    for (int b = ms_bits<T>::sign_bit - 1; b >= 0; --b) {
+        const U bound = v | ((U(1) << b) - U(1));
+        int cnt = 0;
+        for (int t = 0; t < ntiles; ++t) {
+            const long long base = (long long)t * tile;
+            const int rows = ms_min(tile, n - (int)base);
+            ms_load_tile(sh, X, base, rows, dd);
+            __syncthreads();  // tile loaded
+            if (valid) {
+                for (int r = 0; r < rows; ++r)
+                    cnt += ms_as_bits(ms_dist2<T, D>(q, sh + r * dd, dd)) <= bound ? 1 : 0;
+            }
+            __syncthreads();  // tile consumed
+        }
+        if (cnt < k) v |= U(1) << b;
+    }
+    if (valid) out[row] = ms_sqrt(ms_from_bits(v));
+}
