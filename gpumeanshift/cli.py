@@ -1,0 +1,692 @@
+"""The ``gpumeanshift`` command line (also ``python -m gpumeanshift``).
+
+Commands: ``demo`` (the README's main job on generated blobs), ``info``
+(versions, backends, GPU, whether the CUDA kernels compile here),
+``cluster FILE`` and ``predict MODEL FILE``. ``gpumeanshift COMMAND --help``
+describes each.
+
+Exit codes: 0 success, 1 data errors (unreadable or invalid files, data the
+estimator refuses, a backend that cannot run here), 2 usage errors (bad
+options). Every error is one line on stderr, without a traceback; set
+``GPUMEANSHIFT_DEBUG=1`` to get the traceback instead.
+
+matplotlib (``--plot``), CuPy and pyarrow are imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
+# "auto" bandwidths estimate on at most this many points: estimate_bandwidth is O(n^2).
+AUTO_BANDWIDTH_MAX_SAMPLES = 10_000
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+# Most points drawn in a scatter plot (a fixed random subsample beyond).
+PLOT_MAX_POINTS = 50_000
+# Most clusters listed one by one in the printed summary.
+MAX_LISTED = 20
+DEMO_CENTERS = [[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]
+
+
+class _CLIError(Exception):
+    """An error reported as one line on stderr with its exit code."""
+
+    code = EXIT_DATA
+
+
+class _UsageError(_CLIError):
+    code = EXIT_USAGE
+
+
+class _DataError(_CLIError):
+    code = EXIT_DATA
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits; we want one line and our exit code.
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------- option types
+def _bandwidth_spec(text: str):
+    """``--bandwidth``: a number, auto, scott, silverman or quantile:Q."""
+    value = text.strip().lower()
+    if value == "auto":
+        return ("quantile", 0.3)
+    if value in ("scott", "silverman"):
+        return ("rule", value)
+    if value.startswith("quantile:"):
+        try:
+            q = float(value.split(":", 1)[1])
+        except ValueError:
+            q = math.nan
+        if not 0 < q <= 1:
+            raise argparse.ArgumentTypeError(f"quantile must be a number in (0, 1], got {text!r}")
+        return ("quantile", q)
+    try:
+        h = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number, auto, scott, silverman or quantile:Q, got {text!r}"
+        ) from None
+    if not (math.isfinite(h) and h > 0):
+        raise argparse.ArgumentTypeError(f"bandwidth must be a positive finite number, got {text!r}")
+    return ("value", h)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+def _threshold(text: str):
+    if text.strip().lower() == "bandwidth":
+        return "bandwidth"
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a distance >= 0 or 'bandwidth', got {text!r}") from None
+    if not (math.isfinite(t) and t >= 0):
+        raise argparse.ArgumentTypeError(f"expected a distance >= 0 or 'bandwidth', got {text!r}")
+    return t
+
+
+def _suffix_checker(suffixes, what):
+    def check(text: str) -> str:
+        if Path(text).suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{what} must end in {', '.join(suffixes)}, got {text!r}")
+        return text
+
+    return check
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpumeanshift`` command.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+        With one sub-parser per command.
+
+    Examples
+    --------
+    >>> from gpumeanshift.cli import build_parser
+    >>> args = build_parser().parse_args(["demo", "--n-samples", "300"])
+    >>> args.command, args.n_samples, args.kernel
+    ('demo', 300, 'flat')
+    """
+    from . import __version__
+    from .backends.base import KERNELS, available_backends
+
+    backends = ("auto",) + available_backends()
+    exit_codes = "exit codes: 0 success, 1 data error, 2 usage error"
+    parser = _Parser(
+        prog="gpumeanshift",
+        description="Mean-shift clustering on NVIDIA GPUs and on the CPU.",
+        epilog=exit_codes + ". Run 'gpumeanshift COMMAND --help' for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpumeanshift {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser(
+        "demo",
+        help="cluster generated blobs and report what ran and how long it took",
+        description="Generate 3 Gaussian blobs (scikit-learn's MeanShift example), estimate the "
+        "bandwidth (quantile 0.2 on 500 points), fit MeanShift with bin seeding and print "
+        "the clusters found, the bandwidth, the backend that ran and the time taken.",
+        epilog=exit_codes,
+    )
+    p.add_argument("--n-samples", type=_positive_int, default=10_000, metavar="N",
+                   help="number of points (default: 10000)")
+    p.add_argument("--backend", choices=backends, default="auto", help="where to run (default: auto)")
+    p.add_argument("--kernel", choices=KERNELS, default="flat",
+                   help="kernel (default: flat, scikit-learn's, as in its example)")
+    p.add_argument("--random-state", type=int, default=0, metavar="SEED",
+                   help="seed of the generated data (default: 0)")
+    p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
+                   help="write a scatter plot of the clusters (.png, .svg, .pdf; needs matplotlib)")
+
+    p = sub.add_parser(
+        "info",
+        help="versions, backends, GPU and whether the CUDA kernels compile here",
+        description="Report the versions of gpumeanshift, NumPy and Python, the backends "
+        "available, whether CuPy imports, the GPU name and memory if any, and whether the "
+        "CUDA kernels compile here (with NVRTC from cuda-bindings, when installed).",
+        epilog=exit_codes,
+    )
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the kernel compilation check (it takes a few seconds)")
+
+    p = sub.add_parser(
+        "cluster",
+        help="cluster the points of a file; write labels, the model and a plot",
+        description="Cluster the points of FILE (.csv/.tsv/.txt with the header and delimiter "
+        "detected, .npy, or .parquet with pyarrow installed). Prints the clusters found; "
+        "--output, --model and --plot write files (atomically).",
+        epilog=exit_codes,
+    )
+    p.add_argument("file", metavar="FILE", help="the points, one per row")
+    p.add_argument("--bandwidth", type=_bandwidth_spec, default=("quantile", 0.3), metavar="BW",
+                   help="a positive number; auto (scikit-learn's estimate, quantile 0.3); "
+                   "quantile:Q (the same with quantile Q); scott or silverman (normal-reference "
+                   f"rules). Estimates use a random subsample of {AUTO_BANDWIDTH_MAX_SAMPLES} "
+                   "points for larger files. Default: auto")
+    p.add_argument("--kernel", choices=KERNELS, default="gaussian", help="kernel (default: gaussian)")
+    p.add_argument("--bin-seeding", action="store_true",
+                   help="seed from the occupied cells of a grid of side bandwidth (much faster)")
+    p.add_argument("--backend", choices=backends, default="auto", help="where to run (default: auto)")
+    p.add_argument("--standardize", action="store_true",
+                   help="scale every column to mean 0 and standard deviation 1 before clustering "
+                   "(saved in the model; the bandwidth is then in standardized units)")
+    p.add_argument("--columns", metavar="COLS",
+                   help="columns to use: comma-separated names (files with a header) or 0-based indices")
+    p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output"), metavar="PATH",
+                   help="write the label of every point (.csv or .npy)")
+    p.add_argument("--model", metavar="PATH", help="save the model (an .npz file, no pickle)")
+    p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
+                   help="write a scatter plot (first two principal axes for d > 2; needs matplotlib)")
+
+    p = sub.add_parser(
+        "predict",
+        help="label new points with a saved model",
+        description="Label the points of FILE with the nearest center of the model saved by "
+        "'gpumeanshift cluster --model', applying its standardization. Without --output the "
+        "labels are printed, one per line.",
+        epilog=exit_codes,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file written by 'gpumeanshift cluster --model'")
+    p.add_argument("file", metavar="FILE", help="the points (same formats as 'cluster')")
+    p.add_argument("--outlier-threshold", type=_threshold, metavar="DIST",
+                   help="label -1 the points farther than DIST from every center, in the model's "
+                   "(standardized, if it was) units; 'bandwidth' uses the model's bandwidth")
+    p.add_argument("--columns", metavar="COLS",
+                   help="columns to use (default: the model's columns when the file has them, else all)")
+    p.add_argument("--backend", choices=backends, default="auto", help="where to run (default: auto)")
+    p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output"), metavar="PATH",
+                   help="write the labels (.csv or .npy) and print a summary instead")
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+def _say(*lines: str) -> None:
+    for line in lines:
+        print(line)
+
+
+def _fmt_vec(v, limit: int = 6) -> str:
+    items = [f"{x:.4g}" for x in np.asarray(v, dtype=np.float64)[:limit]]
+    if len(v) > limit:
+        items.append(f"... ({len(v)} values)")
+    return "[" + ", ".join(items) + "]"
+
+
+def _cluster_table(centers, sizes) -> list[str]:
+    lines = [f"  {'cluster':>7}  {'size':>9}  center"]
+    for i in range(min(len(centers), MAX_LISTED)):
+        lines.append(f"  {i:>7}  {int(sizes[i]):>9,}  {_fmt_vec(centers[i])}")
+    if len(centers) > MAX_LISTED:
+        lines.append(f"  ... and {len(centers) - MAX_LISTED} more clusters")
+    return lines
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401  (optional dependency, imported only for --plot)
+    except ImportError:
+        raise _DataError(
+            "--plot needs matplotlib, which is not installed: pip install 'gpumeanshift[plot]'"
+        ) from None
+
+
+def _check_writable(*paths) -> None:
+    for path in paths:
+        if path is None:
+            continue
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise _DataError(f"cannot write {path}: directory {str(parent)!r} does not exist")
+
+
+def _resolve_backend(name: str):
+    from .backends.base import resolve_backend
+
+    try:
+        return resolve_backend(name)
+    except (ImportError, RuntimeError, OSError) as exc:
+        raise _DataError(f"backend {name!r} cannot run here: {exc}") from None
+
+
+def _project_2d(X: np.ndarray, centers: np.ndarray):
+    """First two principal axes for d > 2 (points and centers), as is for d <= 2."""
+    if X.shape[1] == 1:
+        return np.column_stack([X[:, 0], np.zeros(len(X))]), np.column_stack(
+            [centers[:, 0], np.zeros(len(centers))]), ("x0", "")
+    if X.shape[1] == 2:
+        return X, centers, ("x0", "x1")
+    mu = X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X - mu, full_matrices=False)
+    axes = vt[:2].T
+    return (X - mu) @ axes, (centers - mu) @ axes, ("principal axis 1", "principal axis 2")
+
+
+def _write_plot(path, X, labels, centers, title: str, names=None) -> None:
+    # Figure + Agg directly: no pyplot global state, works without a display.
+    from matplotlib.figure import Figure
+
+    from .io import atomic_write
+
+    X = np.asarray(X, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    if len(X) > PLOT_MAX_POINTS:
+        keep = np.random.RandomState(0).choice(len(X), PLOT_MAX_POINTS, replace=False)
+        X, labels = X[keep], labels[keep]
+        title += f" ({PLOT_MAX_POINTS:,} points shown)"
+    P, C, axis_names = _project_2d(X, centers)
+    if names is not None and X.shape[1] == 2:
+        axis_names = tuple(names[:2])
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    ax = fig.add_subplot()
+    from matplotlib import colormaps
+
+    colors = colormaps["tab10"](np.asarray(labels) % 10)
+    colors[np.asarray(labels) < 0] = (0.6, 0.6, 0.6, 1.0)  # outliers in grey
+    ax.scatter(P[:, 0], P[:, 1], c=colors, s=4, alpha=0.6, linewidths=0)
+    ax.scatter(C[:, 0], C[:, 1], marker="x", c="black", s=80, linewidths=2, label="centers")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    fmt = Path(path).suffix.lower().lstrip(".")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=fmt, dpi=100)
+
+
+def _fit(X, *, bandwidth, kernel, bin_seeding, backend):
+    from ._estimator import MeanShift
+
+    model = MeanShift(bandwidth=bandwidth, kernel=kernel, bin_seeding=bin_seeding, backend=backend)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        try:
+            model.fit(X)
+        except (ValueError, TypeError) as exc:
+            raise _DataError(f"clustering failed: {exc}") from None
+        seconds = time.perf_counter() - t0
+    for w in caught:
+        print(f"gpumeanshift: warning: {w.message}", file=sys.stderr)
+    return model, seconds
+
+
+def _estimate(X, quantile: float, backend, *, n_samples=None):
+    from .bandwidth import estimate_bandwidth
+
+    if n_samples is None and len(X) > AUTO_BANDWIDTH_MAX_SAMPLES:
+        n_samples = AUTO_BANDWIDTH_MAX_SAMPLES
+    t0 = time.perf_counter()
+    try:
+        h = estimate_bandwidth(X, quantile=quantile, n_samples=n_samples, random_state=0, backend=backend)
+    except (ValueError, TypeError) as exc:
+        raise _DataError(f"bandwidth estimation failed: {exc}") from None
+    seconds = time.perf_counter() - t0
+    if h == 0.0:
+        if np.ptp(X, axis=0).max() == 0.0:
+            return 1.0, seconds  # every point identical: any bandwidth gives one cluster
+        raise _DataError(
+            f"the estimated bandwidth (quantile {quantile}) is 0: too many duplicate points; "
+            "give --bandwidth a number or a larger quantile"
+        )
+    return h, seconds
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_demo(args) -> int:
+    from .datasets import make_blobs
+
+    if args.plot:
+        _require_matplotlib()
+        _check_writable(args.plot)
+    be = _resolve_backend(args.backend)
+    X, _ = make_blobs(n_samples=args.n_samples, centers=DEMO_CENTERS, cluster_std=0.6,
+                      random_state=args.random_state)
+    _say(f"data: {len(X):,} points in 2-D, 3 generated blobs centered at {DEMO_CENTERS} "
+         f"(cluster_std=0.6, random_state={args.random_state})")
+    h, t_bw = _estimate(X, 0.2, be, n_samples=500)
+    _say(f"bandwidth: {h:.6g} (estimate_bandwidth, quantile=0.2, n_samples=500; {t_bw:.3f} s)")
+    model, seconds = _fit(X, bandwidth=h, kernel=args.kernel, bin_seeding=True, backend=args.backend)
+    _say(
+        f"fit: MeanShift(kernel={args.kernel!r}, bin_seeding=True) on backend "
+        f"{model.backend_!r} in {seconds:.3f} s ({model.n_iter_} iterations)"
+        + (" (a first GPU run includes compiling the kernels)" if model.backend_ != "numpy" else ""),
+        f"clusters found: {len(model.cluster_centers_)}",
+        *_cluster_table(model.cluster_centers_, model.cluster_sizes_),
+    )
+    if args.plot:
+        _write_plot(args.plot, X, np.asarray(model.labels_), model.cluster_centers_,
+                    f"gpumeanshift demo: {len(model.cluster_centers_)} clusters, bandwidth {h:.3g}")
+        _say(f"plot written to {args.plot}")
+    return EXIT_OK
+
+
+def _cmd_cluster(args) -> int:
+    from .io import save_model, write_labels
+
+    if args.plot:
+        _require_matplotlib()
+    _check_writable(args.output, args.model, args.plot)
+    be = _resolve_backend(args.backend)
+    X, names = _read(args.file, args.columns)
+    _say(f"data: {X.shape[0]:,} points x {X.shape[1]} features from {args.file}"
+         + (f" (columns {', '.join(names)})" if names else ""))
+    mean = scale = None
+    Xm = X
+    if args.standardize:
+        mean = X.mean(axis=0, dtype=np.float64)
+        std = X.std(axis=0, dtype=np.float64)
+        scale = np.where(std > 0, std, 1.0)  # constant columns stay as they are
+        Xm = ((X.astype(np.float64) - mean) / scale).astype(X.dtype, copy=False)
+        _say("standardized: every column to mean 0, standard deviation 1")
+    kind, value = args.bandwidth
+    if kind == "quantile":
+        bandwidth, t_bw = _estimate(Xm, value, be)
+        how = f"estimate_bandwidth, quantile={value}"
+        if len(Xm) > AUTO_BANDWIDTH_MAX_SAMPLES:
+            how += f", n_samples={AUTO_BANDWIDTH_MAX_SAMPLES}"
+        how += f"; {t_bw:.3f} s"
+    elif kind == "rule":
+        bandwidth, how = value, f"{value}'s rule"
+    else:
+        bandwidth, how = value, "given"
+    model, seconds = _fit(Xm, bandwidth=bandwidth, kernel=args.kernel,
+                          bin_seeding=args.bin_seeding, backend=args.backend)
+    centers = np.asarray(model.cluster_centers_, dtype=np.float64)
+    if mean is not None:
+        centers = centers * scale + mean  # report centers in the file's units
+    _say(
+        f"bandwidth: {model.bandwidth_:.6g} ({how})",
+        f"fit: MeanShift(kernel={args.kernel!r}, bin_seeding={args.bin_seeding}) on backend "
+        f"{model.backend_!r} in {seconds:.3f} s ({model.n_iter_} iterations)",
+        f"clusters found: {len(centers)}" + (" (centers in the file's units)" if mean is not None else ""),
+        *_cluster_table(centers, model.cluster_sizes_),
+    )
+    if args.output:
+        write_labels(args.output, np.asarray(model.labels_))
+        _say(f"labels written to {args.output}")
+    if args.model:
+        save_model(model, args.model, mean=mean, scale=scale, columns=names)
+        _say(f"model written to {args.model}")
+    if args.plot:
+        _write_plot(args.plot, X, np.asarray(model.labels_), centers,
+                    f"{Path(args.file).name}: {len(centers)} clusters, bandwidth {model.bandwidth_:.3g}",
+                    names=names)
+        _say(f"plot written to {args.plot}")
+    return EXIT_OK
+
+
+def _cmd_predict(args) -> int:
+    from .io import load_model, read_column_names, write_labels
+
+    _check_writable(args.output)
+    _resolve_backend(args.backend)
+    try:
+        saved = load_model(args.model, backend=args.backend)
+    except (ValueError, OSError) as exc:
+        raise _DataError(str(exc)) from None
+    columns = args.columns
+    if columns is None and saved.columns:
+        names = read_column_names(args.file)
+        if names and all(c in names for c in saved.columns):
+            columns = saved.columns
+    X, _ = _read(args.file, columns)
+    d = saved.estimator.n_features_in_
+    if X.shape[1] != d:
+        raise _DataError(
+            f"{args.file} has {X.shape[1]} columns but the model was fitted on {d} features"
+            + (f" ({', '.join(saved.columns)})" if saved.columns else "")
+            + "; choose them with --columns"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            labels = saved.predict(X, outlier_threshold=args.outlier_threshold)
+        except (ValueError, TypeError) as exc:
+            raise _DataError(f"prediction failed: {exc}") from None
+    for w in caught:
+        print(f"gpumeanshift: warning: {w.message}", file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write("\n".join(map(str, labels.tolist())) + "\n")
+        return EXIT_OK
+    write_labels(args.output, labels)
+    k = len(saved.estimator.cluster_centers_)
+    counts = np.bincount(labels[labels >= 0], minlength=k)
+    _say(
+        f"predicted: {len(labels):,} points from {args.file} with {args.model} "
+        f"({k} clusters, bandwidth {saved.estimator.bandwidth_:.6g}"
+        + (", standardized" if saved.standardized else "") + ")",
+        "points per cluster: " + ", ".join(f"{i}: {int(c):,}" for i, c in enumerate(counts[:MAX_LISTED]))
+        + (f", ... ({k - MAX_LISTED} more)" if k > MAX_LISTED else ""),
+    )
+    if args.outlier_threshold is not None:
+        _say(f"outliers (-1): {int((labels < 0).sum()):,}")
+    _say(f"labels written to {args.output}")
+    return EXIT_OK
+
+
+def _read(path, columns):
+    from .io import read_points
+
+    try:
+        return read_points(path, columns=columns)
+    except FileNotFoundError:
+        raise _DataError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise _DataError(f"{path} is a directory, not a file") from None
+    except PermissionError:
+        raise _DataError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise _DataError(f"{path} is not a UTF-8 text file") from None
+    except ValueError as exc:
+        raise _DataError(str(exc)) from None
+
+
+def _version_of(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _gpus() -> tuple[list[tuple[str, int, int]], str]:
+    """(name, bytes, compute capability as 80/90/...) of each GPU, and how they were found."""
+    try:
+        import cupy  # optional dependency
+
+        n = cupy.cuda.runtime.getDeviceCount()
+        out = []
+        for i in range(n):
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+            name = props["name"]
+            name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+            out.append((name, int(props["totalGlobalMem"]), 10 * int(props["major"]) + int(props["minor"])))
+        return out, "cupy"
+    except Exception as exc:
+        cupy_reason = _first_line(exc)
+    try:
+        from cuda.bindings import driver  # from cuda-bindings, when installed
+
+        (err,) = driver.cuInit(0)
+        if err != driver.CUresult.CUDA_SUCCESS:
+            return [], f"no CUDA driver ({err.name})"
+        err, n = driver.cuDeviceGetCount()
+        out = []
+        for i in range(n):
+            _, dev = driver.cuDeviceGet(i)
+            _, raw = driver.cuDeviceGetName(256, dev)
+            _, mem = driver.cuDeviceTotalMem(dev)
+            attr = driver.CUdevice_attribute
+            _, major = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
+            _, minor = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
+            out.append((raw.split(b"\0", 1)[0].decode(errors="replace"), int(mem), 10 * major + minor))
+        return out, "cuda-bindings"
+    except Exception as exc:
+        return [], f"cupy: {cupy_reason}; cuda-bindings: {_first_line(exc)}"
+
+
+def _compile_check(gpus) -> str:
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("cuda.bindings.nvrtc") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return ("not checked: cuda.bindings.nvrtc is not importable "
+                "(pip install 'gpumeanshift[kernel-check]')")
+    try:
+        from .testing import nvrtc
+
+        archs = nvrtc.ARCHS
+        if gpus:
+            cc = gpus[0][2]
+            arch = max([a for a in archs if a <= cc] or [archs[0]])
+        else:
+            arch = archs[0]
+        t0 = time.perf_counter()
+        infos, _ = nvrtc.compile_arch(arch)
+        seconds = time.perf_counter() - t0
+        major, minor = nvrtc.nvrtc_version()
+        return f"yes (NVRTC {major}.{minor}, sm_{arch}, {len(infos)} kernels, {seconds:.1f} s)"
+    except Exception as exc:
+        return f"no: {_first_line(exc)}"
+
+
+def _cmd_info(args) -> int:
+    import platform
+
+    from . import __version__
+    from .backends.base import available_backends
+
+    _say(
+        f"gpumeanshift {__version__}",
+        f"python {platform.python_version()} ({platform.python_implementation()}, "
+        f"{platform.system()} {platform.machine()})",
+        f"numpy {np.__version__}",
+        "optional: " + ", ".join(
+            f"{d} {_version_of(d)}" for d in ("scikit-learn", "matplotlib", "pyarrow", "tqdm", "cuda-bindings")
+        ),
+    )
+    try:
+        import cupy  # optional dependency
+
+        cupy_line = f"yes (cupy {cupy.__version__})"
+    except Exception as exc:
+        cupy_line = f"no ({_first_line(exc)})"
+    try:
+        from .backends.base import cuda_available
+
+        auto = "cupy" if "cupy" in available_backends() and cuda_available() else "numpy"
+    except Exception as exc:
+        auto = f"unknown ({_first_line(exc)})"
+    _say(f"backends: {', '.join(available_backends())} (backend='auto' uses {auto})",
+         f"cupy imports: {cupy_line}")
+    try:
+        gpus, how = _gpus()
+    except Exception as exc:
+        gpus, how = [], _first_line(exc)
+    if gpus:
+        for i, (name, mem, cc) in enumerate(gpus):
+            _say(f"GPU {i}: {name}, {mem / 2**30:.1f} GiB, compute capability {cc // 10}.{cc % 10}")
+    else:
+        _say(f"GPU: none found ({how})")
+    if args.no_compile:
+        _say("CUDA kernels compile here: not checked: --no-compile")
+    else:
+        _say(f"CUDA kernels compile here: {_compile_check(gpus)}")
+    return EXIT_OK
+
+
+COMMANDS = {"demo": _cmd_demo, "info": _cmd_info, "cluster": _cmd_cluster, "predict": _cmd_predict}
+
+
+def main(argv=None) -> int:
+    """Run the ``gpumeanshift`` command line and return its exit code.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments after the program name; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    code : int
+        0 success, 1 data error, 2 usage error.
+
+    Examples
+    --------
+    >>> from gpumeanshift.cli import main
+    >>> main(["demo", "--n-samples", "300", "--backend", "numpy"])  # doctest: +ELLIPSIS
+    data: 300 points in 2-D, 3 generated blobs ...
+    clusters found: 3
+    ...
+    0
+    """
+    parser = build_parser()
+    command = None
+    try:
+        args = parser.parse_args(argv)
+        command = args.command
+        if command is None:
+            raise _UsageError(
+                f"gpumeanshift: error: choose a command: {', '.join(COMMANDS)} (see 'gpumeanshift --help')"
+            )
+        return COMMANDS[command](args)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except _UsageError as exc:
+        _error(str(exc))
+        return exc.code
+    except _CLIError as exc:
+        _error(f"gpumeanshift {command}: error: {exc}")
+        return exc.code
+    except KeyboardInterrupt:
+        _error(f"gpumeanshift {command}: interrupted")
+        return 130
+    except OSError as exc:  # writing outputs: disk full, permissions, ...
+        if os.environ.get("GPUMEANSHIFT_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _error(f"gpumeanshift {command}: error: {where}{exc.strerror or exc}")
+        return EXIT_DATA
+    except Exception as exc:
+        if os.environ.get("GPUMEANSHIFT_DEBUG"):
+            raise
+        _error(f"gpumeanshift {command}: internal error: {_first_line(exc)} "
+               "(set GPUMEANSHIFT_DEBUG=1 for the traceback)")
+        return EXIT_DATA
+
+
+def _error(message: str) -> None:
+    # One line, whatever the message held.
+    print(" ".join(message.split()), file=sys.stderr)

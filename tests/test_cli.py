@@ -1,0 +1,435 @@
+"""The command line, driven as a user drives it: ``python -m gpumeanshift ...`` in a subprocess.
+
+Also the generated demo data (gpumeanshift.datasets), which the demo runs on.
+"""
+
+import importlib.util
+import os
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpumeanshift
+from gpumeanshift import MeanShift, estimate_bandwidth
+from gpumeanshift.datasets import make_blobs
+from gpumeanshift.io import load_model, save_model
+
+X, _ = make_blobs(n_samples=300, centers=[[0, 0], [5, 5], [0, 5]], cluster_std=0.6, random_state=0)
+X3, _ = make_blobs(n_samples=240, centers=[[0, 0, 0], [5, 5, 0], [0, 5, 5]], cluster_std=0.6,
+                   random_state=1)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(*args, cwd, env=None, timeout=120):
+    full_env = dict(os.environ, **(env or {}))
+    full_env.pop("GPUMEANSHIFT_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "gpumeanshift", *map(str, args)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def assert_ok(proc):
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+def assert_fails(proc, code, pattern):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    return width, height
+
+
+def write_csv(path, X, header=("x", "y"), delimiter=","):
+    with open(path, "w") as f:
+        if header:
+            f.write(delimiter.join(header) + "\n")
+        for row in X:
+            f.write(delimiter.join(repr(float(v)) for v in row) + "\n")
+    return path
+
+
+def fake_missing_module(tmp_path, name):
+    """A directory to put first on PYTHONPATH so that ``import name`` fails."""
+    d = tmp_path / f"no-{name}"
+    (d / name).mkdir(parents=True)
+    (d / name / "__init__.py").write_text(f'raise ImportError("No module named {name!r}")\n')
+    return {"PYTHONPATH": os.pathsep.join([str(d), os.environ.get("PYTHONPATH", "")])}
+
+
+# ---------------------------------------------------------------- demo
+def test_demo_prints_clusters_bandwidth_backend_and_time(tmp_path):
+    out = assert_ok(run("demo", "--n-samples", 3000, "--backend", "numpy", cwd=tmp_path))
+    assert "data: 3,000 points in 2-D" in out
+    assert re.search(r"^bandwidth: \d+\.\d+ \(estimate_bandwidth, quantile=0\.2, n_samples=500", out, re.M)
+    assert re.search(r"on backend 'numpy' in \d+\.\d+ s \(\d+ iterations\)", out)
+    assert "clusters found: 3" in out
+    sizes = [int(m.replace(",", "")) for m in re.findall(r"^\s+\d+\s+([\d,]+)\s+\[", out, re.M)]
+    assert len(sizes) == 3 and sum(sizes) == 3000 and min(sizes) > 900
+
+
+def test_console_script_runs_the_demo(tmp_path):
+    # The README's command is the console script, not python -m.
+    script = Path(sys.executable).with_name("gpumeanshift.exe" if os.name == "nt" else "gpumeanshift")
+    if not script.exists():
+        pytest.skip("the gpumeanshift console script is not installed next to this Python")
+    proc = subprocess.run([str(script), "demo", "--n-samples", "600", "--backend", "numpy"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert "clusters found: 3" in assert_ok(proc)
+
+
+def test_demo_matches_the_in_process_estimator(tmp_path):
+    out = assert_ok(run("demo", "--n-samples", 2000, "--backend", "numpy", cwd=tmp_path))
+    Xd, _ = make_blobs(n_samples=2000, centers=[[1, 1], [-1, -1], [1, -1]], cluster_std=0.6,
+                       random_state=0)
+    h = estimate_bandwidth(Xd, quantile=0.2, n_samples=500)
+    ms = MeanShift(bandwidth=h, kernel="flat", bin_seeding=True, backend="numpy").fit(Xd)
+    assert f"bandwidth: {h:.6g} " in out
+    assert f"clusters found: {len(ms.cluster_centers_)}" in out
+    for size in ms.cluster_sizes_:
+        assert f"{int(size):,}" in out
+
+
+def test_demo_plot_writes_a_png_of_the_expected_size(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = assert_ok(run("demo", "--n-samples", 1500, "--backend", "numpy", "--plot", "demo.png", cwd=tmp_path))
+    assert "plot written to demo.png" in out
+    assert png_size(tmp_path / "demo.png") == (640, 480)
+    assert (tmp_path / "demo.png").stat().st_size > 5000
+
+
+def test_plot_without_matplotlib_is_one_clear_error_and_writes_nothing(tmp_path):
+    env = fake_missing_module(tmp_path, "matplotlib")
+    proc = run("demo", "--n-samples", 300, "--plot", "demo.png", cwd=tmp_path, env=env)
+    assert_fails(proc, 1, r"--plot needs matplotlib, which is not installed: pip install 'gpumeanshift\[plot\]'")
+    assert not (tmp_path / "demo.png").exists()
+    # Without --plot, matplotlib is never imported: the demo still runs.
+    assert "clusters found: 3" in assert_ok(run("demo", "--n-samples", 300, cwd=tmp_path, env=env))
+
+
+# ---------------------------------------------------------------- help, version, info
+@pytest.mark.parametrize("command", [[], ["demo"], ["info"], ["cluster"], ["predict"]])
+def test_help_for_every_command(tmp_path, command):
+    out = assert_ok(run(*command, "--help", cwd=tmp_path))
+    assert out.startswith("usage: gpumeanshift")
+    assert "exit codes: 0 success, 1 data error, 2 usage error" in out
+
+
+def test_version(tmp_path):
+    assert assert_ok(run("--version", cwd=tmp_path)).strip() == f"gpumeanshift {gpumeanshift.__version__}"
+
+
+def test_info_reports_versions_backends_gpu_and_kernel_compilation(tmp_path):
+    out = assert_ok(run("info", cwd=tmp_path, timeout=300))
+    assert f"gpumeanshift {gpumeanshift.__version__}" in out
+    assert f"numpy {np.__version__}" in out
+    assert re.search(r"^python \d+\.\d+", out, re.M)
+    assert re.search(r"^backends: numpy(, \w+)* \(backend='auto' uses \w+\)$", out, re.M)
+    assert re.search(r"^cupy imports: (yes|no) \(", out, re.M)
+    assert re.search(r"^(GPU 0: .+ GiB, compute capability \d+\.\d+|GPU: none found \(.+\))$", out, re.M)
+    try:
+        nvrtc = importlib.util.find_spec("cuda.bindings.nvrtc") is not None
+    except ImportError:
+        nvrtc = False
+    if nvrtc:
+        # The kernels compile with NVRTC wherever cuda-bindings is installed, GPU or not.
+        assert re.search(r"^CUDA kernels compile here: yes \(NVRTC \d+\.\d+, sm_\d+, \d+ kernels", out, re.M)
+    else:
+        assert "CUDA kernels compile here: not checked: cuda.bindings.nvrtc is not importable" in out
+
+
+def test_info_without_cuda_bindings_says_not_checked(tmp_path):
+    # A None entry in sys.modules makes the module unimportable, as when not installed.
+    code = ("import sys; sys.modules['cuda.bindings.nvrtc'] = None; "
+            "from gpumeanshift.cli import main; sys.exit(main(['info']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    out = assert_ok(proc)
+    assert "CUDA kernels compile here: not checked: cuda.bindings.nvrtc is not importable" in out
+    out = assert_ok(run("info", "--no-compile", cwd=tmp_path))
+    assert "CUDA kernels compile here: not checked: --no-compile" in out
+
+
+# ---------------------------------------------------------------- cluster on real files
+def _labels(path):
+    if str(path).endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    return np.loadtxt(path, skiprows=1, dtype=np.int64)
+
+
+@pytest.mark.parametrize("fmt", ["csv-header", "csv-no-header", "tsv", "txt", "npy"])
+def test_cluster_every_input_format_gives_the_estimator_labels(tmp_path, fmt):
+    if fmt == "csv-header":
+        path = write_csv(tmp_path / "pts.csv", X)
+    elif fmt == "csv-no-header":
+        path = write_csv(tmp_path / "pts.csv", X, header=None)
+    elif fmt == "tsv":
+        path = write_csv(tmp_path / "pts.tsv", X, delimiter="\t")
+    elif fmt == "txt":
+        path = write_csv(tmp_path / "pts.txt", X, header=None, delimiter=" ")
+    else:
+        path = tmp_path / "pts.npy"
+        np.save(path, X)
+    out = assert_ok(run("cluster", path.name, "--bandwidth", 1.5, "--kernel", "flat", "--backend", "numpy",
+                        "-o", "labels.npy", cwd=tmp_path))
+    ref = MeanShift(bandwidth=1.5, kernel="flat", backend="numpy").fit(X)
+    assert f"clusters found: {len(ref.cluster_centers_)}" in out
+    assert "labels written to labels.npy" in out
+    np.testing.assert_array_equal(_labels(tmp_path / "labels.npy"), ref.labels_)
+
+
+def test_round_trip_cluster_save_predict_gives_the_estimator_labels(tmp_path):
+    write_csv(tmp_path / "pts.csv", X)
+    assert_ok(run("cluster", "pts.csv", "--bandwidth", 1.2, "--kernel", "flat", "--bin-seeding",
+                  "--backend", "numpy", "--output", "labels.csv", "--model", "model.npz", cwd=tmp_path))
+    est = MeanShift(bandwidth=1.2, kernel="flat", bin_seeding=True, backend="numpy").fit(X)
+    np.testing.assert_array_equal(_labels(tmp_path / "labels.csv"), est.labels_)
+    saved = load_model(tmp_path / "model.npz")
+    assert saved.header["params"]["backend"] == "numpy" and saved.columns == ["x", "y"]
+    np.testing.assert_array_equal(saved.estimator.cluster_centers_, est.cluster_centers_)
+
+    new = np.vstack([X[:50] + 0.3, [[30.0, 30.0]]])
+    write_csv(tmp_path / "new.csv", new)
+    out = assert_ok(run("predict", "model.npz", "new.csv", "--backend", "numpy", "-o", "pred.npy", cwd=tmp_path))
+    assert f"predicted: 51 points from new.csv with model.npz ({len(est.cluster_centers_)} clusters" in out
+    np.testing.assert_array_equal(_labels(tmp_path / "pred.npy"), est.predict(new))
+    # Without --output the labels go to stdout, one per line.
+    out = assert_ok(run("predict", "model.npz", "new.csv", cwd=tmp_path))
+    np.testing.assert_array_equal(np.array(out.split(), dtype=np.int64), est.predict(new))
+
+
+def test_round_trip_with_standardization_and_estimated_bandwidth(tmp_path):
+    # Features on very different scales: standardization matters.
+    Xs = X * np.array([1.0, 1000.0]) + np.array([0.0, 5e4])
+    np.save(tmp_path / "pts.npy", Xs)
+    out = assert_ok(run("cluster", "pts.npy", "--standardize", "--backend", "numpy",
+                        "-o", "labels.npy", "--model", "model.npz", cwd=tmp_path))
+    assert "(centers in the file's units)" in out
+    Z = (Xs - Xs.mean(axis=0)) / Xs.std(axis=0)
+    h = estimate_bandwidth(Z, quantile=0.3)
+    est = MeanShift(bandwidth=h, backend="numpy").fit(Z)
+    saved = load_model(tmp_path / "model.npz")
+    assert saved.standardized
+    assert saved.estimator.bandwidth_ == pytest.approx(h, rel=1e-12)
+    np.testing.assert_array_equal(_labels(tmp_path / "labels.npy"), est.labels_)
+
+    new = Xs[::7] + np.array([0.1, 50.0])
+    np.save(tmp_path / "new.npy", new)
+    assert_ok(run("predict", "model.npz", "new.npy", "-o", "pred.csv", "--backend", "numpy", cwd=tmp_path))
+    Znew = (new - Xs.mean(axis=0)) / Xs.std(axis=0)
+    np.testing.assert_array_equal(_labels(tmp_path / "pred.csv"), est.predict(Znew))
+
+
+def test_predict_picks_the_model_columns_by_name(tmp_path):
+    with open(tmp_path / "train.csv", "w") as f:
+        f.write("id,x,name,y\n")
+        for i, (a, b) in enumerate(X):
+            f.write(f"{i},{float(a)!r},p{i},{float(b)!r}\n")
+    assert_ok(run("cluster", "train.csv", "--columns", "x,y", "--bandwidth", 1.5, "--backend", "numpy",
+                  "--model", "model.npz", cwd=tmp_path))
+    with open(tmp_path / "new.csv", "w") as f:  # other order, extra columns
+        f.write("y,extra,x\n")
+        for a, b in X[:20]:
+            f.write(f"{float(b)!r},1,{float(a)!r}\n")
+    out = assert_ok(run("predict", "model.npz", "new.csv", cwd=tmp_path))
+    est = MeanShift(bandwidth=1.5, backend="numpy").fit(X)
+    np.testing.assert_array_equal(np.array(out.split(), dtype=np.int64), est.predict(X[:20]))
+
+
+def test_predict_outlier_threshold(tmp_path):
+    est = MeanShift(bandwidth=1.5, backend="numpy").fit(X)
+    save_model(est, tmp_path / "model.npz")
+    new = np.vstack([X[:5], [[40.0, 40.0]]])
+    np.save(tmp_path / "new.npy", new)
+    out = assert_ok(run("predict", "model.npz", "new.npy", "--outlier-threshold", 3,
+                        "-o", "pred.npy", cwd=tmp_path))
+    assert "outliers (-1): 1" in out
+    pred = _labels(tmp_path / "pred.npy")
+    np.testing.assert_array_equal(pred, est.predict(new, outlier_threshold=3.0))
+    assert pred[-1] == -1 and (pred[:-1] >= 0).all()
+    out = assert_ok(run("predict", "model.npz", "new.npy", "--outlier-threshold", "bandwidth", cwd=tmp_path))
+    np.testing.assert_array_equal(np.array(out.split(), dtype=np.int64),
+                                  est.predict(new, outlier_threshold="bandwidth"))
+
+
+@pytest.mark.parametrize("bandwidth", ["scott", "silverman", "quantile:0.2"])
+def test_cluster_bandwidth_rules(tmp_path, bandwidth):
+    np.save(tmp_path / "pts.npy", X)
+    out = assert_ok(run("cluster", "pts.npy", "--bandwidth", bandwidth, "--backend", "numpy", cwd=tmp_path))
+    if bandwidth == "quantile:0.2":
+        h = estimate_bandwidth(X, quantile=0.2)
+        assert "(estimate_bandwidth, quantile=0.2;" in out
+    else:
+        h = MeanShift(bandwidth=bandwidth, backend="numpy").fit(X).bandwidth_
+        assert f"({bandwidth}'s rule)" in out
+    assert f"bandwidth: {h:.6g} " in out
+
+
+def test_cluster_plot_of_3d_data_is_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    np.save(tmp_path / "pts.npy", X3)
+    out = assert_ok(run("cluster", "pts.npy", "--bandwidth", 2.0, "--bin-seeding", "--backend", "numpy",
+                        "--plot", "clusters.png", cwd=tmp_path))
+    assert "clusters found: 3" in out
+    assert png_size(tmp_path / "clusters.png") == (640, 480)
+
+
+# ---------------------------------------------------------------- documented errors
+@pytest.fixture
+def files(tmp_path):
+    write_csv(tmp_path / "pts.csv", X)
+    write_csv(tmp_path / "noheader.csv", X, header=None)
+    write_csv(tmp_path / "pts3.csv", X3, header=("a", "b", "c"))
+    (tmp_path / "text.csv").write_text("x,name\n1,bob\n2,alice\n")
+    (tmp_path / "nan.csv").write_text("x,y\n1,2\n3,nan\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header-only.csv").write_text("x,y\n")
+    (tmp_path / "data.xlsx").write_bytes(b"PK\x03\x04")
+    write_csv(tmp_path / "dupes.csv", [[0.0, 0.0]] * 100 + [[1.0, 1.0]] * 100)
+    np.save(tmp_path / "cube.npy", np.zeros((2, 2, 2)))
+    save_model(MeanShift(bandwidth=1.5, backend="numpy").fit(X), tmp_path / "model.npz")
+    return tmp_path
+
+
+ERRORS = [
+    # usage errors: exit 2
+    ([], 2, r"^gpumeanshift: error: choose a command: demo, info, cluster, predict"),
+    (["frobnicate"], 2, r"invalid choice: 'frobnicate'"),
+    (["demo", "--n-samples", "0"], 2, r"^gpumeanshift demo: error: argument --n-samples: expected a positive integer"),
+    (["demo", "--backend", "tpu"], 2, r"argument --backend: invalid choice: 'tpu'"),
+    (["demo", "--plot", "demo.jpg"], 2, r"--plot must end in \.png, \.svg, \.pdf"),
+    (["demo", "--frobnicate"], 2, r"unrecognized arguments: --frobnicate"),
+    (["cluster"], 2, r"^gpumeanshift cluster: error: the following arguments are required: FILE"),
+    (["cluster", "pts.csv", "--bandwidth", "-1"], 2, r"bandwidth must be a positive finite number, got '-1'"),
+    (["cluster", "pts.csv", "--bandwidth", "wide"], 2, r"expected a positive number, auto, scott, silverman or quantile:Q"),
+    (["cluster", "pts.csv", "--bandwidth", "quantile:2"], 2, r"quantile must be a number in \(0, 1\]"),
+    (["cluster", "pts.csv", "--kernel", "epanechnikov"], 2, r"argument --kernel: invalid choice"),
+    (["cluster", "pts.csv", "-o", "labels.txt"], 2, r"--output must end in \.csv, \.npy"),
+    (["predict", "model.npz"], 2, r"required: FILE"),
+    (["predict", "model.npz", "pts.csv", "--outlier-threshold", "-2"], 2, r"expected a distance >= 0 or 'bandwidth'"),
+    # data errors: exit 1
+    (["cluster", "missing.csv"], 1, r"^gpumeanshift cluster: error: missing\.csv does not exist$"),
+    (["cluster", "data.xlsx"], 1, r"unsupported file type '\.xlsx'; use one of \.csv"),
+    (["cluster", "text.csv"], 1, r"text\.csv: could not convert string 'bob'.*choose the numeric columns with --columns"),
+    (["cluster", "nan.csv"], 1, r"nan\.csv: data row 2 has a missing or non-finite value"),
+    (["cluster", "empty.csv"], 1, r"empty\.csv is empty"),
+    (["cluster", "header-only.csv"], 1, r"header-only\.csv has no data rows"),
+    (["cluster", "cube.npy"], 1, r"expected a 2-D array of points, got shape \(2, 2, 2\)"),
+    (["cluster", "pts.csv", "--columns", "zz"], 1, r"no column named 'zz'; the columns are x, y"),
+    (["cluster", "pts.csv", "--columns", "5"], 1, r"column index 5 is out of range"),
+    (["cluster", "noheader.csv", "--columns", "x"], 1, r"has no header; use 0-based indices"),
+    (["cluster", "dupes.csv"], 1, r"estimated bandwidth \(quantile 0\.3\) is 0: too many duplicate points"),
+    (["cluster", "pts.csv", "-o", "nodir/labels.csv"], 1, r"cannot write nodir/labels\.csv: directory 'nodir' does not exist"),
+    (["predict", "missing.npz", "pts.csv"], 1, r"model file 'missing\.npz' does not exist"),
+    (["predict", "pts.csv", "pts.csv"], 1, r"pts\.csv is not a readable gpumeanshift model file"),
+    (["predict", "model.npz", "pts3.csv"], 1, r"pts3\.csv has 3 columns but the model was fitted on 2 features; choose them with --columns"),
+    (["predict", "model.npz", "missing.csv"], 1, r"missing\.csv does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, code, pattern", ERRORS, ids=[" ".join(a) or "(none)" for a, _, _ in ERRORS])
+def test_documented_errors_exit_code_and_one_line(files, args, code, pattern):
+    assert_fails(run(*args, cwd=files), code, pattern)
+
+
+def test_unusable_backend_is_a_data_error(files):
+    if gpumeanshift.backends.base.cuda_available():
+        pytest.skip("CuPy and a GPU are present: backend='cupy' runs here")
+    assert_fails(run("cluster", "pts.csv", "--backend", "cupy", cwd=files), 1,
+                 r"^gpumeanshift cluster: error: backend 'cupy' cannot run here: ")
+
+
+def test_parquet_without_pyarrow_is_a_data_error(files):
+    (files / "pts.parquet").write_bytes(b"PAR1")
+    env = fake_missing_module(files, "pyarrow")
+    assert_fails(run("cluster", "pts.parquet", cwd=files, env=env), 1,
+                 r"reading Parquet needs pyarrow \(pip install pyarrow\)")
+
+
+def test_failed_run_never_overwrites_good_outputs(files):
+    (files / "labels.csv").write_text("label\n0\n")
+    good_model = (files / "model.npz").read_bytes()
+    proc = run("cluster", "nan.csv", "-o", "labels.csv", "--model", "model.npz", cwd=files)
+    assert_fails(proc, 1, r"non-finite")
+    assert (files / "labels.csv").read_text() == "label\n0\n"
+    assert (files / "model.npz").read_bytes() == good_model
+
+
+def test_write_failure_mid_run_is_one_line_and_keeps_the_previous_model(files, monkeypatch, capsys):
+    # In process, so the failure can be injected where the model is written.
+    import gpumeanshift.io as gio
+    from gpumeanshift.cli import main
+
+    good_model = (files / "model.npz").read_bytes()
+
+    def failing_savez(file, *args, **kwargs):
+        file.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gio.np, "savez", failing_savez)
+    monkeypatch.chdir(files)
+    before = sorted(os.listdir(files))
+    code = main(["cluster", "pts.csv", "--bandwidth", "1.5", "--backend", "numpy", "--model", "model.npz"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip() == "gpumeanshift cluster: error: No space left on device"
+    assert (files / "model.npz").read_bytes() == good_model
+    assert sorted(os.listdir(files)) == before  # no temporary file left behind
+
+
+# ---------------------------------------------------------------- demo data (gpumeanshift.datasets)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n_samples=1001, centers=[[1, 1], [-1, -1], [1, -1]], cluster_std=0.6, random_state=0),
+        dict(n_samples=50, centers=4, n_features=3, random_state=3),
+        dict(n_samples=[3, 5], random_state=1, cluster_std=[1.0, 2.0]),
+        dict(n_samples=20, random_state=2, shuffle=False),
+    ],
+)
+def test_make_blobs_equals_scikit_learn(kwargs):
+    sk = pytest.importorskip("sklearn.datasets")
+    Xa, ya = make_blobs(**kwargs)
+    Xb, yb = sk.make_blobs(**kwargs)
+    np.testing.assert_array_equal(Xa, Xb)
+    np.testing.assert_array_equal(ya, yb)
+    assert Xa.dtype == np.float64 and ya.dtype == np.int64
+
+
+def test_make_blobs_does_not_import_scikit_learn(tmp_path):
+    code = ("import sys; from gpumeanshift.datasets import make_blobs; make_blobs(10, random_state=0); "
+            "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(n_samples=0), ValueError, "n_samples must be >= 1"),
+        (dict(n_samples=[1, 2], centers=[[0, 0]]), ValueError, "2 counts but there are 1 centers"),
+        (dict(centers=2, cluster_std=[1.0, 2.0, 3.0]), ValueError, "3 values but there are 2 centers"),
+        (dict(cluster_std=-1.0), ValueError, "cluster_std must be >= 0"),
+        (dict(centers=[1, 2, 3]), ValueError, r"shape \(n_centers, n_features\)"),
+        (dict(random_state="zero"), ValueError, "random_state must be"),
+        (dict(n_samples="many"), TypeError, "n_samples must be an int or a sequence"),
+    ],
+)
+def test_make_blobs_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        make_blobs(**kwargs)
