@@ -1,0 +1,1042 @@
+"""Mean shift on a Dask cluster: many processes, many machines, many GPUs.
+
+``import gpumeanshift`` never imports Dask; this module does, and is imported
+only by ``import gpumeanshift.dask`` (install ``gpumeanshift[dask]``).
+
+The algorithm is the single-machine one (:mod:`gpumeanshift._driver`): seeds,
+shift until converged, deduplicate the modes on the client, label every
+point (nearest center, or its basin). Seeds, bin seeding, bandwidth
+estimates and labels are computed chunk by chunk on the workers. Only the shift loop is distributed, in one of
+two ways:
+
+``strategy="seeds"``
+    The data are assembled once on one worker and copied once to each worker
+    that needs them; the seeds are split into one shard per worker and each
+    worker runs its own backend's whole :meth:`~gpumeanshift.Backend.shift`
+    on its shard. No communication between iterations; each worker needs the
+    whole data set (and the backend's working copies) in memory.
+``strategy="data"``
+    The data stay where their chunks are: each iteration is one task per
+    worker, pinned to it, over the chunks it holds; nothing of the data is
+    gathered or moved. Every chunk returns, for the active seeds, the partial
+    sums ``sum w x``, ``sum w`` and the count of points within one bandwidth;
+    the client adds them up (in chunk order), takes the step, applies the
+    stopping rule and drops the seeds that stopped. The stopping rule, ``n_iter`` and the intensity
+    are those of :class:`~gpumeanshift.backends.base.ShiftResult`. The client
+    holds the seeds (a few thousand with bin seeding; every point without).
+``strategy="auto"``
+    "seeds" when about five times the data fits in half the memory of the
+    smallest worker (the GPU's memory on GPU workers), else "data"; the
+    choice is logged at INFO level and kept in ``strategy_``.
+
+Everything the workers compute is a deterministic function of the data and
+the seeds, so when a worker dies Dask recomputes what it held and the fit
+gives the same result; when the lost pieces cannot be recomputed (scattered
+data) the fit raises :class:`RuntimeError` instead of returning centers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+import uuid
+import warnings
+
+import numpy as np
+
+try:
+    import dask.array as da
+    from distributed import default_client, futures_of
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "gpumeanshift.dask needs dask[array] and distributed: "
+        "pip install 'gpumeanshift[dask]'"
+    ) from exc
+
+from . import _driver
+from ._estimator import OUTPUT_TYPES, _convert_output
+from ._estimator import MeanShift as _LocalMeanShift
+from ._validation import check_array, check_bandwidth, check_int, check_real, is_device_array
+from .backends.base import KERNELS, cuda_available, resolve_backend
+from .bandwidth import RULES, _check_random_state
+from .bandwidth import estimate_bandwidth as _local_estimate_bandwidth
+from .dedup import deduplicate
+from .exceptions import warn_convergence
+
+__all__ = ["MeanShift", "estimate_bandwidth", "STRATEGIES"]
+
+STRATEGIES = ("auto", "seeds", "data")
+
+logger = logging.getLogger("gpumeanshift")
+
+# "seeds" needs the whole data set on each worker: the NumPy backend keeps a
+# centred copy and a sorted copy with a column of ones (about 3.5x the data)
+# besides the worker's own share of the chunks.
+_SEEDS_MEMORY_FACTOR = 5.0
+_SEEDS_MEMORY_FRACTION = 0.5
+# Elements of one seed-block x data-block matrix in a partial-sum task.
+_TILE_ELEMENTS = 2**19
+# Squared distance (in bandwidths) past which exp(-d2/2) is exactly 0.0.
+_GAUSS_D2_CUTOFF = {np.dtype(np.float64): 2.0 * 746.0, np.dtype(np.float32): 2.0 * 104.0}
+ALGORITHMS = ("auto", "brute", "grid")
+# Where the single-machine algorithm="grid" truncates the Gaussian, in bandwidths.
+try:
+    from .backends._spatial import GAUSSIAN_GRID_RADIUS as _GAUSSIAN_GRID_RADIUS
+except ImportError:  # pragma: no cover - older core package
+    _GAUSSIAN_GRID_RADIUS = 6.0
+LABEL_ASSIGNMENTS = ("nearest", "basin")
+# Failures that mean "a worker and what it held are gone for good".
+_LOST = (KilledWorker, FutureCancelledError)
+
+
+# ------------------------------------------------------------ worker-side helpers
+def _xp(a):
+    """The array module of ``a`` (CuPy for device arrays, else NumPy)."""
+    if is_device_array(a):
+        import cupy
+
+        return cupy
+    return np
+
+
+def _worker_backend(backend, n_threads):
+    """Resolve ``backend`` on the worker running this task.
+
+    "auto" is decided where the task runs (a GPU worker gets the CUDA
+    backend). ``n_threads`` only goes to the NumPy backend.
+    """
+    if not isinstance(backend, str):
+        return backend
+    name = backend
+    if backend == "auto":
+        name = "cupy" if cuda_available() else "numpy"
+    options = {"n_threads": n_threads} if name == "numpy" and n_threads else {}
+    return resolve_backend(name, **options)
+
+
+def _task_threads(n_jobs):
+    """Threads for one backend call: n_jobs, else the worker's thread count."""
+    if n_jobs is not None and n_jobs > 0:
+        return n_jobs
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ValueError, AttributeError):  # not on a worker (synchronous scheduler)
+        return None
+
+
+def _concat_rows(*chunks):
+    """The rows of the chunks, in order, as one C-contiguous array."""
+    xp = _xp(chunks[0])
+    out = chunks[0] if len(chunks) == 1 else xp.concatenate(chunks)
+    return xp.ascontiguousarray(out)
+
+
+def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_iter, tol):
+    """"seeds" strategy: the whole shift loop of one seed shard on one worker.
+
+    ``seeds`` is an array or a list of chunks of X (every point seeds).
+    """
+    t0 = time.perf_counter()
+    if isinstance(seeds, (list, tuple)):
+        seeds = _concat_rows(*seeds)
+    be = _worker_backend(backend, _task_threads(n_jobs))
+    xp = _xp(X)
+    seeds = xp.ascontiguousarray(xp.asarray(seeds, dtype=X.dtype))
+    kwargs = {}
+    if "algorithm" in inspect.signature(be.shift).parameters:
+        kwargs["algorithm"] = algorithm
+    elif algorithm == "grid":
+        raise ValueError(f"the {be.name!r} backend has no algorithm='grid'")
+    res = be.shift(X, seeds, bandwidth=bandwidth, kernel=kernel, max_iter=max_iter, tol=tol,
+                   **kwargs)
+    host = _driver.to_numpy
+    return {
+        "modes": host(res.modes),
+        "n_iter": host(res.n_iter).astype(np.int64, copy=False),
+        "intensity": host(res.intensity).astype(np.int64, copy=False),
+        "converged": host(res.converged).astype(bool, copy=False),
+        "backend": be.name,
+        "algorithm": getattr(res, "algorithm", "brute"),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None):
+    """"data" strategy: one chunk's contribution to one shift step.
+
+    ``seeds`` are positions in bandwidth units relative to ``center`` (the
+    coordinates the NumPy backend iterates in). Returns, per seed, the sums
+    over this chunk's points of ``w * y`` and ``w`` (as ``acc[:, :d]`` and
+    ``acc[:, d]``) and the number of points within one bandwidth, as host
+    arrays. Array-module agnostic: NumPy or CuPy chunks.
+
+    As in the NumPy backend, seeds go in spatially compact blocks and each
+    block visits only the points inside its bounding box widened by the
+    kernel's reach (1 for "flat"; for "gaussian" the distance past which
+    ``exp`` is exactly 0), so the culling never changes a sum. ``truncate``
+    (in bandwidths) drops the Gaussian weights of farther points, as the
+    single-machine ``algorithm="grid"`` does.
+    """
+    xp = _xp(chunk)
+    dtype = chunk.dtype
+    Y = (chunk - xp.asarray(center, dtype=np.float64).astype(dtype)) * dtype.type(inv_h)
+    Y = Y.astype(dtype, copy=False)
+    n, d = Y.shape
+    S = xp.asarray(seeds, dtype=dtype)
+    m = S.shape[0]
+    acc = xp.zeros((m, d + 1), dtype=dtype)
+    cnt = xp.zeros(m, dtype=np.int64)
+    if not (n and m):
+        return _driver.to_numpy(acc), _driver.to_numpy(cnt)
+    reach = 1.0 if kernel == "flat" else math.sqrt(_GAUSS_D2_CUTOFF[np.dtype(dtype)])
+    if truncate is not None and kernel != "flat":
+        reach = min(reach, float(truncate))
+    cull_dims = min(d, 8)
+    Y1 = xp.concatenate([Y, xp.ones((n, 1), dtype=dtype)], axis=1)
+    order = xp.argsort(S[:, 0])
+    s_step = 64
+    for s0 in range(0, m, s_step):
+        rows = order[s0:s0 + s_step]
+        q = S[rows]
+        t = q.shape[0]
+        lo = q.min(axis=0)
+        hi = q.max(axis=0)
+        near = xp.all((Y[:, :cull_dims] >= lo[:cull_dims] - reach)
+                      & (Y[:, :cull_dims] <= hi[:cull_dims] + reach), axis=1)
+        cand = Y1[near]
+        if cand.shape[0] == 0:
+            continue
+        # Distances by expansion relative to the block's centre, which keeps
+        # |q|^2 + |y|^2 - 2 q.y accurate (as the NumPy backend does).
+        mid = ((lo + hi) * 0.5).astype(dtype)
+        qc = q - mid
+        qa = xp.empty((t, d + 2), dtype=dtype)
+        qa[:, :d] = qc
+        qa[:, d] = (qc * qc).sum(axis=1)
+        qa[:, d + 1] = 1.0
+        a_blk = xp.zeros((t, d + 1), dtype=dtype)
+        c_blk = xp.zeros(t, dtype=np.int64)
+        x_step = max(1, _TILE_ELEMENTS // t)
+        for x0 in range(0, cand.shape[0], x_step):
+            part = cand[x0:x0 + x_step]
+            xa = xp.empty((part.shape[0], d + 2), dtype=dtype)
+            xa[:, :d] = part[:, :d] - mid
+            xa[:, d + 1] = (xa[:, :d] * xa[:, :d]).sum(axis=1)
+            xa[:, :d] *= -2.0
+            xa[:, d] = 1.0
+            d2 = qa @ xa.T
+            inside = d2 <= 1.0
+            c_blk += xp.count_nonzero(inside, axis=1)
+            if kernel == "flat":
+                w = inside.astype(dtype)
+            else:  # in place: this is the loop's biggest array
+                far = d2 > reach * reach if truncate is not None else None
+                d2 *= -0.5
+                xp.minimum(d2, 0.0, out=d2)
+                w = xp.exp(d2, out=d2)
+                if far is not None:
+                    w[far] = 0.0
+            a_blk += w @ part
+        acc[rows] = a_blk
+        cnt[rows] = c_blk
+    return _driver.to_numpy(acc), _driver.to_numpy(cnt)
+
+
+def _round_task(chunks, seeds, center, inv_h, kernel, truncate):
+    """One worker's share of a "data" round: the partial sums of its chunks.
+
+    One task per worker and round (not per chunk) keeps the scheduler's
+    per-task cost out of the loop; the sums stay per chunk so that the client
+    adds them in chunk order, whichever worker computed them.
+    """
+    t0 = time.perf_counter()
+    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate) for c in chunks]
+    return {"sums": sums, "xp": _xp(chunks[0]).__name__.split(".")[0],
+            "seconds": time.perf_counter() - t0, "worker": _worker_address()}
+
+
+def _worker_address():
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except ValueError:  # not on a worker
+        return None
+
+
+def _label_block(block, centers, threshold, backend, n_jobs):
+    """Nearest-center labels of one chunk (-1 beyond ``threshold`` when given)."""
+    xp = _xp(block)  # the labels come back in the chunk's array type
+    be = _worker_backend(backend, n_jobs or 1)
+    if be.name == "numpy" and xp is not np:
+        block = block.get()
+    block = block if block.flags.c_contiguous else _xp(block).ascontiguousarray(block)
+    if block.shape[0] == 0:
+        return xp.zeros(0, dtype=np.int64)
+    C = np.ascontiguousarray(centers, dtype=block.dtype)
+    labels, dist = be.nearest(block, C)
+    labels = xp.asarray(_driver.to_numpy(labels).astype(np.int64, copy=False))
+    if threshold is not None:
+        labels = xp.where(xp.asarray(_driver.to_numpy(dist)) <= threshold, labels, -1)
+    return labels
+
+
+def _label_meta(X):
+    """An empty 1-D int64 array of X's array type (the meta of label arrays)."""
+    return X._meta.reshape(-1)[:0].astype(np.int64)
+
+
+def _bincount_block(labels, k):
+    labels = _driver.to_numpy(labels)
+    return np.bincount(labels[labels >= 0], minlength=k)
+
+
+def _bin_block(block, bin_size, offset):
+    """One chunk's occupied grid cells, each with its first row and its count."""
+    block = _driver.to_numpy(block)
+    binned = np.round(block / bin_size)
+    cells, first, counts = np.unique(binned, axis=0, return_index=True, return_counts=True)
+    return cells, first.astype(np.int64) + offset, counts.astype(np.int64)
+
+
+def _kth_block(S, start, stop, k, backend, n_jobs):
+    """Distance from rows start:stop of S to their k-th nearest row of S."""
+    be = _worker_backend(backend, _task_threads(n_jobs))
+    return _driver.to_numpy(be.kth_neighbor_distance(S, S[start:stop], k)).astype(np.float64)
+
+
+def _worker_capacity(dask_worker, backend):
+    """Bytes the fit may count on in this worker: host memory, or GPU memory."""
+    limit = getattr(dask_worker.memory_manager, "memory_limit", None)
+    if not limit:
+        import psutil
+
+        limit = psutil.virtual_memory().total
+    if isinstance(backend, str) and (backend == "cupy" or (backend == "auto" and cuda_available())):
+        try:
+            import cupy
+
+            limit = min(limit, cupy.cuda.Device().mem_info[1])
+        except Exception:  # no usable device after all: host memory it is
+            pass
+    return int(limit)
+
+
+# ---------------------------------------------------------------- client helpers
+def _get_client(client):
+    if client is not None:
+        return client
+    try:
+        return default_client()
+    except ValueError as exc:
+        raise ValueError(
+            "gpumeanshift.dask needs a dask.distributed Client: create one "
+            "(for example Client(LocalCluster())) or pass client=..."
+        ) from exc
+
+
+def _as_dask_array(X, name="X"):
+    """A 2-D Dask array of float32/float64, chunked along rows only."""
+    if not isinstance(X, da.Array):
+        X = da.from_array(check_array(X, name=name))
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D array for {name}, got {X.ndim}-D with shape {X.shape}")
+    if any(math.isnan(s) for s in X.shape):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+    if X.shape[1] < 1:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+    if X.shape[0] < 1:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+    kind = X.dtype.kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
+    if kind not in "biuf":
+        raise ValueError(f"{name} has unsupported dtype {X.dtype}; expected real numbers")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _chunk_futures(client, X):
+    """Persist X on the cluster; its chunk futures in row order."""
+    X = client.persist(X)
+    futs = {f.key: f for f in futures_of(X)}
+    keys = [row[0] for row in X.__dask_keys__()]
+    return X, [futs[k] for k in keys]
+
+
+def _gather(client, futures, what):
+    """Gather, turning "the data are gone for good" into a clear error."""
+    try:
+        return client.gather(futures)
+    except _LOST as exc:
+        raise RuntimeError(
+            f"distributed mean shift failed during {what}: a worker was lost and what it "
+            f"held could not be recomputed ({type(exc).__name__}: {exc}). No result was "
+            "returned; persist the input from a recomputable graph (not scattered data) "
+            "or retry."
+        ) from exc
+
+
+def _workers(client):
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        raise RuntimeError("the Dask cluster has no workers")
+    return workers
+
+
+def _finite_and_center(client, X):
+    center, finite = client.compute(
+        [X.mean(axis=0, dtype=np.float64), da.isfinite(X).all()], sync=True
+    )
+    if not bool(_driver.to_numpy(finite)):
+        raise ValueError("X contains NaN or infinity; all values must be finite")
+    return _driver.to_numpy(center).astype(np.float64)
+
+
+def _rule_bandwidth(client, X, rule):
+    n, d = X.shape
+    if n < 2:
+        raise ValueError(f"Found array with {n} sample(s) while a minimum of 2 is required.")
+    if rule == "scott":
+        factor = n ** (-1.0 / (d + 4))
+    else:
+        factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
+    var = _driver.to_numpy(client.compute(X.var(axis=0, ddof=1, dtype=np.float64), sync=True))
+    sigma = float(np.sqrt(np.mean(var)))
+    if sigma == 0:
+        raise ValueError(f"every feature of X is constant; the {rule} rule gives bandwidth 0")
+    return float(factor * sigma)
+
+
+def _bin_seeds(client, X, futs, bin_size, min_bin_freq):
+    """:func:`gpumeanshift.get_bin_seeds` over the chunks; None means "every point".
+
+    Each chunk bins its own rows; the client merges the cells (first
+    occurrence = smallest row index, counts added), so the seeds and their
+    order equal the single-machine ones.
+    """
+    offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(np.int64)
+    parts = _gather(client, [
+        client.submit(_bin_block, f, bin_size, int(o), pure=False) for f, o in zip(futs, offsets)
+    ], "bin seeding")
+    cells = np.concatenate([p[0] for p in parts])
+    first = np.concatenate([p[1] for p in parts])
+    counts = np.concatenate([p[2] for p in parts])
+    uniq, inverse = np.unique(cells, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    first_u = np.full(len(uniq), np.iinfo(np.int64).max)
+    np.minimum.at(first_u, inverse, first)
+    counts_u = np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
+    order = np.argsort(first_u, kind="stable")
+    bin_seeds = uniq[order][counts_u[order] >= min_bin_freq]
+    if len(bin_seeds) == X.shape[0]:
+        warnings.warn(
+            f"Binning data failed with provided bin_size={bin_size:f}, "
+            "using data points as seeds.",
+            stacklevel=3,
+        )
+        return None
+    return (bin_seeds * X.dtype.type(bin_size)).astype(X.dtype, copy=False)
+
+
+# ------------------------------------------------------------------ public API
+def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backend="numpy",
+                       n_jobs=None, client=None):
+    """Estimate the bandwidth of a Dask array, as :func:`gpumeanshift.estimate_bandwidth`.
+
+    The same definition and the same subsample (the rows
+    ``RandomState(random_state).permutation(n)[:n_samples]``): the mean over
+    the sample of the distance to its k-th nearest neighbour within the
+    sample, ``k = max(1, int(len(sample) * quantile))``. The sample is
+    assembled on one worker and copied once to the others; each worker
+    computes the distances of a share of the queries with its backend. The
+    cost is O(len(sample)^2): give ``n_samples`` for large data.
+
+    Parameters
+    ----------
+    X : dask array or array-like of shape (n_samples, n_features)
+        Input points; anything but a Dask array goes to the single-machine
+        :func:`gpumeanshift.estimate_bandwidth`.
+    quantile : float, default=0.3
+        Between 0 and 1.
+    n_samples : int, default=None
+        Size of the subsample; None uses every point.
+    random_state : int, RandomState instance or None, default=0
+        Which points are sampled when ``n_samples`` is given.
+    backend : str or Backend, default="numpy"
+        Backend of the workers ("auto": each worker's GPU when it has one).
+    n_jobs : int, default=None
+        Threads of the NumPy backend per task; None uses the worker's threads.
+    client : distributed.Client, default=None
+        The cluster; None uses the default client.
+
+    Returns
+    -------
+    bandwidth : float
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> from distributed import Client
+    >>> from gpumeanshift.dask import estimate_bandwidth
+    >>> client = Client(processes=False, n_workers=1, dashboard_address=":0")
+    >>> X = np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]])
+    >>> round(estimate_bandwidth(da.from_array(X, chunks=3), quantile=0.5), 4)
+    1.6191
+    >>> client.close()
+    """
+    if not isinstance(X, da.Array):
+        return _local_estimate_bandwidth(X, quantile=quantile, n_samples=n_samples,
+                                         random_state=random_state, backend=backend)
+    quantile = check_real(quantile, "quantile", low=0.0)
+    if quantile > 1:
+        raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+    n_samples = check_int(n_samples, "n_samples", low=1, allow_none=True)
+    client = _get_client(client)
+    X = _as_dask_array(X)
+    if n_samples is not None:
+        rng = _check_random_state(random_state)
+        X = X[rng.permutation(X.shape[0])[:n_samples]]
+    X = X.astype(np.float64)
+    m = X.shape[0]
+    k = max(1, int(m * quantile))
+    X, futs = _chunk_futures(client, X)
+    S = client.submit(_concat_rows, *futs, pure=False)
+    nw = len(_workers(client))
+    bounds = np.linspace(0, m, min(m, nw) + 1).astype(np.int64)
+    workers = _workers(client)
+    parts = _gather(client, [
+        client.submit(_kth_block, S, int(a), int(b), k, backend, n_jobs, pure=False,
+                      workers=[workers[i % nw]], allow_other_workers=True)
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a
+    ], "bandwidth estimation")
+    kth = np.concatenate(parts)
+    total = 0.0
+    for start in range(0, len(kth), 500):  # scikit-learn's batches, its order
+        total += kth[start:start + 500].sum()
+    return float(total / m)
+
+
+class MeanShift(_LocalMeanShift):
+    """Mean-shift clustering of a Dask array on a Dask cluster.
+
+    The parameters and fitted attributes of :class:`gpumeanshift.MeanShift`,
+    and the same result: same centers (to rounding), labels and ``n_iter_``.
+    Each worker uses its own backend (``backend="auto"``: the GPU of a
+    ``dask_cuda.LocalCUDACluster`` worker, else NumPy); chunks may be NumPy
+    or CuPy arrays.
+
+    Parameters
+    ----------
+    bandwidth, kernel, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, tol, backend, n_jobs, output_type, algorithm, label_assignment
+        As for :class:`gpumeanshift.MeanShift`. ``bandwidth=None`` estimates
+        it from every point (O(n^2), the data copied to every worker); pass a
+        number, a rule, or a value from :func:`estimate_bandwidth` with
+        ``n_samples`` for large data. ``n_jobs`` is the NumPy backend's
+        threads per task (None: the worker's thread count). With
+        ``strategy="data"``, ``algorithm`` "auto" and "brute" are the exact
+        bounding-box culling and "grid" truncates the Gaussian as the
+        single-machine grid does. ``label_assignment="basin"`` climbs every
+        point (the client then holds one mode per point).
+    strategy : {"auto", "seeds", "data"}, default="auto"
+        How the shift loop is distributed (see the module documentation):
+        "seeds" copies the data to every worker and shards the seeds; "data"
+        keeps the data sharded and reduces per-seed partial sums on the client
+        every iteration; "auto" picks "seeds" when the data fit comfortably in
+        the smallest worker's memory.
+    client : distributed.Client, default=None
+        The cluster; None uses the default client.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Coordinates of cluster centers, strongest first.
+    labels_ : dask array of shape (n_samples,)
+        Cluster index of each point, persisted on the cluster, chunked as X.
+    n_iter_ : int
+        Largest number of iterations any seed performed.
+    n_features_in_ : int
+        Number of features seen during fit.
+    bandwidth_ : float
+        The bandwidth actually used.
+    backend_ : str
+        Backend(s) the workers used for the shift ("numpy", "cupy", or both
+        joined by "+").
+    algorithm_ : str
+        The neighbourhood search that ran ("brute" or "grid"; both joined by
+        "+" when the seed shards differed).
+    strategy_ : str
+        "seeds" or "data": the strategy the fit used.
+    cluster_sizes_ : ndarray of shape (n_clusters,)
+        Number of points labelled with each cluster.
+    center_intensity_ : ndarray of shape (n_clusters,)
+        Points within one bandwidth of each center's last shift step.
+
+    See Also
+    --------
+    gpumeanshift.MeanShift : The single-machine estimator.
+    estimate_bandwidth : Bandwidth estimate of a Dask array.
+
+    Notes
+    -----
+    distributed starts CPU workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
+    which makes the NumPy backend's temporaries page-fault on every use
+    (measured 2-7x slower); set
+    ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_`` to None
+    in the Dask configuration before the cluster starts.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da
+    >>> from distributed import Client
+    >>> from gpumeanshift.dask import MeanShift
+    >>> client = Client(processes=False, n_workers=2, threads_per_worker=1,
+    ...                 dashboard_address=":0")
+    >>> X = da.from_array(np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]]),
+    ...                   chunks=3)
+    >>> ms = MeanShift(bandwidth=2, kernel="flat", backend="numpy", strategy="data").fit(X)
+    >>> ms.labels_.compute()
+    array([1, 1, 1, 0, 0, 0])
+    >>> ms.cluster_centers_
+    array([[3.33333333, 6.        ],
+           [1.33333333, 0.66666667]])
+    >>> ms.predict(da.from_array(np.array([[0, 0], [5, 5]]))).compute()
+    array([1, 0])
+    >>> client.close()
+    """
+
+    def __init__(
+        self,
+        *,
+        bandwidth=None,
+        kernel="gaussian",
+        seeds=None,
+        bin_seeding=False,
+        min_bin_freq=1,
+        cluster_all=True,
+        max_iter=300,
+        tol=1e-3,
+        backend="auto",
+        n_jobs=None,
+        output_type="input",
+        algorithm="auto",
+        label_assignment="nearest",
+        strategy="auto",
+        client=None,
+    ):
+        super().__init__(
+            bandwidth=bandwidth, kernel=kernel, seeds=seeds, bin_seeding=bin_seeding,
+            min_bin_freq=min_bin_freq, cluster_all=cluster_all, max_iter=max_iter, tol=tol,
+            backend=backend, n_jobs=n_jobs, output_type=output_type,
+        )
+        self.algorithm = algorithm
+        self.label_assignment = label_assignment
+        self.strategy = strategy
+        self.client = client
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["client"] = None  # a Client does not travel; the default one is used
+        return state
+
+    # ------------------------------------------------------------- fitting
+    def fit(self, X, y=None):
+        """Cluster a Dask array on the cluster.
+
+        Parameters
+        ----------
+        X : dask array of shape (n_samples, n_features)
+            Samples (NumPy or CuPy chunks); other array-likes are wrapped
+            with :func:`dask.array.from_array`.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : MeanShift
+            The fitted estimator.
+        """
+        t0 = time.perf_counter()
+        params = self._check_params()
+        client = _get_client(self.client)
+        X = _as_dask_array(X)
+        device_input = is_device_array(X._meta)
+        X, futs = _chunk_futures(client, X)
+        center = _finite_and_center(client, X)
+        h = self._resolve_bandwidth(client, X)
+
+        seeds = self._initial_seeds(client, X, futs, h, params["min_bin_freq"])
+        strategy = self._choose_strategy(client, X, seeds)
+        fit_id = uuid.uuid4().hex[:8]
+        shift_args = dict(bandwidth=h, kernel=self.kernel, max_iter=params["max_iter"],
+                          tol=params["tol"])
+        t_shift = time.perf_counter()
+        shifted = self._shift(client, X, futs, seeds, center, fit_id, shift_args, strategy)
+        stats = shifted["stats"]
+        stats["shift_seconds"] = time.perf_counter() - t_shift
+        # What a round costs beyond its slowest task: submission, scheduling,
+        # transfers of seeds and sums, gathering and the client's arithmetic.
+        stats["overhead_per_round"] = (
+            stats["shift_seconds"] - sum(stats["task_seconds"])) / max(1, stats["rounds"])
+        modes, n_iter = shifted["modes"], shifted["n_iter"]
+
+        centers, center_intensity, n_unconverged = _finish(
+            modes, n_iter, shifted["intensity"], shifted["converged"], h,
+            params["max_iter"], params["tol"])
+        centers = centers.astype(X.dtype, copy=False)
+
+        if self.label_assignment == "basin":
+            if seeds is None:  # every point was a seed: its climb is done
+                point_modes = modes
+            else:
+                point_modes = self._shift(client, X, futs, None, center, f"{fit_id}-basin",
+                                          shift_args, strategy)["modes"]
+            labels = _basin_labels(X, point_modes, centers, None if self.cluster_all else h)
+        else:
+            threshold = None if self.cluster_all else h
+            labels = X.map_blocks(_label_block, centers, threshold, self.backend, self.n_jobs,
+                                  drop_axis=1, dtype=np.int64, meta=_label_meta(X))
+        labels = client.persist(labels)
+        label_futs = futures_of(labels)
+        sizes = _gather(client, [client.submit(_bincount_block, f, len(centers), pure=False)
+                                 for f in label_futs], "labelling")
+        sizes = np.sum(sizes, axis=0).astype(np.int64) if sizes else np.zeros(len(centers), np.int64)
+
+        out = lambda a: _convert_output(a, self.output_type, device_input)  # noqa: E731
+        self._device_input = device_input
+        self.cluster_centers_ = out(centers)
+        self.labels_ = labels
+        self.n_iter_ = int(n_iter.max()) if n_iter.size else 0
+        self.n_features_in_ = int(X.shape[1])
+        self.bandwidth_ = h
+        self.backend_ = "+".join(sorted(shifted["backends"]))
+        self.algorithm_ = "+".join(sorted(shifted["algorithms"]))
+        self.strategy_ = strategy
+        self.cluster_sizes_ = out(sizes)
+        self.center_intensity_ = out(center_intensity)
+        self._centers_host = centers
+        stats["seconds"] = time.perf_counter() - t0
+        stats["n_unconverged"] = n_unconverged
+        self._fit_stats = stats
+        logger.debug("dask fit: n=%d d=%d seeds=%d centers=%d n_iter=%d strategy=%s %.3fs",
+                     X.shape[0], X.shape[1], len(modes), len(centers), self.n_iter_,
+                     strategy, stats["seconds"])
+        return self
+
+    def _check_params(self):
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.label_assignment not in LABEL_ASSIGNMENTS:
+            raise ValueError(
+                f"label_assignment must be one of {LABEL_ASSIGNMENTS}, "
+                f"got {self.label_assignment!r}"
+            )
+        if self.output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {self.output_type!r}")
+        if not isinstance(self.bin_seeding, (bool, np.bool_)):
+            raise TypeError(f"bin_seeding must be True or False, got {self.bin_seeding!r}")
+        if not isinstance(self.cluster_all, (bool, np.bool_)):
+            raise TypeError(f"cluster_all must be True or False, got {self.cluster_all!r}")
+        n_jobs = check_int(self.n_jobs, "n_jobs", low=-1, allow_none=True)
+        if n_jobs == 0:
+            raise ValueError("n_jobs must be a positive integer or -1, got 0")
+        return {
+            "max_iter": check_int(self.max_iter, "max_iter", low=0),
+            "min_bin_freq": check_int(self.min_bin_freq, "min_bin_freq", low=1),
+            "tol": check_real(self.tol, "tol", low=0.0),
+        }
+
+    def _resolve_bandwidth(self, client, X):
+        bw = self.bandwidth
+        if bw is None:
+            h = estimate_bandwidth(X, backend=self.backend, n_jobs=self.n_jobs, client=client)
+            if h == 0.0:
+                ptp = client.compute((X.max(axis=0) - X.min(axis=0)).max(), sync=True)
+                if float(_driver.to_numpy(ptp)) == 0.0:
+                    return 1.0  # all points identical: one cluster whatever the bandwidth
+                raise ValueError(
+                    "The estimated bandwidth is 0: at least 30% of the points are exact "
+                    "duplicates of their neighbours. Pass bandwidth explicitly."
+                )
+            return h
+        if isinstance(bw, str):
+            if bw not in RULES:
+                raise ValueError(
+                    f"bandwidth must be a positive number, None, or one of {RULES}; got {bw!r}"
+                )
+            return _rule_bandwidth(client, X, bw)
+        return check_bandwidth(bw)
+
+    def _initial_seeds(self, client, X, futs, h, min_bin_freq):
+        """Seeds as a host array, or None for "every point" (left on the workers)."""
+        if self.seeds is not None:
+            seeds = self.seeds
+            if isinstance(seeds, da.Array):
+                seeds = client.compute(seeds, sync=True)
+            seeds = check_array(seeds, name="seeds")
+            if seeds.shape[1] != X.shape[1]:
+                raise ValueError(f"seeds has {seeds.shape[1]} features but X has {X.shape[1]}")
+            return np.ascontiguousarray(seeds, dtype=X.dtype)
+        if self.bin_seeding:
+            return _bin_seeds(client, X, futs, h, min_bin_freq)
+        return None
+
+    def _choose_strategy(self, client, X, seeds):
+        if self.strategy != "auto":
+            return self.strategy
+        capacity = min(client.run(_worker_capacity, backend=self.backend).values())
+        need = _SEEDS_MEMORY_FACTOR * X.nbytes
+        choice = "seeds" if need <= _SEEDS_MEMORY_FRACTION * capacity else "data"
+        logger.info(
+            "strategy='auto' chose %r: %.3g GB of data (x%.0f working copies) against "
+            "%.3g GB in the smallest worker", choice, X.nbytes / 1e9, _SEEDS_MEMORY_FACTOR,
+            capacity / 1e9,
+        )
+        if choice == "data" and seeds is None:
+            warnings.warn(
+                "strategy='auto' chose 'data' (the data do not fit in one worker) but every "
+                f"point is a seed: the client will hold all {X.shape[0]} seed positions. "
+                "Use bin_seeding=True or pass seeds.",
+                stacklevel=3,
+            )
+        return choice
+
+    def _shift(self, client, X, futs, seeds, center, fit_id, shift_args, strategy):
+        """The shift of ``seeds`` (None: every point, in row order) by ``strategy``."""
+        if strategy == "seeds":
+            return self._shift_seeds(client, X, futs, seeds, fit_id, shift_args)
+        if seeds is None:
+            logger.info("strategy='data' with every point as a seed: the client holds "
+                        "%d seed positions; bin_seeding=True needs far fewer", X.shape[0])
+            seeds = np.concatenate([_driver.to_numpy(c)
+                                    for c in _gather(client, futs, "seeding")])
+        seeds = np.ascontiguousarray(_driver.to_numpy(seeds), dtype=X.dtype)
+        return self._shift_data(client, futs, seeds, center, fit_id, shift_args)
+
+    def _shift_seeds(self, client, X, futs, seeds, fit_id, shift_args):
+        """Data assembled once (one task), seeds sharded one shard per worker."""
+        workers = _workers(client)
+        nw = len(workers)
+        X_full = client.submit(_concat_rows, *futs, key=f"gms-data-{fit_id}")
+        if seeds is None:  # every point seeds: shard by chunks, never via the client
+            groups = [g for g in np.array_split(np.arange(len(futs)), nw) if g.size]
+            shards = [[futs[i] for i in g] for g in groups]
+        else:
+            shards = [s for s in np.array_split(seeds, min(nw, len(seeds))) if len(s)]
+        tasks = [
+            client.submit(_shift_task, X_full, shard, backend=self.backend, n_jobs=self.n_jobs,
+                          algorithm=self.algorithm, **shift_args, key=f"gms-shift-{fit_id}-{i}",
+                          workers=[workers[i % nw]], allow_other_workers=True)
+            for i, shard in enumerate(shards)
+        ]
+        hook = getattr(self, "_on_iteration", None)
+        if hook is not None:
+            hook("seeds", 0)
+        results = _gather(client, tasks, "the shift (strategy 'seeds')")
+        del X_full, tasks
+        cat = lambda f: np.concatenate([r[f] for r in results])  # noqa: E731
+        stats = {"strategy": "seeds", "rounds": 1,
+                 "task_seconds": [max(r["seconds"] for r in results)]}
+        return {"modes": cat("modes"), "n_iter": cat("n_iter"), "intensity": cat("intensity"),
+                "converged": cat("converged"), "backends": {r["backend"] for r in results},
+                "algorithms": {r["algorithm"] for r in results}, "stats": stats}
+
+    def _shift_data(self, client, futs, seeds, center, fit_id, shift_args):
+        """The shift loop on the client; each step's sums come from the chunks.
+
+        The same arithmetic and bookkeeping as the NumPy backend's loop, so
+        the stopping rule, ``n_iter`` and intensity are the single-machine ones.
+        """
+        h, kernel = shift_args["bandwidth"], shift_args["kernel"]
+        max_iter, tol = shift_args["max_iter"], shift_args["tol"]
+        dtype = seeds.dtype
+        inv_h = 1.0 / h
+        S = ((seeds - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
+        m, d = S.shape
+        pos = S.copy()
+        n_iter = np.zeros(m, dtype=np.int64)
+        intensity = np.zeros(m, dtype=np.int64)
+        converged = np.zeros(m, dtype=bool)
+        orphaned = np.zeros(m, dtype=bool)
+        active = np.arange(m)
+        thresh2 = float(tol) ** 2
+        truncate = None
+        if self.algorithm == "grid" and kernel == "gaussian":
+            truncate = _GAUSSIAN_GRID_RADIUS
+        hook = getattr(self, "_on_iteration", None)
+        names: set[str] = set()
+        task_seconds = []
+        who = client.who_has(futs)
+        where = [next(iter(who.get(f.key, ())), None) for f in futs]
+        it = 0
+        while active.size:
+            q = np.ascontiguousarray(pos[active])
+            # One task per worker, pinned to the worker holding its chunks;
+            # loosely: a lost worker's chunks are recomputed elsewhere and
+            # their task follows them.
+            groups: dict = {}
+            for i, w in enumerate(where):
+                groups.setdefault(w, []).append(i)
+            submitted = [
+                (idx, client.submit(_round_task, [futs[i] for i in idx], q, center, inv_h, kernel, truncate,
+                                    key=f"gms-partial-{fit_id}-{it}-{g}",
+                                    workers=[w] if w else None, allow_other_workers=True))
+                for g, (w, idx) in enumerate(groups.items())
+            ]
+            results = _gather(client, [t for _, t in submitted],
+                              f"shift iteration {it} (strategy 'data')")
+            sums = [None] * len(futs)
+            for (idx, _), r in zip(submitted, results):
+                for i, part in zip(idx, r["sums"]):
+                    sums[i] = part
+                    # The task ran where the chunk is now: pin the next round
+                    # there, with no extra round trip to the scheduler.
+                    where[i] = r["worker"]
+            del submitted
+            acc = sums[0][0].copy()
+            cnt = sums[0][1].copy()
+            for a, c in sums[1:]:  # chunk order: a fixed summation order
+                acc += a
+                cnt += c
+            names.update(r["xp"] for r in results)
+            task_seconds.append(max(r["seconds"] for r in results))
+
+            old = pos[active]
+            wsum = acc[:, d]
+            ok = wsum > 0
+            new = old.copy()
+            new[ok] = acc[ok, :d] / wsum[ok, None]
+            orphan = ~ok
+            moved2 = np.einsum("ij,ij->i", new - old, new - old)
+            done_tol = (moved2 <= thresh2) & ~orphan
+            stop = orphan | done_tol | (it >= max_iter)
+            intensity[active] = cnt  # from where this step started
+            pos[active[ok]] = new[ok]
+            converged[active[done_tol]] = True
+            orphaned[active[orphan]] = True
+            n_iter[active[~stop]] += 1
+            active = active[~stop]
+            it += 1
+            if hook is not None:
+                hook("data", it)
+        intensity[orphaned] = 0
+        modes = (pos.astype(np.float64) * h + center).astype(dtype)
+        stats = {"strategy": "data", "rounds": it, "task_seconds": task_seconds}
+        return {"modes": modes, "n_iter": n_iter, "intensity": intensity, "converged": converged,
+                "backends": names, "algorithms": {"grid" if self.algorithm == "grid" else "brute"},
+                "stats": stats}
+
+    # ------------------------------------------------------------ predicting
+    def predict(self, X, *, outlier_threshold=None):
+        """Label each point with its nearest cluster center.
+
+        Parameters
+        ----------
+        X : dask array or array-like of shape (n_samples, n_features)
+            New data. A Dask array gives a lazy Dask array of labels (one
+            ``map_blocks`` task per chunk); anything else is labelled here,
+            as :meth:`gpumeanshift.MeanShift.predict` does.
+        outlier_threshold : float or "bandwidth", default=None
+            When given, points farther than this from every center are -1.
+
+        Returns
+        -------
+        labels : dask array or ndarray of shape (n_samples,)
+        """
+        if not isinstance(X, da.Array):
+            return super().predict(X, outlier_threshold=outlier_threshold)
+        self._check_fitted()
+        X = _as_dask_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        threshold = None
+        if outlier_threshold is not None:
+            if isinstance(outlier_threshold, str):
+                if outlier_threshold != "bandwidth":
+                    raise ValueError(
+                        f"outlier_threshold must be a number or 'bandwidth', got {outlier_threshold!r}"
+                    )
+                threshold = self.bandwidth_
+            else:
+                threshold = check_real(outlier_threshold, "outlier_threshold", low=0.0)
+        centers = self._centers_host.astype(X.dtype, copy=False)
+        return X.map_blocks(_label_block, centers, threshold, self.backend, self.n_jobs,
+                            drop_axis=1, dtype=np.int64, meta=_label_meta(X))
+
+    def fit_predict(self, X, y=None):
+        """Fit and return ``labels_`` (a Dask array).
+
+        Parameters
+        ----------
+        X : dask array of shape (n_samples, n_features)
+            Samples to cluster.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        labels : dask array of shape (n_samples,)
+        """
+        return self.fit(X).labels_
+
+
+def _basin_outliers(block, labels, centers, h):
+    """-1 for the points of a block farther than h from their basin's center."""
+    xp = _xp(block)
+    labels = labels[:, 0]
+    diff = block.astype(np.float64) - xp.asarray(centers, dtype=np.float64)[labels]
+    return xp.where((diff * diff).sum(axis=1) <= h * h, labels, -1)
+
+
+def _like(block, meta):
+    return _xp(meta).asarray(block)
+
+
+def _basin_labels(X, point_modes, centers, threshold):
+    """label_assignment="basin": each point takes the center nearest its own mode."""
+    be = resolve_backend("numpy")  # on the client, where the modes are
+    labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype),
+                           np.ascontiguousarray(centers, dtype=X.dtype))
+    labels = da.from_array(_driver.to_numpy(labels).astype(np.int64), chunks=(X.chunks[0],))
+    if is_device_array(X._meta):
+        labels = labels.map_blocks(_like, _label_meta(X), dtype=np.int64, meta=_label_meta(X))
+    if threshold is None:
+        return labels
+    return da.map_blocks(_basin_outliers, X, labels[:, None], centers, threshold, drop_axis=1,
+                         dtype=np.int64, meta=_label_meta(X))
+
+
+def _finish(modes, n_iter, intensity, converged, h, max_iter, tol):
+    """The driver's post-shift steps: drop orphans, warn, deduplicate."""
+    alive = intensity > 0
+    if not alive.any():
+        raise ValueError(
+            f"No point was within bandwidth={h:f} of any seed. "
+            "Try a different seeding strategy or increase the bandwidth."
+        )
+    n_unconverged = int(np.count_nonzero(alive & ~converged))
+    if n_unconverged:
+        warn_convergence(
+            f"{n_unconverged} of {int(alive.sum())} seeds did not converge within "
+            f"max_iter={max_iter} iterations (tol={tol} x bandwidth); "
+            "increase max_iter or tol.",
+            stacklevel=4,
+        )
+    centers, center_intensity = deduplicate(modes[alive], intensity[alive], h)
+    return centers, center_intensity, n_unconverged
