@@ -8,20 +8,32 @@ from ._estimator import MeanShift, mean_shift
 from .backends.base import Backend, ShiftResult, available_backends
 from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .exceptions import ConvergenceWarning, NotFittedError
+from .io import load_model, save_model
 from .seeding import get_bin_seeds
+from .segmentation import mean_shift_filter, segment_image
+from .selection import BandwidthSweep, bandwidth_sweep
+from .tracking import cam_shift, mean_shift_track
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
+    "BandwidthSweep",
     "ConvergenceWarning",
     "MeanShift",
     "NotFittedError",
     "ShiftResult",
     "__version__",
     "available_backends",
+    "bandwidth_sweep",
+    "cam_shift",
     "estimate_bandwidth",
     "get_bin_seeds",
+    "load_model",
+    "mean_shift_filter",
+    "mean_shift_track",
     "mean_shift",
     "rule_of_thumb_bandwidth",
+    "save_model",
+    "segment_image",
 ]
