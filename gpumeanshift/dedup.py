@@ -19,13 +19,22 @@ import numpy as np
 _BLOCK = 256
 
 
-def _within(A: np.ndarray, B: np.ndarray, r2: float) -> np.ndarray:
-    """Boolean matrix |a - b|^2 <= r2, computed by differences (exact rule)."""
+def _within(A: np.ndarray, B: np.ndarray, unit: float, r2: float) -> np.ndarray:
+    """Boolean matrix |(a - b) / unit|^2 <= r2, computed by differences.
+
+    ``unit`` is a power of two near the bandwidth, so the division is exact
+    and the test is the exact rule |a - b| <= bandwidth wherever the plain
+    squares neither overflow nor underflow; unlike the plain squares it also
+    holds for modes 1e-300 apart or 1e200 apart (where a difference past the
+    dtype's range is infinitely far, never within).
+    """
     out = np.zeros((len(A), len(B)), dtype=bool)
     step = max(1, (1 << 20) // max(1, len(B) * A.shape[1]))
-    for i in range(0, len(A), step):
-        diff = A[i:i + step, None, :] - B[None, :, :]
-        out[i:i + step] = np.einsum("ijk,ijk->ij", diff, diff) <= r2
+    inv = 1.0 / unit
+    with np.errstate(over="ignore", under="ignore"):
+        for i in range(0, len(A), step):
+            diff = (A[i:i + step, None, :] - B[None, :, :]).astype(np.float64) * inv
+            out[i:i + step] = np.einsum("ijk,ijk->ij", diff, diff) <= r2
     return out
 
 
@@ -68,7 +77,14 @@ def deduplicate(modes: np.ndarray, intensity: np.ndarray, bandwidth: float):
         Their intensities.
     """
     ordered, inten = order_modes(modes, intensity)
-    r2 = float(bandwidth) ** 2
+    bandwidth = float(bandwidth)
+    if not (np.isfinite(bandwidth) and bandwidth > 0):
+        raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
+    # Distances in units of a power of two near the bandwidth: the squares
+    # stay in range whatever the scale (r2 lies in [1, 4)).
+    mant, exp = np.frexp(bandwidth)
+    unit = float(np.ldexp(1.0, int(exp) - 1))
+    r2 = (bandwidth / unit) ** 2
     keep = np.zeros(len(ordered), dtype=bool)
     kept_rows: list[np.ndarray] = []
     kept = np.empty((0, ordered.shape[1]), dtype=ordered.dtype)
@@ -76,10 +92,10 @@ def deduplicate(modes: np.ndarray, intensity: np.ndarray, bandwidth: float):
         block = ordered[start:start + _BLOCK]
         alive = np.ones(len(block), dtype=bool)
         if len(kept):
-            alive &= ~_within(block, kept, r2).any(axis=1)
+            alive &= ~_within(block, kept, unit, r2).any(axis=1)
         idx = np.flatnonzero(alive)
         if idx.size:
-            near = _within(block[idx], block[idx], r2)
+            near = _within(block[idx], block[idx], unit, r2)
             ok = np.ones(idx.size, dtype=bool)
             for i in range(idx.size):  # sequential within a block only
                 if ok[i]:

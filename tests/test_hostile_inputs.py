@@ -10,8 +10,11 @@ Backends: NumPy and the CUDA backend on the emulated runtime (skipped, with
 the reason, when ``gpumeanshift.testing.emulated_backend`` is missing or
 cannot build its kernels). All data are tiny.
 
-Known bugs are marked ``xfail(strict=True)`` with the reproducer in the
-reason; the marks go when the bugs are fixed.
+Bugs found here and fixed (kept as regression cases): expanded squared
+distances overflowing at 1e154 / underflowing at 1e-300 (now scaled by a
+power of two), dedup radius squared in raw units, float32 sums of rows near
+the dtype's max, centring on a rounded mean, float32 casts of 1/bandwidth,
+and a misleading "duplicates" message for n <= 6.
 """
 
 from __future__ import annotations
@@ -41,12 +44,10 @@ _EMU_REASON = _emulated_unavailable_reason()
 BACKEND_NAMES = ["numpy", "emulated"]
 
 
-def backend_param(name, reason=None):
+def backend_param(name):
     marks = []
     if name == "emulated" and _EMU_REASON is not None:
         marks.append(pytest.mark.skipif(True, reason=_EMU_REASON))
-    if reason:
-        marks.append(pytest.mark.xfail(strict=True, reason=reason))
     return pytest.param(name, id="emulated-cuda" if name == "emulated" else name, marks=marks)
 
 
@@ -68,46 +69,13 @@ def get_backend(name):
     return _BACKENDS[name]
 
 
-# ------------------------------------------------------------------ known bugs
-B1 = ("[B1] NumPy backend squares coordinates in the data's own units "
-      "(_sqdist_blocks: |q|^2+|x|^2-2q.x for nearest/count_within/kth/kernel_sum) and "
-      "in bandwidth units in shift(): overflow (RuntimeWarning, then inf/NaN) once "
-      "|X| >~ 1e154 (float64) / 1e19 (float32), or extent/bandwidth beyond that")
-B2 = ("[B2] dedup._within compares raw squared differences with float(bandwidth)**2: the "
-      "squares underflow to 0 for bandwidth <~ 1e-154 (float64) or differences <~ 1e-19 "
-      "(float32), so every mode merges into one center (wrong result, silently)")
-B2_OVERFLOW = ("[B2b] dedup.deduplicate computes r2 = float(bandwidth) ** 2 in Python: "
-               "OverflowError (not ValueError, no result) for bandwidth > ~1.3e154")
-B5 = ("[B5] NumPy backend _flat_final_means sums the cluster's rows in the input dtype "
-      "(np.add.reduce(X[idx]) / n): float32 data near the dtype's max (50 points at 3e38) "
-      "overflow to inf (RuntimeWarning) although the mean is representable")
-B6 = ("[B6] both backends center the data on its rounded float64 mean: 50 identical points "
-      "at -1e300 leave a residual X - mean = -1.5e284, i.e. 1.5e134 bandwidths at "
-      "h=1e150 (then no point is found within its own seed's ball: 'No point was within "
-      "bandwidth' ValueError) and inf at h=1e-300 (overflow in multiply)")
-B7 = ("[B7] with float32 data the bandwidth's inverse is cast to float32 "
-      "(dtype.type(inv_h) in NumPy shift; T(...) casts in the CUDA backend): a bandwidth "
-      "outside float32's range (1e-300, 1e150), or an estimate ~1e-39 whose inverse "
-      "exceeds 3.4e38, gives an overflow RuntimeWarning / inf instead of a result or a "
-      "ValueError")
-B8 = ("[B8] estimate_bandwidth squares raw coordinate differences: for data ~1e-300 "
-      "(float64) every squared distance underflows to 0, the estimate is 0 and fit "
-      "raises 'at least 30% of the points are exact duplicates' for data without any "
-      "duplicate (false cause)")
-B4 = ("[B4] bandwidth=None with n <= 6 distinct points: estimate_bandwidth uses "
-      "k = max(1, int(0.3 n)) = 1, the point itself, so it is 0 and fit raises "
-      "'at least 30% of the points are exact duplicates' although none is: "
-      "the message states a false cause")
-
-
-def params(cases, bugs=lambda case, backend, kernel: None):
-    """(case, backend, kernel) parameters, each xfail-marked where a known bug hits."""
+def params(cases):
+    """(case, backend, kernel) parameters."""
     out = []
     for case in cases:
         for be in BACKEND_NAMES:
             for kernel in KERNELS:
-                reason = bugs(case, be, kernel)
-                p = backend_param(be, reason)
+                p = backend_param(be)
                 out.append(pytest.param(case, be, kernel, marks=p.marks,
                                         id=f"{case}-{p.id}-{kernel}"))
     return out
@@ -199,15 +167,8 @@ MAGNITUDES = {
 }
 
 
-def _magnitude_bugs(case, backend, kernel):
-    if case in ("f64-1e154", "f32-1e19") and backend == "numpy":
-        return B1
-    if case in ("f64-1e-300", "f32-1e-38"):
-        return B2
-    return None
 
-
-@pytest.mark.parametrize("case,backend,kernel", params(MAGNITUDES, _magnitude_bugs))
+@pytest.mark.parametrize("case,backend,kernel", params(MAGNITUDES))
 def test_magnitudes_given_bandwidth(case, backend, kernel):
     dtype, s = MAGNITUDES[case]
     U, truth = two_blobs()
@@ -222,17 +183,8 @@ def test_magnitudes_given_bandwidth(case, backend, kernel):
     check_correct_or_valueerror(lambda: fit(X, backend, kernel, s), check, X)
 
 
-def _magnitude_none_bugs(case, backend, kernel):
-    if case in ("f64-1e154", "f32-1e19") and backend == "numpy":
-        return B1
-    if case == "f64-1e-300":
-        return B8
-    if case == "f32-1e-38":
-        return B7 if backend == "numpy" else B2
-    return None
 
-
-@pytest.mark.parametrize("case,backend,kernel", params(MAGNITUDES, _magnitude_none_bugs))
+@pytest.mark.parametrize("case,backend,kernel", params(MAGNITUDES))
 def test_magnitudes_estimated_bandwidth(case, backend, kernel):
     """bandwidth=None: the estimate scales with the data, and so does the fit
     (reference: the same data at unit scale, float64, NumPy backend)."""
@@ -254,15 +206,8 @@ def test_magnitudes_estimated_bandwidth(case, backend, kernel):
 RATIOS = {"bandwidth-1e-200x": 1e-200, "bandwidth-1e200x": 1e200}
 
 
-def _ratio_bugs(case, backend, kernel):
-    if case == "bandwidth-1e200x":
-        return B2_OVERFLOW
-    if backend == "numpy":
-        return B1
-    return None
 
-
-@pytest.mark.parametrize("case,backend,kernel", params(RATIOS, _ratio_bugs))
+@pytest.mark.parametrize("case,backend,kernel", params(RATIOS))
 def test_extreme_bandwidth_to_data_ratio(case, backend, kernel):
     """Ordinary data, bandwidth 1e-200 or 1e200 times its extent: every point
     its own cluster, or one cluster at the mean."""
@@ -324,26 +269,12 @@ IDENTICAL = {
 IDENTICAL_BANDWIDTHS = [None, 1.0, 1e-300, 1e150]
 
 
-def _identical_bugs(case, backend, kernel, bw):
-    dtype = IDENTICAL[case][0]
-    out_of_f32 = dtype == np.float32 and bw in (1e-300, 1e150)
-    if case == "f64--1e300":
-        if bw is None and backend == "numpy":
-            return B1
-        if bw in (1e-300, 1e150):
-            return B6
-    if case == "f32-3e38" and backend == "numpy" and kernel == "flat" and not out_of_f32:
-        return B5
-    if out_of_f32 and (backend == "numpy" or bw == 1e150):
-        return B7
-    return None
-
 
 @pytest.mark.parametrize("case,backend,kernel,bandwidth", [
     pytest.param(case, be, kernel, bw, id=f"{case}-{p.id}-{kernel}-{bw}", marks=p.marks)
     for case in IDENTICAL for be in BACKEND_NAMES for kernel in KERNELS
     for bw in IDENTICAL_BANDWIDTHS
-    for p in [backend_param(be, _identical_bugs(case, be, kernel, bw))]
+    for p in [backend_param(be)]
 ])
 def test_all_points_identical(case, backend, kernel, bandwidth):
     """One cluster at the point, no error -- for any bandwidth the dtype can
@@ -361,7 +292,7 @@ def test_all_points_identical(case, backend, kernel, bandwidth):
         np.testing.assert_array_equal(ms.predict(X[:2]), [0, 0])
 
     representable = bandwidth is None or (
-        np.finfo(dtype).tiny <= bandwidth <= np.finfo(dtype).max)
+        float(np.finfo(dtype).tiny) <= bandwidth <= float(np.finfo(dtype).max))
     if representable:
         check(fit(X, backend, kernel, bandwidth))
     else:
@@ -392,20 +323,20 @@ def test_d_larger_than_n(case, backend, kernel, d):
     assert_matches(ms, reference_centers(X, truth, 1.0, kernel), truth, 1e-8)
 
 
-@pytest.mark.parametrize("case,backend,kernel", params(
-    ["n5-d40"], lambda case, backend, kernel: B4))
+@pytest.mark.parametrize("case,backend,kernel", params(["n5-d40"]))
 def test_d_larger_than_n_estimated_bandwidth(case, backend, kernel):
-    """Five distinct points in 40-D: a result, or a ValueError that names the
-    real cause (too few points for the quantile), not one that is false."""
+    """Five distinct points in 40-D: estimate_bandwidth's k = max(1, int(0.3 * 5))
+    = 1 is each point itself, so the estimate is 0 and the fit is a ValueError
+    naming that cause (not duplicates, which do not exist); with a bandwidth
+    the fit works."""
     X = np.random.default_rng(0).normal(size=(5, 40))
     assert len(np.unique(X, axis=0)) == len(X)  # no duplicates at all
-
-    try:
-        ms = fit(X, backend, kernel, None)
-    except ValueError as exc:
-        assert "duplicates" not in str(exc), f"message blames duplicates that do not exist: {exc}"
-        return
+    with pytest.raises(ValueError, match="nearest neighbour is the point itself") as info:
+        fit(X, backend, kernel, None)
+    assert "duplicates" not in str(info.value)
+    ms = fit(X, backend, kernel, 1e-3)
     assert_finite_output(ms, X)
+    assert len(ms.cluster_centers_) == 5
 
 
 # --------------------------------------------------------------- mixed scales
@@ -502,3 +433,30 @@ def test_non_finite_input_is_a_clear_valueerror(case, backend, kernel, bad):
     ms = fit(X, backend, kernel, 1.0)
     with pytest.raises(ValueError, match="NaN|infinity"):
         ms.predict(Xb)
+
+
+# ------------------------------------------------------- nothing let in (compile)
+def test_kernel_compile_options_are_a_fixed_set():
+    """NVRTC options and template instantiations come from constants only; a
+    user string never reaches the compiler (kernel names are looked up in a
+    fixed table, bad values are refused before any launch)."""
+    from gpumeanshift.backends import runtime as rt
+
+    assert rt.NVRTC_OPTIONS == ("--std=c++17",)
+    assert set(rt.CUPY_APPENDED_OPTIONS) == {"-ftz=true", "--device-as-default-execution-space"}
+    import re
+
+    c_types = {"float", "double", "int", "long long", "unsigned char", "unsigned short",
+               "unsigned int"}
+    for name in rt.kernel_names():
+        base, _, params = name.partition("<")
+        assert base.isidentifier(), name
+        for p in params.rstrip(">").split(",") if params else []:
+            assert re.fullmatch(r"\d+", p) or p in c_types, name
+    with pytest.raises(KeyError):
+        rt.kernel_name("ms_shift_fused", np.float32, 2, "gaussian> -DEVIL <")
+    with pytest.raises(TypeError):
+        rt.kernel_name("ms_shift_fused", np.float16, 2)
+    X, _ = two_blobs()
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        MeanShift(bandwidth=1.0, kernel="gaussian -DX=1", backend="numpy").fit(X)

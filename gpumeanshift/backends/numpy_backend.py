@@ -27,7 +27,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ._spatial import make_index, neighbourhood_reach
+from ._spatial import coincident_rows, make_index, neighbourhood_reach, resolve_leaders
+from ._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
 from .base import ShiftResult
 
 def _parallel_method(method):
@@ -37,6 +38,49 @@ def _parallel_method(method):
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+def _absmax(A) -> float:
+    return float(np.abs(A).max()) if A.size else 0.0
+
+
+def _neg_half_sqdist(qc, xc):
+    """-|q - x|^2 / 2 for every pair, by differences (the overflow-safe
+    path for extreme coordinates): a distance past the dtype's range gives
+    -inf, i.e. weight 0, never NaN."""
+    e = np.zeros((len(qc), len(xc)), dtype=qc.dtype)
+    with np.errstate(over="ignore"):
+        for k in range(qc.shape[1]):
+            diff = np.subtract.outer(qc[:, k], xc[:, k])
+            e -= diff * diff
+        e *= 0.5
+    return e
+
+
+class _BlockUnits:
+    """What :meth:`NumpyBackend._sqdist_blocks` tells its callback about ``d2``."""
+
+    __slots__ = ("unit", "err")
+
+    def __init__(self, unit: float, err: float):
+        self.unit = unit  # d2 is in units of unit**2
+        self.err = err  # bound on the rounding error of each d2 entry
+
+
+def _squared_ratio(length: float, unit: float) -> float:
+    """(length / unit)**2 in float64; inf past the range, 0 below it."""
+    with np.errstate(over="ignore", under="ignore"):
+        r = np.float64(length) / unit
+        return float(r * r)
+
+
+def _neg_half_over(d2, h2: float):
+    """-d2 / (2 h2) in float64, without the 0 * inf = NaN of a tiny bandwidth
+    at distance 0 (its weight is exp(0) = 1) or the 0 / 0 of h2 underflowing."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        e = np.divide(d2, -2.0 * h2, dtype=np.float64)
+    e[d2 == 0] = 0.0
+    return e
 
 
 def _default_threads() -> int:
@@ -57,17 +101,39 @@ class NumpyBackend:
     tile_elements : int, default=2**19
         Upper bound on the elements of one tile's seed x point block; the
         peak extra memory is about ``4 * 8 * tile_elements`` bytes per thread.
+    max_memory : int, default=None
+        Bytes the tiles of one call may use, all threads together: sets
+        ``tile_elements`` to at most ``max_memory // (32 * n_threads)``.
+        It bounds the scratch blocks that grow with (points x seeds); the
+        copies of the inputs (centred, scaled, sorted: a few times
+        ``(n + m) * d`` values) come on top. A limit too small for a
+        1024-element tile, or for one row of distances to every point in
+        ``nearest``/``count_within``/``kth_neighbor_distance``/``kernel_sum``,
+        is a ValueError. Results do not depend on it beyond rounding (the
+        Gaussian sums are split differently).
     """
 
     name = "numpy"
+    _BYTES_PER_ELEMENT = 32  # 4 live float64 blocks per tile element
 
-    def __init__(self, *, n_threads: int | None = None, tile_elements: int = 2**19):
+    def __init__(self, *, n_threads: int | None = None, tile_elements: int = 2**19,
+                 max_memory: int | None = None):
         if n_threads is not None and int(n_threads) < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
         if int(tile_elements) < 1024:
             raise ValueError(f"tile_elements must be >= 1024, got {tile_elements}")
         self.n_threads = int(n_threads) if n_threads is not None else _default_threads()
         self.tile_elements = int(tile_elements)
+        self.max_memory = None if max_memory is None else int(max_memory)
+        if self.max_memory is not None:
+            per_thread = self.max_memory // (self._BYTES_PER_ELEMENT * self.n_threads)
+            if per_thread < 1024:
+                need = 1024 * self._BYTES_PER_ELEMENT * self.n_threads
+                raise ValueError(
+                    f"max_memory={self.max_memory} bytes is too small for the NumPy backend: "
+                    f"{self.n_threads} thread(s) need at least {need} bytes "
+                    "(a 1024-element tile each); raise max_memory or lower n_jobs")
+            self.tile_elements = min(self.tile_elements, int(per_thread))
         self._local = threading.local()  # the pool of the call running on this thread
 
     # ------------------------------------------------------------------ helpers
@@ -112,6 +178,11 @@ class NumpyBackend:
             self._local.active = False
 
     def _row_chunks(self, n_rows: int, n_cols: int):
+        if self.max_memory is not None and n_cols > self.tile_elements:
+            raise ValueError(
+                f"max_memory={self.max_memory} bytes is too small: one row of distances "
+                f"to {n_cols} points needs {n_cols * self._BYTES_PER_ELEMENT * self.n_threads} "
+                f"bytes with {self.n_threads} thread(s); raise max_memory or lower n_jobs")
         step = max(1, min(n_rows, self.tile_elements // max(1, n_cols)))
         # Spread rows evenly so every thread gets work.
         n_chunks = max(-(-n_rows // step), min(self.n_threads, n_rows))
@@ -124,7 +195,8 @@ class NumpyBackend:
 
     # -------------------------------------------------------------------- shift
     @_parallel_method
-    def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol, algorithm="brute"):
+    def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol, algorithm="brute",
+              progress=None):
         X = np.asarray(X)
         seeds = np.asarray(seeds, dtype=X.dtype)
         dtype = X.dtype
@@ -132,10 +204,15 @@ class NumpyBackend:
         m = seeds.shape[0]
 
         # Centre and pre-scale: distances are in bandwidths from here on.
-        center = X.mean(axis=0, dtype=np.float64)
+        # Both in float64 (1/h need not fit the data's dtype), rounded once;
+        # the driver has checked that the result fits the dtype.
+        center = midrange(X)
         inv_h = 1.0 / bandwidth
-        Y = ((X - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
-        S = ((seeds - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
+        Y = ((X - center) * inv_h).astype(dtype)
+        S = ((seeds - center) * inv_h).astype(dtype)
+        # Beyond SAFE_ABS bandwidths the expanded |q|^2 + |x|^2 - 2 q.x
+        # overflows: such (extreme) data take the exact path by differences.
+        big = max(_absmax(Y), _absmax(S)) > 0.25 * SAFE_ABS[np.dtype(dtype)]
 
         reach = neighbourhood_reach(kernel, dtype, algorithm)
         index = make_index(Y, reach, algorithm)
@@ -157,10 +234,14 @@ class NumpyBackend:
             t = len(idx)
             mid = ((q.min(axis=0) + q.max(axis=0)) * 0.5).astype(dtype)
             qc = q - mid
-            # d2 = |q|^2 + |x|^2 - 2 q.x as ONE product: [q, |q|^2, 1] . [-2x, 1, |x|^2]
+            # e = -|q - x|^2 / 2 = q.x - |q|^2/2 - |x|^2/2 as ONE product:
+            # [q, -|q|^2/2, 1] . [x, 1, -|x|^2/2]. Scaling by -1/2 is exact, so
+            # e is bitwise -d2/2 of the plain expansion, and the Gaussian
+            # weight is exp(e) with no further pass over the block.
             qa = np.empty((t, d + 2), dtype)
             qa[:, :d] = qc
             qa[:, d] = np.einsum("ij,ij->i", qc, qc)
+            qa[:, d] *= -0.5
             qa[:, d + 1] = 1.0
             acc = np.zeros((t, d + 1), dtype=dtype)
             step_cols = max(1, self.tile_elements // t)
@@ -168,19 +249,20 @@ class NumpyBackend:
                 part = cand[c0:c0 + step_cols]
                 xa = np.empty((len(part), d + 2), dtype)
                 np.subtract(part[:, :d], mid, out=xa[:, :d])
-                xa[:, d + 1] = np.einsum("ij,ij->i", xa[:, :d], xa[:, :d])
-                xa[:, :d] *= -2.0
                 xa[:, d] = 1.0
-                d2 = qa @ xa.T
+                xa[:, d + 1] = np.einsum("ij,ij->i", xa[:, :d], xa[:, :d])
+                xa[:, d + 1] *= -0.5
+                e = _neg_half_sqdist(qc, xa[:, :d]) if big else qa @ xa.T
                 if kernel == "flat":
-                    w = np.less_equal(d2, 1.0, out=d2, casting="unsafe")
+                    w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
                 else:
-                    d2 *= -0.5
-                    np.minimum(d2, 0.0, out=d2)
                     if reach2_cut := index.truncate2:
                         # Grid: weights past the truncation radius are dropped.
-                        d2[d2 < -0.5 * reach2_cut] = -np.inf
-                    w = np.exp(d2, out=d2)
+                        e[e < -0.5 * reach2_cut] = -np.inf
+                    # Rounding can leave e a few ulps above 0 for coincident
+                    # points: a weight of 1 + O(eps), harmless, and cheaper
+                    # than clamping the whole block.
+                    w = np.exp(e, out=e)
                 acc += w @ part
             wsum = acc[:, d]
             ok = wsum > 0
@@ -191,7 +273,15 @@ class NumpyBackend:
         prev = pos.copy()  # where each seed's last step started
         orphaned = np.zeros(m, dtype=bool)
         it = 0
+        # Flat kernel: seeds that reach the same position share every later
+        # step; only one of them (the leader) keeps climbing.
+        leader = np.arange(m) if kernel == "flat" else None
         while active.size:
+            if leader is not None:
+                rep = coincident_rows(pos[active])
+                follows = rep != np.arange(active.size)
+                leader[active[follows]] = active[rep[follows]]
+                active = active[~follows]
             active = active[index.tile_order(pos[active])]
             results = self._map(
                 lambda ab: step(active[ab[0]:ab[1]]), self._seed_tiles(active.size)
@@ -214,7 +304,18 @@ class NumpyBackend:
             n_iter[active[~stop]] += 1
             active = active[~stop]
             it += 1
+            if progress is not None:
+                moving = active.size
+                if leader is not None:  # a follower moves while its leader does
+                    still = np.zeros(m, dtype=bool)
+                    still[active] = True
+                    moving = np.count_nonzero(still[resolve_leaders(leader)])
+                progress(min(it, max_iter), int(moving))
 
+        if leader is not None:
+            root = resolve_leaders(leader)
+            for a in (pos, prev, n_iter, intensity, converged, orphaned):
+                a[:] = a[root]
         if kernel == "flat":
             live = np.flatnonzero(~orphaned)
             modes = np.empty_like(seeds)
@@ -270,6 +371,12 @@ class NumpyBackend:
         Seeds whose last step saw the same set share one computation.
         """
         m, d = P.shape
+        rep = coincident_rows(P)
+        lead = np.flatnonzero(rep == np.arange(m))
+        if lead.size < m:  # one computation per distinct position
+            modes, counts = self._flat_final_means(X, index, P[lead])
+            at = np.searchsorted(lead, rep)
+            return modes[at], counts[at]
         # A set's signature: its size and the sum of fixed random weights of
         # its members. Equal signatures (bitwise) mean equal sets; an equal
         # set split over two signatures only costs one more mean.
@@ -292,7 +399,8 @@ class NumpyBackend:
             members = inverse == g
             counts[members] = idx.size
             if idx.size:
-                modes[members] = np.add.reduce(X[idx], axis=0) / idx.size
+                # float64 sums: float32 rows near the dtype's max would overflow.
+                modes[members] = np.add.reduce(X[idx], axis=0, dtype=np.float64) / idx.size
         return modes, counts
 
     @staticmethod
@@ -301,6 +409,10 @@ class NumpyBackend:
         mid = ((q.min(axis=0) + q.max(axis=0)) * 0.5).astype(C.dtype)
         qc = q - mid
         cc = C - mid
+        if max(_absmax(qc), _absmax(cc)) > SAFE_ABS[np.dtype(C.dtype)]:
+            d2 = _neg_half_sqdist(qc, cc)
+            d2 *= -2.0  # exact
+            return np.less_equal(d2, 1.0, out=d2, casting="unsafe")
         d2 = qc @ cc.T
         d2 *= -2.0
         d2 += np.einsum("ij,ij->i", qc, qc)[:, None]
@@ -309,22 +421,50 @@ class NumpyBackend:
 
     # --------------------------------------------------------- other operations
     def _sqdist_blocks(self, X, Q, fn):
-        """Call fn(a, b, d2) for row blocks of Q, d2 = squared distances to X."""
+        """Call ``fn(a, b, d2, g)`` for row blocks ``Q[a:b]``; ``d2`` holds the squared
+        distances to every row of X in units of ``g.unit ** 2``.
+
+        The rows are centred on the data's midrange and, when their
+        magnitude would make the squares overflow or underflow, divided by a
+        power of two ``g.unit`` (exact); for ordinary data ``g.unit == 1.0``
+        and ``d2`` is the plain squared distance. ``g.err`` bounds the
+        absolute rounding error of the expanded ``|q|^2 + |x|^2 - 2 q.x``
+        (same units), for callers that must select exactly.
+        """
         X = np.asarray(X)
         Q = np.asarray(Q, dtype=X.dtype)
-        center = X.mean(axis=0, dtype=np.float64).astype(X.dtype) if len(X) else 0
-        Xc = X - center
+        dt = np.dtype(X.dtype)
+        center = midrange(X).astype(dt) if len(X) else dt.type(0)
+        with np.errstate(over="ignore"):
+            Xc = X - center
+            Qc = Q - center
+        top = max(_absmax(Xc), _absmax(Qc))
+        if not np.isfinite(top):
+            raise ValueError("coordinates differ by more than the largest "
+                             f"{dt.name} number; the distances cannot be represented")
+        unit = 1.0
+        if top > SAFE_ABS[dt] or 0.0 < top < 1.0 / SAFE_ABS[dt]:
+            unit = pow2_at_least(top)
+            # exact (a power of two), in float64: 1/unit may pass float32's range
+            Xc = (Xc.astype(np.float64) * (1.0 / unit)).astype(dt)
+            Qc = (Qc.astype(np.float64) * (1.0 / unit)).astype(dt)
         xx = np.einsum("ij,ij->i", Xc, Xc)
+        xx_max = float(xx.max()) if len(xx) else 0.0
+        eps = float(np.finfo(dt).eps)
+        tiny = float(np.finfo(dt).tiny)
+        n_feat = X.shape[1]
 
         def block(ab):
             a, b = ab
-            q = Q[a:b] - center
+            q = Qc[a:b]
+            qq = np.einsum("ij,ij->i", q, q)
             d2 = q @ Xc.T
             d2 *= -2.0
-            d2 += np.einsum("ij,ij->i", q, q)[:, None]
+            d2 += qq[:, None]
             d2 += xx[None, :]
             np.maximum(d2, 0.0, out=d2)
-            return fn(a, b, d2, q)
+            err = 4.0 * (n_feat + 4) * (eps * (float(qq.max()) + xx_max) + tiny)
+            return fn(a, b, d2, _BlockUnits(unit, err))
 
         return self._map(block, self._row_chunks(len(Q), max(1, len(X))))
 
@@ -335,13 +475,13 @@ class NumpyBackend:
         labels = np.empty(len(X), dtype=np.int64)
         dist = np.empty(len(X), dtype=X.dtype)
 
-        def fn(a, b, d2, q):
+        def fn(a, b, d2, g):
             # Exact distance for the winner: recompute it by differences so
             # the threshold test on it is not at the mercy of cancellation.
             j = np.argmin(d2, axis=1)
             labels[a:b] = j
-            diff = np.asarray(X[a:b], dtype=np.float64) - C[j]
-            dist[a:b] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            with np.errstate(over="ignore"):  # a float32 distance past the dtype: inf
+                dist[a:b] = pair_distance(X[a:b], C[j])
 
         # Queries are the data rows here; the "data" are the centers.
         self._sqdist_blocks(C, X, fn)
@@ -351,10 +491,9 @@ class NumpyBackend:
     def count_within(self, X, queries, radius):
         X = np.asarray(X)
         out = np.empty(len(queries), dtype=np.int64)
-        r2 = float(radius) ** 2
 
-        def fn(a, b, d2, q):
-            out[a:b] = np.count_nonzero(d2 <= r2, axis=1)
+        def fn(a, b, d2, g):
+            out[a:b] = np.count_nonzero(d2 <= _squared_ratio(radius, g.unit), axis=1)
 
         self._sqdist_blocks(X, queries, fn)
         return out
@@ -369,12 +508,23 @@ class NumpyBackend:
         Q64 = np.asarray(queries, dtype=np.float64)
         out = np.empty(len(Q64), dtype=np.float64)
 
-        def fn(a, b, d2, q):
-            # Select on the fast expanded distances, then recompute the
-            # selected one exactly by differences.
-            part = np.argpartition(d2, k - 1, axis=1)[:, k - 1]
-            diff = Q64[a:b] - X64[part]
-            out[a:b] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        def fn(a, b, d2, g):
+            # The expanded d2 may be off by g.err (cancellation), enough to
+            # pick the wrong neighbour among near ties (a point 1e-7 from a
+            # query at 37 looks as near as the query itself). Every row that
+            # can be among the k nearest has d2 - err <= (k-th smallest d2) +
+            # err; those rows' distances are recomputed by differences and
+            # the k-th smallest of them is the exact answer.
+            upper = np.partition(d2, k - 1, axis=1)[:, k - 1] + 2.0 * g.err
+            width = int(np.count_nonzero(d2 <= upper[:, None], axis=1).max())
+            near = np.argpartition(d2, width - 1, axis=1)[:, :width] if width < n else \
+                np.broadcast_to(np.arange(n), (b - a, n))
+            rows = max(1, self.tile_elements // max(1, width * X.shape[1]))
+            for r0 in range(0, b - a, rows):
+                idx = near[r0:r0 + rows]
+                qrows = np.repeat(np.arange(a + r0, a + r0 + len(idx)), width)
+                dist = pair_distance(Q64[qrows], X64[idx.ravel()]).reshape(len(idx), width)
+                out[a + r0:a + r0 + len(idx)] = np.partition(dist, k - 1, axis=1)[:, k - 1]
 
         self._sqdist_blocks(X64, Q64, fn)
         return out
@@ -383,13 +533,46 @@ class NumpyBackend:
     def kernel_sum(self, X, queries, *, bandwidth, kernel):
         X = np.asarray(X)
         out = np.empty(len(queries), dtype=np.float64)
-        h2 = float(bandwidth) ** 2
 
-        def fn(a, b, d2, q):
+        def fn(a, b, d2, g):
+            h2 = _squared_ratio(bandwidth, g.unit)  # the bandwidth^2 in d2's units
             if kernel == "flat":
                 out[a:b] = np.count_nonzero(d2 <= h2, axis=1)
             else:
-                out[a:b] = np.exp(d2 * (-0.5 / h2)).sum(axis=1)
+                out[a:b] = np.exp(_neg_half_over(d2, h2)).sum(axis=1)
+
+        self._sqdist_blocks(X, queries, fn)
+        return out
+
+    @_parallel_method
+    def log_kernel_density(self, X, queries, *, bandwidth, kernel):
+        X = np.asarray(X)
+        out = np.empty(len(queries), dtype=np.float64)
+
+        def fn(a, b, d2, g):
+            h2 = _squared_ratio(bandwidth, g.unit)  # the bandwidth^2 in d2's units
+            # A block holds whole rows (every data point for its queries), so
+            # each query's log-sum-exp is finished inside one block.
+            if kernel == "flat":
+                count = np.count_nonzero(d2 <= h2, axis=1)
+                # log(0) = -inf by definition here: no point within reach.
+                res = np.full(b - a, -np.inf)
+                np.log(count, out=res, where=count > 0)
+                out[a:b] = res
+            else:
+                # Factor out the largest term: exp(e - top) has a 1 in every
+                # row, so the sum never underflows and far queries stay finite.
+                # In float64 whatever the data dtype: -0.5 / h2 can pass the
+                # float32 range for a tiny bandwidth.
+                e = _neg_half_over(d2, h2)
+                top = e.max(axis=1)
+                ok = np.isfinite(top)  # False only if |q - x|^2 overflowed the dtype
+                top[~ok] = 0.0
+                e -= top[:, None]
+                np.exp(e, out=e)
+                res = np.full(b - a, -np.inf)
+                np.log(e.sum(axis=1), out=res, where=ok)
+                out[a:b] = res + top
 
         self._sqdist_blocks(X, queries, fn)
         return out
