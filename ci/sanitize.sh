@@ -5,7 +5,8 @@
 # -fno-sanitize-recover=all (GPUMEANSHIFT_EMU_SANITIZE=1); libasan is preloaded
 # into Python so NumPy's buffers (the emulated device memory) get redzones.
 # Step 1 checks the check: a copy of the kernels with an out-of-bounds tile
-# load must be reported. Step 2 runs the parity suite on the real kernels.
+# load must be reported. Step 2 runs the parity suites (brute, grid, density,
+# image filter, window tracking) on the real kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -45,5 +46,8 @@ echo "   caught ($(grep -m1 -o 'AddressSanitizer: [a-z-]*' <<<"$out"))"
 
 echo "== parity suite under ASan + UBSan"
 LD_PRELOAD="$LIBASAN" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" \
-    tests/cuda/test_cuda_parity.py tests/cuda/test_cuda_properties.py -k "emulated or properties" "$@"
+    tests/cuda/test_cuda_parity.py tests/cuda/test_cuda_properties.py \
+    tests/cuda/test_cuda_grid.py tests/cuda/test_cuda_density.py \
+    tests/cuda/test_cuda_segmentation.py tests/cuda/test_cuda_tracking.py \
+    -k "(emulated or properties) and not harness" "$@"
 echo "sanitize: OK (no ASan/UBSan report)"

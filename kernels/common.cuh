@@ -85,3 +85,53 @@ __device__ __forceinline__ int ms_num_tiles(int count, int tile) {
 }
 
 __device__ __forceinline__ int ms_min(int a, int b) { return a < b ? a : b; }
+
+// Shared update rule (scikit-learn's loop body). Returns true while the seed
+// stays active. p and acc may live in registers (D > 0) or global memory.
+template <typename T>
+__device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, int cnt, int dd,
+                                          T tol2, int max_iter, int& it,
+                                          int* __restrict__ state_out,
+                                          int* __restrict__ intensity_out) {
+    if (!(wsum > T(0))) {  // flat: no neighbour; gaussian: every weight underflowed
+        *intensity_out = 0;
+        *state_out = MS_ORPHAN;
+        return false;
+    }
+    // One division (its slow path is a call; keep it out of the loop), then
+    // multiplies: at most 1 ulp from acc[k] / wsum.
+    const T inv = T(1) / wsum;
+    T moved2 = T(0);
+    for (int k = 0; k < dd; ++k) {
+        const T nk = acc[k] * inv;
+        const T diff = nk - p[k];
+        moved2 += diff * diff;
+        p[k] = nk;
+    }
+    *intensity_out = cnt;
+    if (moved2 <= tol2) {
+        *state_out = MS_CONVERGED;
+        return false;
+    }
+    if (it >= max_iter) {
+        *state_out = MS_MAXITER;
+        return false;
+    }
+    ++it;
+    return true;
+}
+
+// Multiply / add rounded once each, never fused into an FMA: the image filter
+// repeats the NumPy path's float operations exactly (NVRTC contracts a * b + c
+// into an FMA by default; g++ for x86-64 without -mfma never does).
+#ifndef MS_EMULATED
+__device__ __forceinline__ float ms_mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double ms_mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float ms_add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double ms_add_rn(double a, double b) { return __dadd_rn(a, b); }
+#else
+template <typename T>
+inline T ms_mul_rn(T a, T b) { return a * b; }
+template <typename T>
+inline T ms_add_rn(T a, T b) { return a + b; }
+#endif

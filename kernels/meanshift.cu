@@ -25,40 +25,8 @@
 //   through an atomic counter, the only value the host reads between rounds.
 #include "common.cuh"
 
-// Shared update rule (scikit-learn's loop body). Returns true while the seed
-// stays active. p and acc may live in registers (D > 0) or global memory.
-template <typename T>
-__device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, int cnt, int dd,
-                                          T tol2, int max_iter, int& it,
-                                          int* __restrict__ state_out,
-                                          int* __restrict__ intensity_out) {
-    if (!(wsum > T(0))) {  // flat: no neighbour; gaussian: every weight underflowed
-        *intensity_out = 0;
-        *state_out = MS_ORPHAN;
-        return false;
-    }
-    // One division (its slow path is a call; keep it out of the loop), then
-    // multiplies: at most 1 ulp from acc[k] / wsum.
-    const T inv = T(1) / wsum;
-    T moved2 = T(0);
-    for (int k = 0; k < dd; ++k) {
-        const T nk = acc[k] * inv;
-        const T diff = nk - p[k];
-        moved2 += diff * diff;
-        p[k] = nk;
-    }
-    *intensity_out = cnt;
-    if (moved2 <= tol2) {
-        *state_out = MS_CONVERGED;
-        return false;
-    }
-    if (it >= max_iter) {
-        *state_out = MS_MAXITER;
-        return false;
-    }
-    ++it;
-    return true;
-}
+// ms_update (the shared update rule) lives in common.cuh: the grid kernel
+// (grid.cu) applies the same rule.
 
 template <typename T, int D, int KERNEL>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))

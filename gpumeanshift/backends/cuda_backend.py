@@ -17,6 +17,11 @@ batches sized to the free device memory. Per batch:
   (adds the partial sums, applies the step), ``split_steps`` steps queued per
   round without a host round trip.
 
+* ``algorithm="grid"`` with d <= 3 -> ``ms_shift_grid`` over a cell list
+  built on the device (points sorted by cell; each seed visits only the
+  cells within its kernel's reach), same rounds as the fused kernel, plus
+  one transfer of the grid's d cell counts per call.
+
 After each round, ``ms_compact`` rebuilds the list of still-active seeds and
 the host reads one int (the active count). Every seed stops after at most
 ``max_iter + 1`` steps, so a batch makes at most
@@ -49,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from . import runtime as _rt
+from ._spatial import GAUSSIAN_GRID_RADIUS, SAFE_ABS, midrange, pow2_at_least
 from .base import KERNELS, ShiftResult
 
 _SHIFT_FIELDS = {f.name for f in dataclasses.fields(ShiftResult)}
@@ -78,6 +84,10 @@ class CudaBackend:
         Smallest data range one block of the split scheme handles ("auto").
     memory_fraction : float, default=0.8
         Share of the free device memory a batch may plan to use.
+    max_memory : int, optional
+        Bytes a batch may plan to use at most (on top of the data and result
+        buffers), whatever the free memory; None: no cap besides
+        ``memory_fraction``.
     output_type : {"input", "numpy", "cupy"}, default="input"
         Not applied here (the backend returns its runtime's arrays, as the
         driver expects); stored for the driver / estimator, which convert.
@@ -97,7 +107,7 @@ class CudaBackend:
     def __init__(self, runtime: Any, *, iters_per_launch: int = 32, split: Any = "auto",
                  n_splits: int | None = None, split_steps: int = 8,
                  min_split_rows: int = 2048, memory_fraction: float = 0.8,
-                 output_type: str = "input"):
+                 output_type: str = "input", max_memory: int | None = None):
         if int(iters_per_launch) < 1 or int(split_steps) < 1:
             raise ValueError("iters_per_launch and split_steps must be >= 1")
         if split not in ("auto", True, False):
@@ -111,6 +121,9 @@ class CudaBackend:
         self.split_steps = int(split_steps)
         self.min_split_rows = int(min_split_rows)
         self.memory_fraction = float(memory_fraction)
+        if max_memory is not None and int(max_memory) < 1:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory}")
+        self.max_memory = None if max_memory is None else int(max_memory)
         self.output_type = output_type
         self.last_plan: dict[str, Any] = {}
 
@@ -153,7 +166,10 @@ class CudaBackend:
         """Run ``fn(lo, hi)`` over row batches that fit free device memory;
         halve the batch on out-of-memory errors."""
         rt = self.runtime
-        budget = int(rt.free_memory() * self.memory_fraction) - fixed
+        budget = int(rt.free_memory() * self.memory_fraction)
+        if self.max_memory is not None:
+            budget = min(budget, self.max_memory)
+        budget -= fixed
         size = max(1, min(total, budget // max(1, per_row))) if budget > 0 else 1
         lo = 0
         while lo < total:
@@ -183,12 +199,18 @@ class CudaBackend:
 
     # -------------------------------------------------------------------- shift
     def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol,
-              algorithm="brute") -> ShiftResult:
+              algorithm="brute", progress=None) -> ShiftResult:
         """Climb every seed to a mode (see the module docstring for the scheme).
 
-        ``algorithm``: the kernels always visit every data point; "auto" and
-        "brute" give the exact sums, "grid" gives the grid's semantics (the
-        Gaussian truncated at ``GRID_RADIUS`` bandwidths; flat is exact).
+        ``algorithm``: "auto" and "brute" visit every data point (exact
+        sums). "grid" has the grid's semantics (the Gaussian truncated at
+        ``GAUSSIAN_GRID_RADIUS`` bandwidths; flat is exact): for d <= 3 the
+        cell-list kernel ``ms_shift_grid`` visits only the cells around each
+        seed (see :meth:`_cell_list`); for d > 3 the all-points kernels run
+        with the truncated weights, which gives the same result.
+        ``progress(iteration, n_active)`` is called after every round (see
+        :meth:`Backend.shift`); the active count it reports costs no extra
+        transfer, the round already reads it.
         """
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -197,17 +219,21 @@ class CudaBackend:
         algo = "grid" if algorithm == "grid" else "brute"
         kid = "gaussian_grid" if (algo == "grid" and kernel == "gaussian") else kernel
         with self._ctx():
-            res = self._shift(X, seeds, float(bandwidth), kid, int(max_iter), float(tol))
+            res = self._shift(X, seeds, float(bandwidth), kid, int(max_iter), float(tol), progress,
+                              grid=algo == "grid")
         if "algorithm" in _SHIFT_FIELDS:
             return ShiftResult(res.modes, res.n_iter, res.intensity, res.converged,
                                algorithm=algo)
         return res
 
-    def _shift(self, X, seeds, h, kernel, max_iter, tol):
+    def _shift(self, X, seeds, h, kernel, max_iter, tol, progress=None, grid=False):
         rt, xp = self.runtime, self.runtime.xp
         X, seeds = self._inputs(X, seeds)
         if X.shape[0] == 0:
             raise ValueError("shift() needs at least one data point")
+        # The cell-list kernel exists for d <= 3; above, "grid" runs the
+        # all-points kernels with the same (truncated) weights.
+        grid = grid and X.shape[1] in _rt.GRID_DIMS
         dtype = X.dtype
         T = dtype.type
         n, d = X.shape
@@ -217,7 +243,7 @@ class CudaBackend:
         # mean, the sums, hence the stopping iteration and the modes do not
         # depend on the order in which the rows were given.
         X = X[xp.lexsort(X.T[::-1])]
-        center = X.mean(axis=0, dtype=np.float64)
+        center = midrange(X, xp)  # exact for identical rows; never overflows
         inv_h = 1.0 / h
         Xs = self._alloc((n, d), dtype, "shift")
         Xs[...] = (X - center) * inv_h
@@ -232,13 +258,18 @@ class CudaBackend:
         tile = self._tile(d, isz)
         smem = tile * d * isz
         split, n_splits, chunk = self._plan_split(min(m, 1 << 30), n, tile)
+        cells = None
+        if grid:  # each seed visits its neighbouring cells only; no split scheme
+            cells = self._cell_list(Xs, kernel)
+            split, n_splits, chunk = False, 1, n
         per_seed = 2 * d * isz + 5 * 4 + (n_splits * ((d + 1) * isz + 4) if split else 0)
         self.last_plan = {"split": split, "n_splits": n_splits, "chunk": chunk,
-                          "tile": tile, "dim": D, "rounds": 0}
+                          "tile": tile, "dim": D, "rounds": 0, "grid": grid,
+                          "n_cells": 0 if cells is None else int(cells["n_cells"])}
 
         def run(lo, hi):
             mb = hi - lo
-            sp, ns, ch = self._plan_split(mb, n, tile)
+            sp, ns, ch = self._plan_split(mb, n, tile) if cells is None else (False, 1, n)
             pos = rt.empty((mb, d), dtype)
             pos[...] = (seeds[lo:hi] - center) * inv_h
             scratch = rt.empty((mb, d) if (D == 0 or sp) else (1,), dtype)
@@ -246,7 +277,8 @@ class CudaBackend:
             inten = rt.zeros((mb,), np.int32)
             state = rt.zeros((mb,), np.int32)
             active = rt.empty((mb,), np.int32)
-            active[...] = xp.arange(mb, dtype=np.int32)
+            active[...] = (xp.arange(mb, dtype=np.int32) if cells is None
+                           else self._cell_order(pos, cells))
             active_out = rt.empty((mb,), np.int32)
             counter = rt.zeros((1,), np.int32)
             if sp:
@@ -274,6 +306,15 @@ class CudaBackend:
                                   (partial, pcount, np.int32(ns), np.int32(d), pos, scratch,
                                    it, inten, state, active, np.int32(n_active), *common, tol2),
                                   0)
+                elif cells is not None:
+                    c = cells
+                    rt.launch(_rt.kernel_name("ms_shift_grid", dtype, d, kernel),
+                              (g,), (_rt.BLOCK,),
+                              (c["X"], np.int32(n), c["ids"], c["start"], np.int32(c["n_cells"]),
+                               c["origin"], c["shape"], c["stride"], np.float64(c["cell"]),
+                               np.float64(c["cell"]), pos, it, inten, state, active,
+                               np.int32(n_active), *common, np.int32(steps), tol2),
+                              0)
                 else:
                     rt.launch(_rt.kernel_name("ms_shift_fused", dtype, D, kernel),
                               (g,), (_rt.BLOCK,),
@@ -287,14 +328,64 @@ class CudaBackend:
                 n_active = int(rt.to_host(counter)[0])
                 active, active_out = active_out, active
                 rounds += 1
+                if progress is not None:
+                    # Seeds of later batches count as still moving.
+                    progress(min(rounds * steps, max_iter), n_active + (m - hi))
             self.last_plan["rounds"] += rounds
-            modes[lo:hi] = pos * h + center
+            modes[lo:hi] = pos.astype(np.float64) * h + center  # float64: pos * h may pass float32
             n_iter[lo:hi] = it
             intensity[lo:hi] = inten
             converged[lo:hi] = state == _rt.CONVERGED
 
         self._batched(m, per_seed, 0, run, "shift")
         return ShiftResult(modes, n_iter, intensity, converged)
+
+    def _cell_list(self, Xs, kernel: str) -> dict:
+        """The cell list of the scaled data ``Xs`` for ``ms_shift_grid``.
+
+        Built on the device with array-module operations: the data are
+        already there, a (stable) device sort of n keys is far cheaper than
+        downloading and re-uploading the rows, and the only values the host
+        needs are the d cell counts per axis (one small transfer; CuPy's
+        ``flatnonzero`` also synchronizes once to size its result).
+        Cells have side ``reach`` (1 bandwidth for flat,
+        ``GAUSSIAN_GRID_RADIUS`` for the Gaussian), cell ``floor((y - origin)
+        / reach)`` per axis, float64, with origin the data's minimum.
+        """
+        rt, xp = self.runtime, self.runtime.xp
+        n, d = Xs.shape
+        cell = 1.0 if kernel == "flat" else float(GAUSSIAN_GRID_RADIUS)
+        origin = xp.ascontiguousarray(Xs.min(axis=0).astype(np.float64))
+        coords = xp.floor((Xs.astype(np.float64) - origin) / cell).astype(np.int64)
+        shape = rt.to_host(coords.max(axis=0)).astype(np.int64) + 1
+        if (shape > np.iinfo(np.int32).max).any() or np.prod(shape.astype(np.float64)) >= 2.0**62:
+            raise ValueError(f"algorithm='grid' would need {shape.tolist()} cells per axis "
+                             "(the data span too many bandwidths); use algorithm='brute'")
+        stride = np.ones(d, np.int64)
+        for k in range(d - 2, -1, -1):
+            stride[k] = stride[k + 1] * shape[k + 1]
+        ids = (coords * rt.asarray(stride)).sum(axis=1)
+        order = xp.argsort(ids, kind="stable")  # stable: rows keep their canonical order
+        sid = ids[order]
+        first = xp.ones((n,), np.bool_)
+        first[1:] = sid[1:] != sid[:-1]
+        starts = xp.flatnonzero(first)
+        n_cells = int(starts.shape[0])
+        start = rt.empty((n_cells + 1,), np.int32)
+        start[:n_cells] = starts
+        start[n_cells] = n
+        return {"X": xp.ascontiguousarray(Xs[order]), "ids": xp.ascontiguousarray(sid[starts]),
+                "start": start, "n_cells": n_cells, "origin": origin, "cell": cell,
+                "shape": rt.asarray(shape.astype(np.int32)), "stride": rt.asarray(stride),
+                "stride_host": stride}
+
+    def _cell_order(self, pos, cells):
+        """Seed slots in cell order, so the threads of a warp visit the same cells."""
+        xp = self.runtime.xp
+        c = xp.floor((pos.astype(np.float64) - cells["origin"]) / cells["cell"])
+        c = xp.clip(c, -1, cells["shape"].astype(np.float64)).astype(np.int64)
+        key = (c * self.runtime.asarray(cells["stride_host"])).sum(axis=1)
+        return xp.argsort(key, kind="stable").astype(np.int32)
 
     def _plan_split(self, m: int, n: int, tile: int):
         """(use_split, n_splits, chunk rows) for a batch of m seeds.
@@ -348,10 +439,27 @@ class CudaBackend:
         self._batched(m, np.dtype(out_dtype).itemsize, 0, run, what)
         return out, tile
 
+    def _unit_scaled(self, X, Q):
+        """(X, Q, unit): both divided by a power of two ``unit`` (exact) when their
+        coordinates' squares would over- or underflow the dtype (|x| past
+        ``SAFE_ABS`` or below its inverse), else unchanged with ``unit = 1``.
+        Distances computed on the result are in units of ``unit``."""
+        xp = self.runtime.xp
+        top = max(float(xp.abs(X).max()) if X.size else 0.0,
+                  float(xp.abs(Q).max()) if Q.size else 0.0)
+        safe = SAFE_ABS[np.dtype(X.dtype)]
+        if not (top > safe or 0.0 < top < 1.0 / safe):
+            return X, Q, 1.0
+        unit = pow2_at_least(top)
+        inv = 1.0 / unit  # in float64: 1/unit may pass float32's range
+        return ((X.astype(np.float64) * inv).astype(X.dtype),
+                (Q.astype(np.float64) * inv).astype(X.dtype), unit)
+
     def nearest(self, X, centers):
         rt = self.runtime
         with self._ctx():
             X, C = self._inputs(X, centers)
+            X, C, unit = self._unit_scaled(X, C)
             n, d = X.shape
             k = C.shape[0]
             if k == 0:
@@ -373,12 +481,16 @@ class CudaBackend:
 
             if n:
                 self._batched(n, 4 + dtype.itemsize, 0, run, "nearest")
+            if unit != 1.0:
+                with np.errstate(over="ignore"):  # past the dtype: inf, as on NumPy
+                    dist[...] = dist.astype(np.float64) * unit
             return labels, dist
 
     def count_within(self, X, queries, radius):
         with self._ctx():
             X, Q = self._inputs(X, queries)
-            r2 = _squared_radius(radius, X.dtype)
+            X, Q, unit = self._unit_scaled(X, Q)
+            r2 = _squared_radius(float(radius) / unit, X.dtype)
             out, _ = self._per_query("count_within", X, Q, (r2,), np.int64, what="count_within")
             return out
 
@@ -388,8 +500,12 @@ class CudaBackend:
             k = int(k)
             if not 1 <= k <= X.shape[0]:
                 raise ValueError(f"k must be in [1, {X.shape[0]}], got {k}")
+            X, Q, unit = self._unit_scaled(X, Q)
             out, _ = self._per_query("kth_neighbor", X, Q, (np.int32(k),), X.dtype,
                                      what="kth_neighbor_distance")
+            if unit != 1.0:
+                with np.errstate(over="ignore"):
+                    out[...] = out.astype(np.float64) * unit
             return out
 
     def kernel_sum(self, X, queries, *, bandwidth, kernel):
@@ -397,11 +513,183 @@ class CudaBackend:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         with self._ctx():
             X, Q = self._inputs(X, queries)
+            X, Q, unit = self._unit_scaled(X, Q)
+            with np.errstate(over="ignore"):  # clamped below
+                inv_h2 = 1.0 / (float(bandwidth) / unit) ** 2 if float(bandwidth) / unit > 1e-154 \
+                    else float("inf")
             # clamped: inf would give 0 * inf = NaN at distance 0 (float32, tiny h)
-            inv_h2 = X.dtype.type(min(1.0 / float(bandwidth) ** 2, float(np.finfo(X.dtype).max)))
+            inv_h2 = X.dtype.type(min(inv_h2, float(np.finfo(X.dtype).max)))
             out, _ = self._per_query("kernel_sum", X, Q, (inv_h2,), X.dtype, dim_kernel=kernel,
                                      what="kernel_sum")
             return out
+
+    def log_kernel_density(self, X, queries, *, bandwidth, kernel):
+        """log of sum_j K((q - x_j) / bandwidth) per query, float64 (see
+        :meth:`gpumeanshift.backends.base.Backend.log_kernel_density`).
+
+        Kernel ``log_kernel_density`` (kernels/density.cu): one thread per
+        query, an online log-sum-exp for the Gaussian (data and queries
+        centered and scaled by the bandwidth first), the log of an exact
+        count for flat (raw coordinates, boundary as in :meth:`count_within`).
+        Exponents are computed in the data's dtype: for float32, a squared
+        distance beyond the float32 range (about 1.8e19 bandwidths) saturates
+        to a finite -1.7e38 instead of its true, more negative value.
+        """
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        with self._ctx():
+            X, Q = self._inputs(X, queries)
+            dtype = X.dtype
+            if X.shape[0] == 0:  # an empty sum: log(0)
+                out = self._alloc((Q.shape[0],), np.float64, "log_kernel_density")
+                out[...] = -np.inf
+                return out
+            if kernel == "flat":
+                args = (_squared_radius(bandwidth, dtype),)
+            else:
+                center = X.mean(axis=0, dtype=np.float64)
+                inv_h = 1.0 / float(bandwidth)
+                X = ((X - center) * inv_h).astype(dtype)
+                Q = ((Q - center) * inv_h).astype(dtype)
+                args = (dtype.type(1),)  # unused by the Gaussian
+            out, _ = self._per_query("log_kernel_density", X, Q, args, np.float64,
+                                     dim_kernel=kernel, what="log_kernel_density")
+            return out
+
+    # ------------------------------------------------------- image filtering
+    def filter_image(self, image, spatial_radius, range_radius, *, max_iter=5, eps=1.0,
+                     round_colors=False):
+        """Mean-shift filtering of an image on the device (kernel ``ms_filter_image``).
+
+        The CUDA side of :func:`gpumeanshift.segmentation.mean_shift_filter`
+        (which validates the parameters and calls this for a CUDA backend):
+        one thread per pixel, its window a patch of the pixel grid, the same
+        float operations in the same order as the NumPy path.
+
+        Parameters
+        ----------
+        image : array of shape (height, width, channels)
+            1 to 4 channels. uint8/int8/bool and float32 images are worked on in
+            float32 (exact for 8-bit colours), others in float64, as on NumPy.
+        spatial_radius, range_radius : float
+            Window half-side in pixels (>= 1) and colour radius (>= 0).
+        max_iter : int, default=5
+        eps : float, default=1.0
+        round_colors : bool, default=False
+
+        Returns
+        -------
+        filtered : array of shape (height, width, channels), float64
+            On the runtime's array module (CuPy on a GPU).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift.testing import emulated_backend
+        >>> img = np.zeros((4, 6, 1)); img[:, 3:] = 100.0; img[0, 0] = 4.0
+        >>> emulated_backend().filter_image(img, 1, 10)[..., 0].round(2)[0]
+        array([  1.  ,   0.67,   0.  , 100.  , 100.  , 100.  ])
+        """
+        rt = self.runtime
+        shape = getattr(image, "shape", None)
+        if shape is None or len(shape) != 3:
+            raise ValueError(f"image must have shape (height, width, channels), got {shape}")
+        h, w, n_ch = (int(v) for v in shape)
+        if n_ch not in _rt.FILTER_CHANNELS:
+            raise ValueError(f"the CUDA image filter takes 1 to 4 channels, got {n_ch}; "
+                             "use backend=None (NumPy) for more")
+        if h * w >= 2**31:
+            raise ValueError(f"image of {h} x {w} pixels exceeds the kernel's 2**31 pixels")
+        sp, sr = float(spatial_radius), float(range_radius)
+        if not (sp >= 1.0 and sr >= 0.0 and int(max_iter) >= 1 and float(eps) >= 0.0):
+            raise ValueError("need spatial_radius >= 1, range_radius >= 0, max_iter >= 1, eps >= 0")
+        kind = np.dtype(image.dtype)
+        narrow = kind == np.float32 or (kind.kind in "biu" and kind.itemsize == 1)
+        wdt = np.dtype(np.float32 if narrow else np.float64)
+        threshold = wdt.type(np.rint(sr * sr) if round_colors else sr * sr)
+        with self._ctx():
+            src = rt.asarray(image, dtype=wdt)
+            colour = self._alloc((h, w, n_ch), np.float64, "filter_image")
+            if h * w == 0:
+                return colour
+            colour[...] = src
+            rt.launch(_rt.kernel_name("ms_filter_image", wdt, n_ch), (self._grid(h * w),),
+                      (_rt.BLOCK,),
+                      (src, np.int32(h), np.int32(w), np.float32(sp), threshold,
+                       np.int32(max_iter), np.float64(eps), np.int32(bool(round_colors)), colour),
+                      0)
+            return colour
+
+    # ------------------------------------------------------- window tracking
+    def track_windows(self, prob_image, windows, *, n_iter, eps2):
+        """Batched ``cv2.meanShift`` on the device (kernel ``ms_track_windows``).
+
+        The CUDA side of :func:`gpumeanshift.tracking.mean_shift_track`,
+        which validates the inputs and calls this for a CUDA backend: one
+        thread per window, all iterations in one launch. Integer images are
+        summed in int64 (exact, as OpenCV), float images in float64.
+
+        Parameters
+        ----------
+        prob_image : 2-D array
+            Integer or floating weights.
+        windows : int array of shape (k, 4)
+            ``(x, y, width, height)`` per window, positive sizes.
+        n_iter : int
+            Iteration limit.
+        eps2 : float
+            A window stops when ``dx**2 + dy**2 < eps2``.
+
+        Returns
+        -------
+        iterations : int64 array of shape (k,)
+        windows : int64 array of shape (k, 4)
+            On the runtime's array module.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift.testing import emulated_backend
+        >>> prob = np.zeros((60, 80), dtype=np.uint8)
+        >>> prob[30:40, 50:60] = 255
+        >>> it, win = emulated_backend().track_windows(prob, np.array([[35, 20, 20, 20]]),
+        ...                                            n_iter=10, eps2=1.0)
+        >>> it.tolist(), win.tolist()
+        ([2], [[44, 24, 20, 20]])
+        """
+        rt = self.runtime
+        shape = getattr(prob_image, "shape", None)
+        if shape is None or len(shape) != 2:
+            raise ValueError(f"prob_image must be 2-D, got shape {shape}")
+        height, width = (int(v) for v in shape)
+        if height * width >= 2**62 or height >= 2**31 or width >= 2**31:
+            raise ValueError(f"prob_image of shape {shape} is too large")
+        kind = np.dtype(prob_image.dtype)
+        if kind.kind in "biu":
+            lo = int(prob_image.min()) if prob_image.size else 0
+            hi = int(prob_image.max()) if prob_image.size else 0
+            if hi > np.iinfo(np.int64).max:
+                raise ValueError("integer prob_image values above 2**63 - 1 are not supported")
+            i32 = np.iinfo(np.int32)
+            pdt = np.int32 if i32.min <= lo and hi <= i32.max else np.int64
+            name = "ms_track_windows<int,long long>" if pdt == np.int32 else \
+                "ms_track_windows<long long,long long>"
+        elif kind.kind == "f":
+            pdt, name = np.float64, "ms_track_windows<double,double>"
+        else:
+            raise TypeError(f"prob_image must hold real numbers, got dtype {kind}")
+        with self._ctx():
+            img = rt.asarray(prob_image, dtype=pdt)
+            win = rt.asarray(windows, dtype=np.int64).copy()
+            if win.ndim != 2 or win.shape[1] != 4:
+                raise ValueError(f"windows must have shape (k, 4), got {win.shape}")
+            k = int(win.shape[0])
+            iters = self._alloc((k,), np.int64, "track_windows")
+            if k:
+                rt.launch(name, (self._grid(k),), (_rt.BLOCK,),
+                          (img, np.int32(height), np.int32(width), win, np.int32(k),
+                           np.int32(n_iter), np.float64(eps2), iters), 0)
+            return iters, win
 
 
 def _squared_radius(radius: float, dtype: Any):

@@ -26,9 +26,16 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 # Kernel translation units, in include order. common.cuh is pulled in by them.
-KERNEL_FILES = ("meanshift.cu", "neighbors.cu")
+KERNEL_FILES = ("meanshift.cu", "neighbors.cu", "grid.cu", "density.cu", "segment.cu",
+                "track.cu")
 # Compile-time dimensions; 0 is the generic run-time-d path.
 DIMS = (1, 2, 3, 4, 5, 8, 16)
+# Dimensions of the cell-list kernel (ms_shift_grid); no generic path.
+GRID_DIMS = (1, 2, 3)
+# Channel counts of the image filter kernel (ms_filter_image).
+FILTER_CHANNELS = (1, 2, 3, 4)
+# (pixel type, accumulator type) of the window tracking kernel (ms_track_windows).
+TRACK_TYPES = (("int", "long long"), ("long long", "long long"), ("double", "double"))
 # Block size every kernel is written for (its __launch_bounds__).
 BLOCK = 128
 # NVRTC options CupyRuntime passes to RawModule.
@@ -83,11 +90,19 @@ def kernel_names() -> tuple[str, ...]:
                 names.append(kernel_name("ms_shift_partial", T, D, K))
                 if K != "gaussian_grid":
                     names.append(kernel_name("kernel_sum", T, D, K))
+            for K in ("gaussian", "flat"):
+                names.append(kernel_name("log_kernel_density", T, D, K))
             names.append(kernel_name("nearest_center", T, D))
             names.append(kernel_name("count_within", T, D))
             names.append(kernel_name("kth_neighbor", T, D))
         names.append(kernel_name("ms_shift_finalize", T))
+        for D in GRID_DIMS:
+            for K in ("flat", "gaussian_grid"):
+                names.append(kernel_name("ms_shift_grid", T, D, K))
+        for CH in FILTER_CHANNELS:
+            names.append(kernel_name("ms_filter_image", T, CH))
     names.append("ms_compact")
+    names += [f"ms_track_windows<{P},{A}>" for P, A in TRACK_TYPES]
     return tuple(names)
 
 

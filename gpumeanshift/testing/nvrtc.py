@@ -179,8 +179,9 @@ def shared_bytes(name: str) -> int:
     from ..backends.cuda_backend import _SHARED_BUDGET
 
     mo = re.match(r"(\w+)<(\w+)(?:,(\d+))?", name)
-    if mo is None or mo.group(1) in ("ms_shift_finalize",):
-        return 0
+    if mo is None or mo.group(1) in ("ms_shift_finalize", "ms_shift_grid", "ms_filter_image",
+                                     "ms_track_windows"):
+        return 0  # no dynamic shared memory
     itemsize = 4 if mo.group(2) == "float" else 8
     dim = int(mo.group(3)) if mo.group(3) else 0
     if dim == 0:

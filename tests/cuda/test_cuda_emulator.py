@@ -79,7 +79,7 @@ def test_correct_source_passes_parity():
 
 def test_missing_syncthreads_is_caught():
     # Drop the barrier between loading a tile and reading it, in every kernel.
-    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile loaded", ";", 6))
+    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile loaded", ";", 7))
     assert not _parity_ok(rt)
     X = blobs(300, 3, seed=12)
     lab, _ = CudaBackend(rt).nearest(X, X[::3])
@@ -88,7 +88,7 @@ def test_missing_syncthreads_is_caught():
 
 def test_missing_trailing_syncthreads_is_caught():
     # Drop the barrier that keeps the next tile from overwriting the current one.
-    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile consumed", ";", 6))
+    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile consumed", ";", 7))
     assert not _parity_ok(rt)
 
 

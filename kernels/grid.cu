@@ -1,0 +1,121 @@
+// grid.cu -- mean shift over a cell list (algorithm="grid"), d = 1, 2, 3.
+//
+// Data: centered and pre-scaled by 1/bandwidth on the host, then sorted by
+// cell id. Cells are cubes of side `cell` (= the kernel's reach: 1 bandwidth
+// for flat, MS_GRID_RADIUS for the truncated Gaussian); the cell of a point y
+// is floor((y - origin) / cell) per axis, ids row-major (last axis fastest).
+// Only non-empty cells are listed: cell_ids (sorted, int64) and cell_start
+// (n_cells + 1 offsets into the sorted data, cell_start[n_cells] = n).
+//
+// ms_shift_grid<T, D, KERNEL>
+//   grid = ceil(n_active / blockDim.x) blocks, 1-D; block = 128 threads; no
+//   shared memory. One thread per active seed, position and sums in
+//   registers. Per step the seed visits the cells its reach box
+//   [p - reach, p + reach] overlaps: at most 3 per axis (a subset of the 3^d
+//   cells around its own), computed in double with a 1e-6-cell slack so that
+//   rounding never drops a cell (a 4th cell may then be visited). Along the
+//   last axis consecutive cells have consecutive ids, and the non-empty ones
+//   among them hold one contiguous run of sorted points: 3^(d-1) runs, each
+//   found by two binary searches in cell_ids. Points are read from global
+//   memory (read-only path); seeds arrive in cell order, so the threads of a
+//   warp read mostly the same runs, served by L1/L2. Seeds work independently
+//   (no barrier): a stopped thread simply leaves.
+//   Each launch runs up to `steps` shift steps with the rule of ms_update,
+//   then ms_compact (meanshift.cu) rebuilds the active list, as for the
+//   fused kernel.
+#include "common.cuh"
+
+// First index i in [lo, hi) with ids[i] >= key (hi when none).
+__device__ __forceinline__ int ms_lower_bound(const long long* __restrict__ ids, int lo, int hi,
+                                              long long key) {
+    while (lo < hi) {
+        const int mid = lo + ((hi - lo) >> 1);
+        if (ids[mid] < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+template <typename T, int D, int KERNEL>
+__global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
+ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell_ids,
+              const int* __restrict__ cell_start, int n_cells,
+              const double* __restrict__ origin, const int* __restrict__ gshape,
+              const long long* __restrict__ gstride, double cell, double reach,
+              T* __restrict__ pos, int* __restrict__ n_iter, int* __restrict__ intensity,
+              int* __restrict__ state, const int* __restrict__ active, int n_active,
+              int max_iter, int steps, T tol2) {
+    const int slot = blockIdx.x * blockDim.x + threadIdx.x;
+    if (slot >= n_active) return;
+    const int seed = active[slot];
+    if (state[seed] != MS_ACTIVE) return;
+    T p[D];
+    T acc[D];
+#pragma unroll
+    for (int k = 0; k < D; ++k) p[k] = pos[(long long)seed * D + k];
+    const double inv_cell = 1.0 / cell;
+    int it = n_iter[seed];
+    bool live = true;
+    for (int s = 0; s < steps && live; ++s) {
+        // Cell range per axis overlapped by the reach box, clipped to the grid.
+        int clo[D], chi[D];
+        bool empty = false;
+#pragma unroll
+        for (int k = 0; k < D; ++k) {
+            const double rel = (double)p[k] - origin[k];
+            const double lo = floor((rel - reach) * inv_cell - 1e-6);
+            const double hi = floor((rel + reach) * inv_cell + 1e-6);
+            const double top = (double)(gshape[k] - 1);
+            clo[k] = lo < 0.0 ? 0 : (lo > top ? gshape[k] : (int)lo);
+            chi[k] = hi > top ? gshape[k] - 1 : (hi < 0.0 ? -1 : (int)hi);
+            empty = empty || clo[k] > chi[k];
+        }
+        T wsum = T(0);
+        int cnt = 0;
+#pragma unroll
+        for (int k = 0; k < D; ++k) acc[k] = T(0);
+        if (!empty) {
+            int cur[D > 1 ? D - 1 : 1];
+#pragma unroll
+            for (int k = 0; k < (D > 1 ? D - 1 : 1); ++k) cur[k] = k < D - 1 ? clo[k] : 0;
+            int c = 0;  // cells are sorted: each run's search starts after the last
+            while (true) {
+                long long base = 0;
+#pragma unroll
+                for (int k = 0; k < D - 1; ++k) base += (long long)cur[k] * gstride[k];
+                c = ms_lower_bound(cell_ids, c, n_cells, base + clo[D - 1]);
+                const int c_end = ms_lower_bound(cell_ids, c, n_cells, base + chi[D - 1] + 1);
+                const int j_end = cell_start[c_end];
+                for (int j = cell_start[c]; j < j_end; ++j) {
+                    const T* x = X + (long long)j * D;
+                    T xr[D];
+                    T u2 = T(0);
+#pragma unroll
+                    for (int k = 0; k < D; ++k) {
+                        xr[k] = x[k];
+                        const T diff = xr[k] - p[k];
+                        u2 += diff * diff;
+                    }
+                    const T w = ms_weight<T, KERNEL>(u2);
+                    cnt += u2 <= T(1) ? 1 : 0;
+                    wsum += w;
+#pragma unroll
+                    for (int k = 0; k < D; ++k) acc[k] += w * xr[k];
+                }
+                c = c_end;
+                // Next run: odometer over the first D - 1 axes.
+                int k = D - 2;
+                for (; k >= 0; --k) {
+                    if (++cur[k] <= chi[k]) break;
+                    cur[k] = clo[k];
+                }
+                if (k < 0) break;  // runs come in increasing id order: c only grows
+            }
+        }
+        live = ms_update<T>(p, acc, wsum, cnt, D, tol2, max_iter, it, state + seed,
+                            intensity + seed);
+    }
+#pragma unroll
+    for (int k = 0; k < D; ++k) pos[(long long)seed * D + k] = p[k];
+    n_iter[seed] = it;
+}

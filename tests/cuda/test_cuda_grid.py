@@ -1,0 +1,175 @@
+"""algorithm="grid" on the CUDA backend: the cell-list kernel ms_shift_grid.
+
+Checked against the NumPy backend's grid and a float64 per-seed reference
+(scikit-learn's loop with the Gaussian truncated at GAUSSIAN_GRID_RADIUS
+bandwidths, the grid's documented semantics), in 1, 2 and 3 dimensions, with
+negative coordinates and with points exactly on cell borders and at exactly
+the kernel's reach from each other (there only against the reference: the
+NumPy backend's expanded distance formula rounds a few such pairs out).
+
+Tolerances: float64 modes within 1e-9 bandwidths of the reference, identical
+iteration counts and intensities, identical clusters (labels and centers) for
+flat through the estimator. float32 as the brute-force parity suite: modes
+within 2e-4 bandwidths, counts within 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cuda_testlib import blobs, make_backend, ref_shift, runtime_kind, to_numpy  # noqa: F401
+from gpumeanshift import MeanShift
+from gpumeanshift.backends import runtime as R
+from gpumeanshift.backends._spatial import GAUSSIAN_GRID_RADIUS
+from gpumeanshift.backends.numpy_backend import NumpyBackend
+
+DTYPES = [np.float64, np.float32]
+TOL = {np.float64: 1e-9, np.float32: 2e-4}
+
+
+def _lattice(d):
+    """Points on a 0.5-spaced lattice over [-4, 4]^d (mean exactly 0), thinned
+    by a fixed pattern so the density has structure. With bandwidth 1 (flat)
+    or 0.5 (Gaussian, cells of 6 bandwidths = 3.0) cell borders fall on lattice
+    points and many pairs sit at exactly the kernel's reach."""
+    axis = np.arange(-8, 9) * 0.5
+    P = np.stack(np.meshgrid(*[axis] * d, indexing="ij"), axis=-1).reshape(-1, d)
+    keep = (np.abs(P).sum(axis=1) * 2).astype(int) % 3 != 1
+    P = P[keep]
+    P = np.concatenate([P, -P])  # symmetric: the mean is exactly 0
+    if len(P) > 400:
+        P = P[:: len(P) // 400 + 1]
+        P = np.concatenate([P, -P])
+    return P
+
+
+def _check(res, ref, dtype, h):
+    modes, n_iter, inten = (to_numpy(a) for a in (res.modes, res.n_iter, res.intensity))
+    np.testing.assert_allclose(modes, ref[0], rtol=0, atol=TOL[dtype] * h * 10)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(n_iter, ref[1])
+        np.testing.assert_array_equal(inten, ref[2])
+    else:
+        assert np.abs(n_iter - ref[1]).max() <= 1
+        assert np.abs(inten - ref[2]).max() <= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("kernel", ["flat", "gaussian"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_grid_kernel_on_cell_borders(make_backend, d, kernel, dtype):
+    X = _lattice(d).astype(dtype)
+    seeds = X[::3]
+    h = 1.0 if kernel == "flat" else 0.5
+    be = make_backend()
+    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3,
+                   algorithm="grid")
+    assert res.algorithm == "grid"
+    assert be.last_plan["grid"] and be.last_plan["n_cells"] > 1
+    if hasattr(be.runtime, "launches"):  # the emulator counts launches
+        name = R.kernel_name("ms_shift_grid", dtype, d, "flat" if kernel == "flat" else "gaussian_grid")
+        assert be.runtime.launches[name] >= 1
+    ref = ref_shift(X, seeds, h, kernel, 300, 1e-3,
+                    truncate=GAUSSIAN_GRID_RADIUS if kernel == "gaussian" else None)
+    # Only the reference here: many pairs lie at exactly the reach, where the
+    # NumPy backend's expanded |q|^2 + |x|^2 - 2 q.x distance rounds a few
+    # out (its brute force as well); the kernel's direct differences are exact.
+    _check(res, ref, dtype, h)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("kernel", ["flat", "gaussian"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_grid_kernel_negative_coordinates_and_far_seeds(make_backend, d, kernel, dtype):
+    """Blobs straddling 0 (negative coordinates), seeds far outside the grid
+    (orphans: no cell in reach) and few steps per launch (compaction)."""
+    X = (blobs(250, d, spread=3.0, std=0.4, seed=d) - 10.0).astype(dtype)
+    far = np.full((3, d), 1e3, dtype)
+    far[1] *= -1
+    seeds = np.concatenate([X[::5], far]).astype(dtype)
+    h = 0.6
+    be = make_backend(iters_per_launch=3)
+    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3,
+                   algorithm="grid")
+    ref = ref_shift(X, seeds, h, kernel, 300, 1e-3,
+                    truncate=GAUSSIAN_GRID_RADIUS if kernel == "gaussian" else None)
+    _check(res, ref, dtype, h)
+    assert (to_numpy(res.intensity)[-3:] == 0).all()
+    if dtype == np.float32:  # float32 climbs may part at a boundary point: the reference only
+        return
+    nb = NumpyBackend().shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3,
+                              algorithm="grid")
+    assert nb.algorithm == "grid"
+    np.testing.assert_allclose(to_numpy(res.modes), nb.modes, rtol=0, atol=TOL[dtype] * h * 10)
+
+
+@pytest.mark.parametrize("kernel", ["flat", "gaussian"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_grid_estimator_same_clusters_as_numpy(runtime_kind, d, kernel):
+    from cuda_testlib import make_runtime
+    from gpumeanshift.backends.cuda_backend import CudaBackend
+
+    X = blobs(300, d, centers=4, spread=5.0, std=0.5, seed=10 + d) - 10.0
+    h = 0.9
+    params = dict(bandwidth=h, kernel=kernel, algorithm="grid", bin_seeding=False)
+    gpu = MeanShift(backend=CudaBackend(make_runtime(runtime_kind)), **params).fit(X)
+    cpu = MeanShift(backend="numpy", **params).fit(X)
+    assert gpu.algorithm_ == cpu.algorithm_ == "grid"
+    assert len(cpu.cluster_centers_) >= 2
+    np.testing.assert_array_equal(to_numpy(gpu.labels_), cpu.labels_)
+    atol = 1e-12 if kernel == "flat" else 1e-9 * h
+    np.testing.assert_allclose(to_numpy(gpu.cluster_centers_), cpu.cluster_centers_,
+                               rtol=0, atol=atol)
+
+
+def test_grid_above_three_dimensions_keeps_semantics(make_backend):
+    """d > 3 has no cell-list kernel: the all-points kernel with the truncated
+    Gaussian runs instead, with the same results."""
+    X = blobs(150, 5, seed=2)
+    seeds = X[::10]
+    be = make_backend()
+    res = be.shift(X, seeds, bandwidth=1.2, kernel="gaussian", max_iter=300, tol=1e-3,
+                   algorithm="grid")
+    assert res.algorithm == "grid" and be.last_plan["grid"] is False
+    _check(res, ref_shift(X, seeds, 1.2, "gaussian", 300, 1e-3, truncate=GAUSSIAN_GRID_RADIUS),
+           np.float64, 1.2)
+
+
+def test_grid_rounds_and_transfers_are_bounded():
+    """One transfer for the grid's shape plus one count per round; rounds
+    bounded by ceil((max_iter + 1) / iters_per_launch)."""
+    from gpumeanshift.testing import emulated_backend
+
+    be = emulated_backend(iters_per_launch=4)
+    X = blobs(200, 2, seed=5)
+    be.shift(X, X, bandwidth=0.7, kernel="flat", max_iter=20, tol=0.0, algorithm="grid")
+    rounds = be.last_plan["rounds"]
+    assert 1 <= rounds <= -(-21 // 4)
+    assert be.runtime.d2h_transfers == 1 + rounds
+    assert be.runtime.launches[R.kernel_name("ms_shift_grid", np.float64, 2, "flat")] == rounds
+
+
+def test_grid_rejects_a_grid_too_large(make_backend):
+    X = np.array([[0.0, 0.0, 0.0], [1e7, 1e7, 1e7]])
+    with pytest.raises(ValueError, match="use algorithm='brute'"):
+        make_backend().shift(X, X, bandwidth=1e-2, kernel="flat", max_iter=10, tol=1e-3,
+                             algorithm="grid")
+
+
+def test_harness_catches_a_dropped_cell():
+    """A copy of the kernel whose runs stop one cell short along the last axis
+    must fail the parity check (the emulator runs the real source)."""
+    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.testing import EmulatedRuntime
+
+    src = R.kernel_source()
+    good = "base + chi[D - 1] + 1)"
+    assert src.count(good) == 1
+    rt = EmulatedRuntime(source=src.replace(good, "base + chi[D - 1])"))
+    X = blobs(200, 2, seed=8) - 10.0
+    seeds = X[::4]
+    res = CudaBackend(rt).shift(X, seeds, bandwidth=0.6, kernel="flat", max_iter=300,
+                                tol=1e-3, algorithm="grid")
+    ref = ref_shift(X, seeds, 0.6, "flat", 300, 1e-3)
+    assert not np.array_equal(res.intensity, ref[2])
