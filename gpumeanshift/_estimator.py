@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 
@@ -58,6 +59,15 @@ class MeanShift:
         are present, else NumPy.
     n_jobs : int, default=None
         Threads of the NumPy backend; None or -1 uses every available core.
+        Ignored by the CUDA backend (also when "auto" chooses it).
+    max_memory : int, default=None
+        Bytes of scratch memory one backend call may use (None: the
+        backend's default). The NumPy backend sizes its tiles from it (the
+        blocks that grow with points x seeds; copies of the inputs come on
+        top); the CUDA backend caps its seed batches with it (on top of the
+        data and result buffers). A limit too small to make progress is a
+        ValueError. Results do not depend on it beyond rounding. Applies to
+        a backend given by name; a backend object is configured itself.
     output_type : {"input", "numpy", "cupy"}, default="input"
         Array type of fitted attributes and results: "input" follows the type
         of the data given to ``fit`` (a CuPy array in, CuPy arrays out).
@@ -73,6 +83,13 @@ class MeanShift:
         "nearest" labels each point by its nearest center (scikit-learn);
         "basin" by the center its own climb reaches (its basin of attraction;
         with seeds other than the data every point is climbed once more).
+    verbose : int or bool, default=0
+        0 reports nothing. 1 (or True) logs the fit's start, every round of
+        the shift loop (iteration, seeds still moving) and its end at INFO
+        level through the ``"gpumeanshift"`` logger (the library adds no
+        handler: ``logging.basicConfig(level=logging.INFO)`` shows them), and
+        shows a tqdm progress bar on stderr when tqdm is installed and the
+        shift loop runs longer than 2 seconds.
 
     Attributes
     ----------
@@ -135,9 +152,11 @@ class MeanShift:
         tol=1e-3,
         backend="auto",
         n_jobs=None,
+        max_memory=None,
         output_type="input",
         algorithm="auto",
         label_assignment="nearest",
+        verbose=0,
     ):
         self.bandwidth = bandwidth
         self.kernel = kernel
@@ -149,9 +168,11 @@ class MeanShift:
         self.tol = tol
         self.backend = backend
         self.n_jobs = n_jobs
+        self.max_memory = max_memory
         self.output_type = output_type
         self.algorithm = algorithm
         self.label_assignment = label_assignment
+        self.verbose = verbose
 
     # -------------------------------------------------------- params (sklearn)
     @classmethod
@@ -234,6 +255,8 @@ class MeanShift:
             n_jobs=self.n_jobs,
             algorithm=self.algorithm,
             label_assignment=self.label_assignment,
+            verbose=self.verbose,
+            max_memory=self.max_memory,
         )
         self._device_input = device_input
         out = lambda a: _convert_output(a, self.output_type, device_input)  # noqa: E731
@@ -249,7 +272,77 @@ class MeanShift:
         )
         self.center_intensity_ = out(result.center_intensity)
         self._centers_host = result.cluster_centers
+        # score_samples needs the training data: keep a private host copy
+        # (n_samples * n_features * itemsize bytes; never an alias of the
+        # caller's array, so later changes to it do not change the scores).
+        X_fit = check_array(X)
+        if isinstance(X, np.ndarray) and np.may_share_memory(X_fit, X):
+            X_fit = X_fit.copy()
+        self._fit_X = X_fit
         return self
+
+    @classmethod
+    def _from_centers(cls, centers, bandwidth, params=None, *, backend_name="", n_iter=0,
+                      cluster_sizes=None):
+        """A fitted estimator from its centers, without running a fit.
+
+        The one supported way to restore fitted state (used by
+        :func:`gpumeanshift.load_model`): ``predict`` then works as after
+        ``fit``. Attributes that only a fit can produce (``labels_``,
+        ``center_intensity_``, ``algorithm_``) are not set, and neither is
+        the training data ``score_samples`` needs.
+
+        Parameters
+        ----------
+        centers : ndarray of shape (n_clusters, n_features), float32 or float64
+            The cluster centers, finite.
+        bandwidth : float
+            The bandwidth the centers were found with, positive.
+        params : dict, default=None
+            Constructor parameters (``kernel``, ``backend``, ...).
+        backend_name : str, default=""
+            ``backend_``: the backend that ran the original fit.
+        n_iter : int, default=0
+            ``n_iter_`` of the original fit.
+        cluster_sizes : array-like of int, shape (n_clusters,), default=None
+            ``cluster_sizes_``; not set when None.
+
+        Returns
+        -------
+        model : MeanShift
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift import MeanShift
+        >>> ms = MeanShift._from_centers(np.array([[0.0], [5.0]]), 1.0, {"backend": "numpy"})
+        >>> ms.predict([[0.4], [4.0]])
+        array([0, 1])
+        """
+        model = cls(**(params or {}))
+        centers = np.asarray(centers)
+        if centers.ndim != 2 or centers.shape[0] < 1 or centers.shape[1] < 1:
+            raise ValueError(f"centers must be a non-empty 2-D array, got shape {centers.shape}")
+        if centers.dtype not in (np.float32, np.float64):
+            raise TypeError(f"centers must be float32 or float64, got {centers.dtype}")
+        if not np.isfinite(centers).all():
+            raise ValueError("centers contains NaN or infinity")
+        bandwidth = check_real(bandwidth, "bandwidth", low=0.0, low_inclusive=False)
+        if cluster_sizes is not None:
+            cluster_sizes = np.asarray(cluster_sizes)
+            if cluster_sizes.shape != (len(centers),) or cluster_sizes.dtype.kind not in "iu":
+                raise ValueError(f"cluster_sizes must be {len(centers)} integers, got "
+                                 f"{cluster_sizes.dtype} with shape {cluster_sizes.shape}")
+            model.cluster_sizes_ = cluster_sizes.astype(np.int64)
+        model.cluster_centers_ = centers
+        model.n_features_in_ = int(centers.shape[1])
+        model.bandwidth_ = bandwidth
+        model.backend_ = str(backend_name)
+        model.n_iter_ = int(n_iter)
+        # predict() reads the host copy of the centers; see fit.
+        model._centers_host = centers
+        model._device_input = False
+        return model
 
     def _check_fitted(self):
         if not hasattr(self, "_centers_host"):
@@ -278,14 +371,12 @@ class MeanShift:
         --------
         >>> import numpy as np
         >>> from gpumeanshift import MeanShift
-        >>> X = np.array([[0.0], [0.1], [5.0], [5.1]])
+        >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1]])
         >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
         >>> ms.predict([[0.2], [4.9], [20.0]], outlier_threshold="bandwidth")
         array([ 0,  1, -1])
         """
         self._check_fitted()
-        from .backends.base import resolve_backend
-
         device_input = is_device_array(X)
         X = check_array(X)
         if X.shape[1] != self.n_features_in_:
@@ -303,13 +394,95 @@ class MeanShift:
                 threshold = self.bandwidth_
             else:
                 threshold = check_real(outlier_threshold, "outlier_threshold", low=0.0)
-        be = resolve_backend(self.backend)
+        be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
+                                  max_memory=getattr(self, "max_memory", None))
         centers = self._centers_host.astype(X.dtype, copy=False)
         labels, dist = be.nearest(X, centers)
         labels = _driver.to_numpy(labels).astype(np.int64, copy=False)
         if threshold is not None:
             labels = np.where(_driver.to_numpy(dist) <= threshold, labels, -1)
         return _convert_output(labels, self.output_type, device_input)
+
+    def score_samples(self, X):
+        """Log of the kernel density estimate of the training data at each point.
+
+        The density is the one the fit climbs, under ``bandwidth_`` and
+        ``kernel``, normalized to integrate to 1 exactly as
+        :class:`sklearn.neighbors.KernelDensity` does (``kernel="flat"`` is
+        its ``"tophat"``)::
+
+            gaussian: log sum_j exp(-|x - x_j|^2 / (2 h^2)) - log(n) - d log(h) - d/2 log(2 pi)
+            flat:     log #{j : |x - x_j| <= h} - log(n) - log(V_d h^d),
+                      V_d = pi^(d/2) / Gamma(d/2 + 1)   (volume of the unit d-ball)
+
+        The sum runs on the backend (every query against every training
+        point, tiled; nothing of size n_queries x n_samples is kept).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Points at which to evaluate the density.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_queries,)
+            float64. Gaussian: always finite (a point far from the data gets a
+            very negative value, as with scikit-learn). Flat: -inf where no
+            training point lies within ``bandwidth_``.
+
+        Notes
+        -----
+        ``fit`` keeps a private host copy of the training data for this
+        method: ``n_samples * n_features * itemsize`` bytes for the life of
+        the estimator (and in its pickles). Models read by
+        :func:`gpumeanshift.load_model` hold only the centers and cannot
+        score. The flat kernel counts points at distance <= h, scikit-learn's
+        tophat those at distance < h: they differ only for points exactly on
+        the boundary. Queries and training data are compared in the wider of
+        their two dtypes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift import MeanShift
+        >>> X = np.array([[0.0], [0.1], [5.0], [5.1]])
+        >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
+        >>> ms.score_samples([[0.05], [20.0]]).round(3)
+        array([  -1.613, -113.108])
+        """
+        device_input = is_device_array(X)
+        scores = self._log_density(X)
+        return _convert_output(scores, self.output_type, device_input)
+
+    def _log_density(self, X):
+        """score_samples on the host: validated X -> float64 NumPy array."""
+        self._check_fitted()
+        if not hasattr(self, "_fit_X"):
+            raise ValueError(
+                "This model holds no training data (models read by load_model keep "
+                "only the centers); fit it again to use score_samples."
+            )
+        X = check_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        dtype = np.result_type(X.dtype, self._fit_X.dtype)
+        data = self._fit_X.astype(dtype, copy=False)
+        X = X.astype(dtype, copy=False)
+        n, d = data.shape
+        h = float(self.bandwidth_)
+        be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
+                                  max_memory=getattr(self, "max_memory", None))
+        log_sum = _driver.to_numpy(
+            be.log_kernel_density(data, X, bandwidth=h, kernel=self.kernel)
+        ).astype(np.float64, copy=False)
+        if self.kernel == "flat":
+            log_unit_volume = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
+        else:
+            log_unit_volume = 0.5 * d * math.log(2.0 * math.pi)
+        return log_sum - (math.log(n) + d * math.log(h) + log_unit_volume)
 
     def fit_predict(self, X, y=None):
         """Fit and return ``labels_``.
@@ -329,10 +502,11 @@ class MeanShift:
         return self.fit(X).labels_
 
     def __getstate__(self):
-        # Pickles hold host arrays only, whatever device the fit ran on.
+        # Pickles hold host arrays only, whatever device the fit ran on:
+        # fitted attributes, private state and array parameters (seeds) alike.
         state = self.__dict__.copy()
         for key, value in state.items():
-            if key.endswith("_") and not key.startswith("_") and hasattr(value, "get") and not isinstance(value, (np.ndarray, dict)):
+            if is_device_array(value):
                 state[key] = _driver.to_numpy(value)
         return state
 
@@ -352,6 +526,8 @@ def mean_shift(
     n_jobs=None,
     algorithm="auto",
     label_assignment="nearest",
+    verbose=0,
+    max_memory=None,
 ):
     """Mean-shift clustering, the function form of :class:`MeanShift`.
 
@@ -360,7 +536,7 @@ def mean_shift(
     X : array-like of shape (n_samples, n_features)
         Input points.
     bandwidth, kernel, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, tol, backend, \
-n_jobs, algorithm, label_assignment
+n_jobs, algorithm, label_assignment, verbose, max_memory
         As for :class:`MeanShift`.
 
     Returns
@@ -392,5 +568,7 @@ n_jobs, algorithm, label_assignment
         n_jobs=n_jobs,
         algorithm=algorithm,
         label_assignment=label_assignment,
+        verbose=verbose,
+        max_memory=max_memory,
     ).fit(X)
     return model.cluster_centers_, model.labels_

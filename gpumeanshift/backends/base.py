@@ -2,7 +2,7 @@
 
 A backend holds only arithmetic. The algorithm (seeding, convergence rule,
 mode deduplication, labelling) lives once in :mod:`gpumeanshift._driver`; every
-backend answers the same five questions about a point set:
+backend answers the same six questions about a point set:
 
 * :meth:`Backend.shift` -- climb every seed to a mode (the whole shift loop,
   so a device backend can iterate without a host round trip per step);
@@ -11,7 +11,9 @@ backend answers the same five questions about a point set:
   (mode intensity);
 * :meth:`Backend.kth_neighbor_distance` -- distance to the k-th nearest data
   point, the query itself counted when it is in the data (bandwidth estimation);
-* :meth:`Backend.kernel_sum` -- sum of kernel weights at each query (density).
+* :meth:`Backend.kernel_sum` -- sum of kernel weights at each query (density);
+* :meth:`Backend.log_kernel_density` -- the log of that sum, computed stably
+  (``score_samples``, anomaly detection).
 
 Arrays passed in are already validated by the driver: two-dimensional,
 C-contiguous, finite, of one floating dtype (float32 or float64). A backend
@@ -88,6 +90,15 @@ class Backend(Protocol):
         ``algorithm`` is "brute", "grid" or "auto" (the backend decides and
         reports its choice in :attr:`ShiftResult.algorithm`); see
         :mod:`gpumeanshift.backends._spatial` for their exact semantics.
+
+        A backend may also accept ``progress=None``: a callable the loop
+        calls as ``progress(iteration, n_active)`` after each round of steps
+        (one step on the NumPy backend, several per launch on the GPU), with
+        the steps run so far (at most ``max_iter``; it restarts for each
+        batch of seeds when a backend splits the seeds into batches) and the
+        number of seeds still moving, which never increases (unless a batch
+        is rerun smaller after a device out-of-memory error). The driver
+        passes it only to backends whose ``shift`` has that parameter.
         """
         ...
 
@@ -111,6 +122,20 @@ class Backend(Protocol):
 
         K is exp(-u**2 / 2) for "gaussian" and 1[u <= 1] for "flat"
         (unnormalised; the caller applies the normalising constant).
+        """
+        ...
+
+    def log_kernel_density(self, X: Any, queries: Any, *, bandwidth: float, kernel: str) -> Any:
+        """log of sum over rows x of X of K((q - x) / bandwidth), for each query q.
+
+        Unnormalised, float64, one value per query. For "gaussian",
+        K(u) = exp(-|u|**2 / 2) and the sum is taken as a stable
+        log-sum-exp (the largest term factored out), so a query far from
+        every point gets a finite, very negative value (about
+        ``-min_j |q - x_j|**2 / (2 bandwidth**2)``), never -inf (short of
+        ``|q - x|**2`` overflowing the dtype, as in scikit-learn). For "flat",
+        the log of the number of rows at distance <= bandwidth, and -inf
+        where there is none.
         """
         ...
 
