@@ -2,8 +2,8 @@
 
 Commands: ``demo`` (the README's main job on generated blobs), ``info``
 (versions, backends, GPU, whether the CUDA kernels compile here),
-``cluster FILE`` and ``predict MODEL FILE``. ``gpumeanshift COMMAND --help``
-describes each.
+``cluster FILE``, ``predict MODEL FILE`` and ``segment IMAGE``; ``bench`` (the speed race of
+:mod:`gpumeanshift.race`). ``gpumeanshift COMMAND --help`` describes each.
 
 Exit codes: 0 success, 1 data errors (unreadable or invalid files, data the
 estimator refuses, a backend that cannot run here), 2 usage errors (bad
@@ -16,6 +16,7 @@ matplotlib (``--plot``), CuPy and pyarrow are imported only when used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -29,6 +30,8 @@ EXIT_OK, EXIT_DATA, EXIT_USAGE = 0, 1, 2
 # "auto" bandwidths estimate on at most this many points: estimate_bandwidth is O(n^2).
 AUTO_BANDWIDTH_MAX_SAMPLES = 10_000
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+# Filtered images: 8-bit image files through Pillow, any array as .npy.
+SEGMENT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
 # Most points drawn in a scatter plot (a fixed random subsample beyond).
 PLOT_MAX_POINTS = 50_000
 # Most clusters listed one by one in the printed summary.
@@ -91,6 +94,30 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return n
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return n
+
+
+def _float_at_least(low: float, strict: bool = False):
+    def check(text: str) -> float:
+        what = f"a number {'>' if strict else '>='} {low:g}"
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(v) or v < low or (strict and v == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+
+    return check
 
 
 def _threshold(text: str):
@@ -160,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the generated data (default: 0)")
     p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
                    help="write a scatter plot of the clusters (.png, .svg, .pdf; needs matplotlib)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="log the fit's progress on stderr (one line per round of the shift loop) "
+                   "and show a progress bar when tqdm is installed and the fit takes over 2 s")
 
     p = sub.add_parser(
         "info",
@@ -200,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="save the model (an .npz file, no pickle)")
     p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
                    help="write a scatter plot (first two principal axes for d > 2; needs matplotlib)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="log the fit's progress on stderr (one line per round of the shift loop) "
+                   "and show a progress bar when tqdm is installed and the fit takes over 2 s")
 
     p = sub.add_parser(
         "predict",
@@ -219,6 +252,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=backends, default="auto", help="where to run (default: auto)")
     p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output"), metavar="PATH",
                    help="write the labels (.csv or .npy) and print a summary instead")
+
+    p = sub.add_parser(
+        "segment",
+        help="mean-shift segmentation of an image: filtered image, label image, picture",
+        description="Segment IMAGE (PNG, JPEG, ... read with Pillow, or a .npy array of shape "
+        "(height, width[, channels])) with gpumeanshift.segmentation.segment_image: each pixel "
+        "climbs the joint position-colour density (square window of half-side "
+        "--spatial-radius, colours within --range-radius), then 4-connected pixels of close "
+        "filtered colour form regions. Writes the filtered image (--output), the label image "
+        "as .npy (--labels) and, with --plot, the original, filtered and region boundaries "
+        "side by side. An alpha channel is dropped (and said so).",
+        epilog=exit_codes,
+    )
+    p.add_argument("image", metavar="IMAGE", help="the image file or .npy array")
+    p.add_argument("--spatial-radius", "--sp", type=_float_at_least(1.0), default=8.0, metavar="PX",
+                   help="half-side of the spatial window, in pixels, >= 1 (default: 8)")
+    p.add_argument("--range-radius", "--sr", type=_float_at_least(0.0), default=16.0,
+                   metavar="R", help="colour radius, in the colour space's units: 0-255 for rgb on "
+                   "8-bit images, L*a*b* units for lab (default: 16)")
+    p.add_argument("--color-space", choices=("rgb", "lab"), default="rgb",
+                   help="filter the values as given (rgb, any channels) or in CIE L*a*b* "
+                   "(lab, needs 3 channels) (default: rgb)")
+    p.add_argument("--min-region-size", type=_nonnegative_int, default=0, metavar="N",
+                   help="merge regions of fewer pixels into their closest-coloured neighbour (default: 0)")
+    p.add_argument("--max-iter", type=_positive_int, default=5, metavar="N",
+                   help="most mean-shift iterations per pixel (default: 5, OpenCV's)")
+    p.add_argument("--output", "-o", type=_suffix_checker(SEGMENT_IMAGE_SUFFIXES, "--output"),
+                   metavar="PATH", help="the filtered image (default: IMAGE's name + '_filtered', "
+                   ".png, or .npy for a .npy input, in the current directory)")
+    p.add_argument("--labels", type=_suffix_checker((".npy",), "--labels"), metavar="PATH",
+                   help="the label image, int64 (default: IMAGE's name + '_labels.npy' in the "
+                   "current directory)")
+    p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
+                   help="write original, filtered and region boundaries side by side "
+                   "(.png, .svg, .pdf; needs matplotlib)")
+
+    p = sub.add_parser(
+        "bench",
+        help="race scikit-learn, the NumPy backend (brute, grid) and CUDA on the same data",
+        description="Cluster the same datasets (hotspots, blobs in 2, 3, 5 and 16-D, scikit-learn's "
+        "digits and china.jpg pixels) with every method available here, check they find the "
+        "same clusters, print times, speed-ups and the exponent of time against n.",
+        epilog=exit_codes + " (1 also when a method found different clusters)",
+    )
+    from .race import add_arguments as _race_arguments
+
+    _race_arguments(p)
     return parser
 
 
@@ -271,56 +351,26 @@ def _resolve_backend(name: str):
         raise _DataError(f"backend {name!r} cannot run here: {exc}") from None
 
 
-def _project_2d(X: np.ndarray, centers: np.ndarray):
-    """First two principal axes for d > 2 (points and centers), as is for d <= 2."""
-    if X.shape[1] == 1:
-        return np.column_stack([X[:, 0], np.zeros(len(X))]), np.column_stack(
-            [centers[:, 0], np.zeros(len(centers))]), ("x0", "")
-    if X.shape[1] == 2:
-        return X, centers, ("x0", "x1")
-    mu = X.mean(axis=0)
-    _, _, vt = np.linalg.svd(X - mu, full_matrices=False)
-    axes = vt[:2].T
-    return (X - mu) @ axes, (centers - mu) @ axes, ("principal axis 1", "principal axis 2")
-
-
 def _write_plot(path, X, labels, centers, title: str, names=None) -> None:
-    # Figure + Agg directly: no pyplot global state, works without a display.
-    from matplotlib.figure import Figure
-
     from .io import atomic_write
+    from .plot import plot_clusters
 
-    X = np.asarray(X, dtype=np.float64)
-    centers = np.asarray(centers, dtype=np.float64)
     if len(X) > PLOT_MAX_POINTS:
-        keep = np.random.RandomState(0).choice(len(X), PLOT_MAX_POINTS, replace=False)
-        X, labels = X[keep], labels[keep]
         title += f" ({PLOT_MAX_POINTS:,} points shown)"
-    P, C, axis_names = _project_2d(X, centers)
-    if names is not None and X.shape[1] == 2:
-        axis_names = tuple(names[:2])
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
-    ax = fig.add_subplot()
-    from matplotlib import colormaps
-
-    colors = colormaps["tab10"](np.asarray(labels) % 10)
-    colors[np.asarray(labels) < 0] = (0.6, 0.6, 0.6, 1.0)  # outliers in grey
-    ax.scatter(P[:, 0], P[:, 1], c=colors, s=4, alpha=0.6, linewidths=0)
-    ax.scatter(C[:, 0], C[:, 1], marker="x", c="black", s=80, linewidths=2, label="centers")
-    ax.set_xlabel(axis_names[0])
-    ax.set_ylabel(axis_names[1])
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="best", fontsize=8)
+    fig = plot_clusters(X, labels, centers, title=title, axis_names=names,
+                        max_points=PLOT_MAX_POINTS)
     fmt = Path(path).suffix.lower().lstrip(".")
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format=fmt, dpi=100)
 
 
-def _fit(X, *, bandwidth, kernel, bin_seeding, backend):
+def _fit(X, *, bandwidth, kernel, bin_seeding, backend, verbose=False):
     from ._estimator import MeanShift
 
-    model = MeanShift(bandwidth=bandwidth, kernel=kernel, bin_seeding=bin_seeding, backend=backend)
-    with warnings.catch_warnings(record=True) as caught:
+    model = MeanShift(bandwidth=bandwidth, kernel=kernel, bin_seeding=bin_seeding, backend=backend,
+                      verbose=int(verbose))
+    logging_to_stderr = _log_to_stderr() if verbose else contextlib.nullcontext()
+    with logging_to_stderr, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
@@ -331,6 +381,25 @@ def _fit(X, *, bandwidth, kernel, bin_seeding, backend):
     for w in caught:
         print(f"gpumeanshift: warning: {w.message}", file=sys.stderr)
     return model, seconds
+
+
+@contextlib.contextmanager
+def _log_to_stderr():
+    """--verbose: the application (not the library) gives the package logger a
+    handler for the duration of the fit."""
+    import logging
+
+    logger = logging.getLogger("gpumeanshift")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("gpumeanshift: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _estimate(X, quantile: float, backend, *, n_samples=None):
@@ -368,7 +437,8 @@ def _cmd_demo(args) -> int:
          f"(cluster_std=0.6, random_state={args.random_state})")
     h, t_bw = _estimate(X, 0.2, be, n_samples=500)
     _say(f"bandwidth: {h:.6g} (estimate_bandwidth, quantile=0.2, n_samples=500; {t_bw:.3f} s)")
-    model, seconds = _fit(X, bandwidth=h, kernel=args.kernel, bin_seeding=True, backend=args.backend)
+    model, seconds = _fit(X, bandwidth=h, kernel=args.kernel, bin_seeding=True, backend=args.backend,
+                          verbose=args.verbose)
     _say(
         f"fit: MeanShift(kernel={args.kernel!r}, bin_seeding=True) on backend "
         f"{model.backend_!r} in {seconds:.3f} s ({model.n_iter_} iterations)"
@@ -412,7 +482,7 @@ def _cmd_cluster(args) -> int:
         bandwidth, how = value, f"{value}'s rule"
     else:
         bandwidth, how = value, "given"
-    model, seconds = _fit(Xm, bandwidth=bandwidth, kernel=args.kernel,
+    model, seconds = _fit(Xm, verbose=args.verbose, bandwidth=bandwidth, kernel=args.kernel,
                           bin_seeding=args.bin_seeding, backend=args.backend)
     centers = np.asarray(model.cluster_centers_, dtype=np.float64)
     if mean is not None:
@@ -484,6 +554,62 @@ def _cmd_predict(args) -> int:
     if args.outlier_threshold is not None:
         _say(f"outliers (-1): {int((labels < 0).sum()):,}")
     _say(f"labels written to {args.output}")
+    return EXIT_OK
+
+
+def _cmd_segment(args) -> int:
+    from .io import check_image_writable, read_image, write_image
+    from .segmentation import segment_image
+
+    src = Path(args.image)
+    output = args.output or f"{src.stem}_filtered{'.npy' if src.suffix.lower() == '.npy' else '.png'}"
+    labels_path = args.labels or f"{src.stem}_labels.npy"
+    if args.plot:
+        _require_matplotlib()
+    _check_writable(output, labels_path, args.plot)
+    try:
+        image, note = read_image(src)
+    except FileNotFoundError:
+        raise _DataError(f"{src} does not exist") from None
+    except IsADirectoryError:
+        raise _DataError(f"{src} is a directory, not a file") from None
+    except PermissionError:
+        raise _DataError(f"{src}: permission denied") from None
+    except ValueError as exc:
+        raise _DataError(str(exc)) from None
+    try:
+        # Checked before the work: the filtered image has the input's dtype and shape.
+        check_image_writable(image, output)
+    except ValueError as exc:
+        raise _DataError(str(exc)) from None
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    _say(f"image: {image.shape[1]} x {image.shape[0]} pixels, {channels} channel(s), {image.dtype} "
+         f"from {src}" + (f" ({note})" if note else ""))
+    t0 = time.perf_counter()
+    try:
+        filtered, labels = segment_image(
+            image, args.spatial_radius, args.range_radius, color_space=args.color_space,
+            min_region_size=args.min_region_size, max_iter=args.max_iter)
+    except (ValueError, TypeError) as exc:
+        raise _DataError(f"segmentation failed: {exc}") from None
+    seconds = time.perf_counter() - t0
+    n_regions = int(labels.max()) + 1 if labels.size else 0
+    _say(f"segment: spatial radius {args.spatial_radius:g} px, range radius {args.range_radius:g} "
+         f"({args.color_space}), min region size {args.min_region_size}, max_iter {args.max_iter} "
+         f"in {seconds:.3f} s",
+         f"regions found: {n_regions:,}")
+    write_image(output, filtered)
+    _say(f"filtered image written to {output}")
+    write_image(labels_path, labels)
+    _say(f"labels written to {labels_path}")
+    if args.plot:
+        from .io import atomic_write
+        from .plot import plot_segmentation
+
+        fig = plot_segmentation(image, filtered, labels)
+        with atomic_write(args.plot, "wb") as f:
+            fig.savefig(f, format=Path(args.plot).suffix.lower().lstrip("."), dpi=100)
+        _say(f"plot written to {args.plot}")
     return EXIT_OK
 
 
@@ -627,7 +753,25 @@ def _cmd_info(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": _cmd_demo, "info": _cmd_info, "cluster": _cmd_cluster, "predict": _cmd_predict}
+def _cmd_bench(args) -> int:
+    from .race import run_from_args
+
+    if args.plot:
+        if Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+            raise _UsageError(f"gpumeanshift bench: error: --plot must end in "
+                              f"{', '.join(PLOT_SUFFIXES)}, got {args.plot!r}")
+        _require_matplotlib()
+        _check_writable(args.plot)
+    _check_writable(args.markdown)
+    try:
+        return run_from_args(args)
+    except ValueError as exc:
+        raise _DataError(str(exc)) from None
+
+
+COMMANDS = {"demo": _cmd_demo, "info": _cmd_info, "cluster": _cmd_cluster, "predict": _cmd_predict,
+            "segment": _cmd_segment, "bench": _cmd_bench}
+
 
 
 def main(argv=None) -> int:

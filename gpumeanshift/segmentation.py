@@ -252,7 +252,7 @@ def _filter_chunk(src, width_p, pad, y, x, colour, *, sp, threshold, max_iter, e
 
 
 def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.0,
-                      round_colors=False, n_jobs=None, chunk_size=32768):
+                      round_colors=False, n_jobs=None, chunk_size=32768, backend=None):
     """Mean-shift filtering of an image in its own colour values (no conversion).
 
     The filtering step of :func:`segment_image`, on the colour values as
@@ -268,6 +268,12 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
         Pixels per unit of work (one thread works on one chunk at a time);
         the working memory is about ``(200 + 8 * spatial_radius) * chunk_size``
         bytes per thread.
+    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
+        None and "numpy": the NumPy path here. "cupy" or an object with a
+        ``filter_image`` method (:class:`~gpumeanshift.backends.cuda_backend.
+        CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
+        CUDA kernel, one thread per pixel, same results (1 to 4 channels).
+        ``n_jobs`` and ``chunk_size`` apply to the NumPy path only.
 
     Returns
     -------
@@ -295,6 +301,8 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
     eps = _check_positive(eps, "eps", 0.0)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
     n_threads = _n_threads(n_jobs)
+    if backend is not None and not (isinstance(backend, str) and backend == "numpy"):
+        return _filter_on_backend(backend, img, sp, sr, max_iter, eps, round_colors)
     h, w, n_ch = img.shape
     # float32 halves the memory traffic and holds 8-bit colours, and the sums of
     # up to (2 * 128 + 1)**2 of them, exactly; wider integers and float64 data
@@ -328,6 +336,20 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
         with ThreadPoolExecutor(max_workers=n_threads) as pool:
             list(pool.map(run, starts))
     return np.moveaxis(colour.reshape(n_ch, h, w), 0, 2)
+
+
+def _filter_on_backend(backend, img, sp, sr, max_iter, eps, round_colors):
+    """mean_shift_filter on a device backend (its ``filter_image``), as NumPy."""
+    if isinstance(backend, str):
+        from .backends.base import resolve_backend
+
+        backend = resolve_backend(backend)
+    run = getattr(backend, "filter_image", None)
+    if run is None:
+        raise TypeError("backend must be None, 'numpy', 'cupy' or a backend with a "
+                        f"filter_image method; got {type(backend).__name__}")
+    out = run(img, sp, sr, max_iter=max_iter, eps=eps, round_colors=bool(round_colors))
+    return backend.runtime.to_host(out)
 
 
 # ---------------------------------------------------------------- labelling

@@ -208,7 +208,21 @@ def _mean_shift(moments, windows, n_iter, eps2):
     return iters, cur
 
 
-def mean_shift_track(prob_image, window, *, criteria=(10, 1.0)):
+def _track_on_backend(backend, p, windows, n_iter, eps2):
+    """_mean_shift on a device backend (its ``track_windows``), as NumPy arrays."""
+    if isinstance(backend, str):
+        from .backends.base import resolve_backend
+
+        backend = resolve_backend(backend)
+    run = getattr(backend, "track_windows", None)
+    if run is None:
+        raise TypeError("backend must be None, 'numpy', 'cupy' or a backend with a "
+                        f"track_windows method; got {type(backend).__name__}")
+    iters, out = run(p, windows, n_iter=n_iter, eps2=eps2)
+    return backend.runtime.to_host(iters), backend.runtime.to_host(out)
+
+
+def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend=None):
     """Move windows to the local centre of mass of a probability image (``cv2.meanShift``).
 
     Each window moves by the rounded offset between its centre and the centre
@@ -233,6 +247,11 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0)):
         own ``(type, max_count, epsilon)`` triple
         (``cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS``, ...) is accepted
         as it is.
+    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
+        None and "numpy": the NumPy path. "cupy" or an object with a
+        ``track_windows`` method (:class:`~gpumeanshift.backends.cuda_backend.
+        CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): all
+        windows in one kernel launch, one thread per window, same results.
 
     Returns
     -------
@@ -271,7 +290,10 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0)):
     p = _check_prob_image(prob_image)
     windows, single = _check_windows(window)
     n_iter, eps2 = _parse_criteria(criteria)
-    iters, out = _mean_shift(_RectMoments(p, 1), windows, n_iter, eps2)
+    if backend is not None and not (isinstance(backend, str) and backend == "numpy"):
+        iters, out = _track_on_backend(backend, p, windows, n_iter, eps2)
+    else:
+        iters, out = _mean_shift(_RectMoments(p, 1), windows, n_iter, eps2)
     if single:
         return int(iters[0]), tuple(int(v) for v in out[0])
     return iters, out

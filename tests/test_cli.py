@@ -123,7 +123,7 @@ def test_plot_without_matplotlib_is_one_clear_error_and_writes_nothing(tmp_path)
 
 
 # ---------------------------------------------------------------- help, version, info
-@pytest.mark.parametrize("command", [[], ["demo"], ["info"], ["cluster"], ["predict"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["info"], ["cluster"], ["predict"], ["segment"]])
 def test_help_for_every_command(tmp_path, command):
     out = assert_ok(run(*command, "--help", cwd=tmp_path))
     assert out.startswith("usage: gpumeanshift")
@@ -433,3 +433,124 @@ def test_make_blobs_does_not_import_scikit_learn(tmp_path):
 def test_make_blobs_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
         make_blobs(**kwargs)
+
+
+# ---------------------------------------------------------------- segment
+def _test_image(seed=0):
+    rng = np.random.default_rng(seed)
+    img = np.zeros((36, 48, 3), dtype=np.uint8)
+    img[:, 24:] = (200, 40, 40)
+    img[:18, :24] = (30, 160, 60)
+    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("images")
+    img = _test_image()
+    Image.fromarray(img).save(d / "scene.png")
+    Image.fromarray(img).save(d / "scene.jpg", quality=95)
+    np.save(d / "scene.npy", img.astype(np.float64) / 255.0)
+    np.save(d / "grey.npy", img[:, :, 0])
+    (d / "notimage.png").write_bytes(b"plain text, not a PNG")
+    return d
+
+
+def test_segment_png_writes_the_library_result_and_a_plot(images, tmp_path):
+    from gpumeanshift.segmentation import segment_image
+
+    out = assert_ok(run("segment", images / "scene.png", "--sp", "4", "--sr", "25",
+                        "--min-region-size", "20", "-o", "f.png", "--labels", "l.npy",
+                        "--plot", "side.png", cwd=tmp_path))
+    filtered, labels = segment_image(_test_image(), 4, 25, min_region_size=20)
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "f.png")), filtered)
+    np.testing.assert_array_equal(np.load(tmp_path / "l.npy", allow_pickle=False), labels)
+    assert np.load(tmp_path / "l.npy").dtype == np.int64
+    assert png_size(tmp_path / "side.png") == (1200, 400)
+    assert "image: 48 x 36 pixels, 3 channel(s), uint8" in out
+    assert f"regions found: {labels.max() + 1}" in out
+    assert labels.max() + 1 == 3
+
+
+def test_segment_npy_in_lab_with_default_output_names(images, tmp_path):
+    from gpumeanshift.segmentation import segment_image
+
+    out = assert_ok(run("segment", images / "scene.npy", "--color-space", "lab", "--sr", "8",
+                        "--sp", "3", cwd=tmp_path))
+    image = np.load(images / "scene.npy")
+    filtered, labels = segment_image(image, 3, 8, color_space="lab")
+    np.testing.assert_allclose(np.load(tmp_path / "scene_filtered.npy"), filtered, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.load(tmp_path / "scene_labels.npy"), labels)
+    assert "filtered image written to scene_filtered.npy" in out
+    assert "(lab)" in out
+
+
+def test_segment_jpeg_and_grey_npy(images, tmp_path):
+    assert_ok(run("segment", images / "scene.jpg", "--sp", "3", cwd=tmp_path))
+    assert (tmp_path / "scene_filtered.png").stat().st_size > 0
+    assert_ok(run("segment", images / "grey.npy", "-o", "g.png", "--sp", "3", cwd=tmp_path))
+    from PIL import Image
+
+    assert np.array(Image.open(tmp_path / "g.png")).shape == (36, 48)
+
+
+SEGMENT_ERRORS = [
+    (["segment"], 2, r"^gpumeanshift segment: error: the following arguments are required: IMAGE"),
+    (["segment", "scene.png", "--sp", "0"], 2, r"argument --spatial-radius/--sp: expected a number >= 1, got '0'"),
+    (["segment", "scene.png", "--sr", "-1"], 2, r"argument --range-radius/--sr: expected a number >= 0, got '-1'"),
+    (["segment", "scene.png", "--min-region-size", "-1"], 2, r"expected an integer >= 0, got '-1'"),
+    (["segment", "scene.png", "--color-space", "hsv"], 2, r"argument --color-space: invalid choice: 'hsv'"),
+    (["segment", "scene.png", "--labels", "l.png"], 2, r"--labels must end in \.npy"),
+    (["segment", "scene.png", "-o", "f.gif"], 2, r"--output must end in \.png, \.jpg"),
+    (["segment", "missing.png"], 1, r"^gpumeanshift segment: error: missing\.png does not exist$"),
+    (["segment", "notimage.png"], 1, r"notimage\.png is not an image Pillow can read"),
+    (["segment", "grey.npy", "--color-space", "lab"], 1,
+     r"segmentation failed: color_space='lab' needs 3 channels \(RGB\), got 1"),
+    (["segment", "scene.npy", "-o", "f.png"], 1,
+     r"f\.png: only uint8 images with 1, 3 or 4 channels can be written as \.png \(got float64"),
+    (["segment", "scene.png", "-o", "nodir/f.png"], 1, r"cannot write nodir/f\.png: directory 'nodir' does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, code, pattern", SEGMENT_ERRORS,
+                         ids=[" ".join(a) for a, _, _ in SEGMENT_ERRORS])
+def test_segment_errors_exit_code_and_one_line(images, args, code, pattern):
+    assert_fails(run(*args, cwd=images), code, pattern)
+    # Nothing was written next to the inputs.
+    assert not list(images.glob("*_filtered*")) and not list(images.glob("*_labels*"))
+    assert not (images / "f.png").exists()
+
+
+# ---------------------------------------------------------------- --verbose
+def test_verbose_logs_the_rounds_on_stderr_and_keeps_stdout(tmp_path):
+    quiet = run("demo", "--n-samples", "600", "--backend", "numpy", cwd=tmp_path)
+    loud = run("demo", "--n-samples", "600", "--backend", "numpy", "-v", cwd=tmp_path)
+    assert_ok(quiet), assert_ok(loud)
+    assert quiet.stderr == ""
+    lines = loud.stderr.splitlines()
+    assert lines[0].startswith("gpumeanshift: fit: 600 points x 2 features")
+    rounds = [ln for ln in lines if ln.startswith("gpumeanshift: shift: iteration ")]
+    assert rounds and re.search(r", 0 of \d+ seeds still moving$", rounds[-1]), rounds
+    assert lines[-1].startswith("gpumeanshift: fit: 3 clusters")
+
+    def strip_times(text):
+        return re.sub(r"[0-9.]+ s\b", "T s", text)
+
+    assert strip_times(loud.stdout) == strip_times(quiet.stdout)
+
+
+def test_verbose_in_process_leaves_no_handler(capsys):
+    import logging
+
+    from gpumeanshift.cli import main
+
+    logger = logging.getLogger("gpumeanshift")
+    before = (list(logger.handlers), logger.level)
+    assert main(["demo", "--n-samples", "300", "--backend", "numpy", "-v"]) == 0
+    assert "gpumeanshift: shift: iteration 1 of at most 300" in capsys.readouterr().err
+    assert (list(logger.handlers), logger.level) == before

@@ -423,3 +423,150 @@ def test_write_labels_refuses_other_suffixes(tmp_path):
     with pytest.raises(ValueError, match=r"\.csv or \.npy"):
         write_labels(tmp_path / "labels.txt", [0])
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- pickling (issue 7)
+class FakeDeviceArray:
+    """Stands in for a CuPy array: device memory, copied to the host by ``get()``,
+    refusing to be pickled (so a pickle holding one fails the test)."""
+
+    __cuda_array_interface__ = {}
+
+    def __init__(self, a):
+        self._host = np.array(a)
+
+    def get(self):
+        return self._host.copy()
+
+    def __reduce__(self):
+        raise TypeError("a device array reached the pickle")
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """``import cupy`` gives a module whose arrays are FakeDeviceArray."""
+    import types
+
+    mod = types.ModuleType("cupy")
+    mod.ndarray = FakeDeviceArray
+    mod.asarray = FakeDeviceArray
+    monkeypatch.setitem(sys.modules, "cupy", mod)
+    return mod
+
+
+def test_pickle_of_a_gpu_fit_holds_numpy_arrays(fake_cupy, monkeypatch):
+    import pickle
+
+    from gpumeanshift.backends import base
+
+    # The CUDA backend on the emulated runtime, by name (a backend instance as
+    # the parameter would be pickled with its runtime).
+    monkeypatch.setitem(base._REGISTRY, "emulated", ("gpumeanshift.testing", "emulated_backend"))
+    seeds = X[::10]
+    ms = MeanShift(bandwidth=1.0, kernel="flat", seeds=seeds, backend="emulated",
+                   output_type="cupy").fit(X)
+    ref = MeanShift(bandwidth=1.0, kernel="flat", seeds=seeds, backend="numpy").fit(X)
+    assert ms.backend_ == "cupy"
+    assert isinstance(ms.cluster_centers_, FakeDeviceArray)
+    assert isinstance(ms.labels_, FakeDeviceArray)
+    ms.seeds = FakeDeviceArray(seeds)
+    back = pickle.loads(pickle.dumps(ms))
+    arrays = {k: v for k, v in vars(back).items() if hasattr(v, "shape")}
+    assert {"cluster_centers_", "labels_", "cluster_sizes_", "center_intensity_", "seeds"} <= set(arrays)
+    assert all(type(v) is np.ndarray for v in arrays.values()), {k: type(v) for k, v in arrays.items()}
+    np.testing.assert_allclose(back.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(back.labels_, ref.labels_)
+    np.testing.assert_array_equal(back.seeds, seeds)
+    # The original is untouched: still device arrays.
+    assert isinstance(ms.cluster_centers_, FakeDeviceArray)
+
+
+def test_from_centers_gives_a_model_that_predicts_like_the_fit(fitted):
+    ms = MeanShift._from_centers(fitted.cluster_centers_, fitted.bandwidth_,
+                                 {"kernel": "flat", "backend": "numpy"},
+                                 backend_name="numpy", n_iter=fitted.n_iter_,
+                                 cluster_sizes=fitted.cluster_sizes_)
+    np.testing.assert_array_equal(ms.predict(X), fitted.labels_)
+    assert ms.bandwidth_ == fitted.bandwidth_ and ms.n_features_in_ == 2
+    np.testing.assert_array_equal(ms.cluster_sizes_, fitted.cluster_sizes_)
+    assert not hasattr(ms, "labels_")
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((np.zeros(3), 1.0), ValueError, "centers must be a non-empty 2-D array"),
+    ((np.zeros((2, 1), np.int64), 1.0), TypeError, "centers must be float32 or float64"),
+    ((np.array([[np.nan]]), 1.0), ValueError, "NaN or infinity"),
+    ((np.zeros((2, 1)), 0.0), ValueError, "bandwidth must be finite and > 0"),
+])
+def test_from_centers_validates(args, error, match):
+    with pytest.raises(error, match=match):
+        MeanShift._from_centers(*args)
+
+
+# ---------------------------------------------------------------- images
+def test_image_round_trip_png_and_npy(tmp_path):
+    pytest.importorskip("PIL")
+    from gpumeanshift.io import read_image, write_image
+
+    img = np.random.default_rng(0).integers(0, 256, size=(7, 9, 3), dtype=np.uint8)
+    for name in ("a.png", "a.npy", "a.bmp"):
+        write_image(tmp_path / name, img)
+        back, note = read_image(tmp_path / name)
+        np.testing.assert_array_equal(back, img)
+        assert note is None
+    grey = img[:, :, 0]
+    write_image(tmp_path / "g.png", grey)
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png")[0], grey)
+
+
+def test_read_image_drops_alpha_and_says_so(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from gpumeanshift.io import read_image
+
+    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
+    rgba[..., 0] = 100
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    img, note = read_image(tmp_path / "a.png")
+    assert img.shape == (4, 5, 3) and (img[..., 0] == 100).all()
+    assert note == "RGBA image converted to RGB (alpha channel dropped)"
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"not an image", "is not an image Pillow can read"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not an image Pillow can read"),
+])
+def test_read_image_bad_files(tmp_path, content, match):
+    pytest.importorskip("PIL")
+    from gpumeanshift.io import read_image
+
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(ValueError, match=match):
+        read_image(tmp_path / "bad.png")
+
+
+def test_read_image_npy_shape_and_dtype_checks(tmp_path):
+    from gpumeanshift.io import read_image
+
+    np.save(tmp_path / "a.npy", np.zeros(5))
+    with pytest.raises(ValueError, match=r"shape \(height, width\) or \(height, width, channels\)"):
+        read_image(tmp_path / "a.npy")
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("image, name, match", [
+    (np.zeros((3, 3), np.float32), "a.png", "only uint8 images with 1, 3 or 4 channels"),
+    (np.zeros((3, 3, 4), np.uint8), "a.jpg", "only uint8 images with 1 or 3 channels"),
+    (np.zeros((3, 3, 2), np.uint8), "a.png", "only uint8 images"),
+    (np.zeros((3, 3), np.uint8), "a.gif", "images can be written to .npy or"),
+])
+def test_write_image_refuses_what_the_format_cannot_hold(tmp_path, image, name, match):
+    pytest.importorskip("PIL")
+    from gpumeanshift.io import write_image
+
+    with pytest.raises(ValueError, match=match):
+        write_image(tmp_path / name, image)
+    assert not (tmp_path / name).exists()

@@ -1,0 +1,154 @@
+"""Pictures of the results (matplotlib, an optional extra, imported only when a plot is made).
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no
+``pyplot`` state, so it works without a display and in threads) and returns
+it: notebooks display it, scripts call ``fig.savefig(path)``.
+
+* :func:`plot_clusters` -- points coloured by cluster, with the centers
+  (the first two principal axes for more than two features);
+* :func:`plot_bandwidth_sweep` -- scores and cluster count against bandwidth
+  (from :mod:`gpumeanshift.selection`);
+* :func:`plot_segmentation` -- original, filtered and region boundaries side
+  by side (from :mod:`gpumeanshift.segmentation`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .segmentation import plot_segmentation
+from .selection import plot_bandwidth_sweep
+
+# Most points drawn in a scatter plot (a fixed random subsample beyond).
+MAX_POINTS = 50_000
+
+
+def project_2d(X, centers):
+    """Two plotting coordinates for points and centers.
+
+    Data with one feature get a zero second coordinate, two features are
+    used as they are, and more are projected on the first two principal
+    axes of ``X`` (centered SVD, float64).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The points.
+    centers : array-like of shape (n_clusters, n_features)
+        The cluster centers, projected with the points' axes.
+
+    Returns
+    -------
+    P : ndarray of shape (n_samples, 2)
+    C : ndarray of shape (n_clusters, 2)
+    axis_names : tuple of str
+        Labels of the two axes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.plot import project_2d
+    >>> X = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> P, C, names = project_2d(X, X[:1])
+    >>> P.shape, C.shape, names
+    ((3, 2), (1, 2), ('principal axis 1', 'principal axis 2'))
+    """
+    X = np.asarray(X, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    if X.ndim != 2 or centers.ndim != 2 or centers.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"X and centers must be 2-D with the same number of columns, got shapes "
+            f"{X.shape} and {centers.shape}"
+        )
+    if X.shape[1] == 1:
+        return (np.column_stack([X[:, 0], np.zeros(len(X))]),
+                np.column_stack([centers[:, 0], np.zeros(len(centers))]), ("x0", ""))
+    if X.shape[1] == 2:
+        return X, centers, ("x0", "x1")
+    mu = X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X - mu, full_matrices=False)
+    axes = vt[:2].T
+    return (X - mu) @ axes, (centers - mu) @ axes, ("principal axis 1", "principal axis 2")
+
+
+def plot_clusters(X, labels, centers, ax=None, *, title=None, axis_names=None,
+                  max_points=MAX_POINTS):
+    """Scatter plot of the points coloured by cluster, with the centers marked.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The points (NumPy or CuPy).
+    labels : array-like of shape (n_samples,)
+        Cluster index of each point; -1 (outliers) is drawn in grey.
+    centers : array-like of shape (n_clusters, n_features)
+        The cluster centers, drawn as black crosses.
+    ax : matplotlib.axes.Axes, default=None
+        Where to draw; None makes a new 6.4 x 4.8 inch figure at 100 dpi.
+    title : str, default=None
+        Title of the axes.
+    axis_names : sequence of 2 str, default=None
+        Axis labels for two-feature data (for example the column names); by
+        default "x0", "x1", or the principal axes for more features.
+    max_points : int, default=50000
+        At most this many points are drawn (a fixed random subsample).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        The figure drawn on (the one holding ``ax`` when given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift import MeanShift
+    >>> from gpumeanshift.plot import plot_clusters
+    >>> X = np.array([[0.0, 0.0], [0.2, 0.1], [5.0, 5.0], [5.1, 4.9]])
+    >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
+    >>> fig = plot_clusters(X, ms.labels_, ms.cluster_centers_, title="two clusters")
+    >>> fig.axes[0].get_title()
+    'two clusters'
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # matplotlib only when plotting
+
+    X = _host(X).astype(np.float64, copy=False)
+    labels = _host(labels).astype(np.int64, copy=False).ravel()
+    centers = _host(centers).astype(np.float64, copy=False)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if labels.shape[0] != X.shape[0]:
+        raise ValueError(f"labels has {labels.shape[0]} entries but X has {X.shape[0]} rows")
+    if isinstance(max_points, bool) or not isinstance(max_points, (int, np.integer)) or max_points < 1:
+        raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
+    if len(X) > max_points:
+        keep = np.random.RandomState(0).choice(len(X), max_points, replace=False)
+        X, labels = X[keep], labels[keep]
+    P, C, names = project_2d(X, centers)
+    if axis_names is not None and X.shape[1] == 2:
+        names = tuple(axis_names[:2])
+    if ax is None:
+        fig = Figure(figsize=(6.4, 4.8), dpi=100)
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    colors = colormaps["tab10"](np.mod(labels, 10))
+    colors[labels < 0] = (0.6, 0.6, 0.6, 1.0)  # outliers in grey
+    ax.scatter(P[:, 0], P[:, 1], c=colors, s=4, alpha=0.6, linewidths=0)
+    ax.scatter(C[:, 0], C[:, 1], marker="x", c="black", s=80, linewidths=2, label="centers")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def _host(a) -> np.ndarray:
+    get = getattr(a, "get", None)
+    if callable(get) and not isinstance(a, np.ndarray):
+        a = get()
+    return np.asarray(a)
+
+
+__all__ = ["plot_bandwidth_sweep", "plot_clusters", "plot_segmentation", "project_2d"]

@@ -1,0 +1,203 @@
+"""Progress and logging: ``verbose``, the package logger, the shift loop's progress callback
+and the tqdm bar; the ConvergenceWarning when ``max_iter`` stops seeds."""
+
+import logging
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import gpumeanshift as gms
+from gpumeanshift import _progress
+from gpumeanshift.backends.numpy_backend import NumpyBackend
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+rng = np.random.default_rng(0)
+X = np.concatenate([rng.normal(c, 0.5, size=(80, 2)) for c in ([0, 0], [4, 4], [0, 4])])
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, iteration, n_active):
+        self.calls.append((iteration, n_active))
+
+
+def check_rounds(calls, n_iter, steps, max_iter):
+    """After round r (``steps`` steps each), the seeds still moving are exactly
+    those that completed at least r * steps iterations (a seed with n_iter = j
+    stops during step j + 1): an independent count from the backend's results."""
+    n_iter = np.asarray(n_iter)
+    assert len(calls) >= 1
+    its = [c[0] for c in calls]
+    active = [c[1] for c in calls]
+    assert all(a >= b for a, b in zip(active, active[1:])), active
+    assert active[-1] == 0
+    for r, (it, a) in enumerate(calls, start=1):
+        assert it == min(r * steps, max_iter)
+        assert a == int(np.count_nonzero(n_iter >= r * steps)), (r, a)
+
+
+# ------------------------------------------------------------------ the logger
+def test_library_configures_no_logging_handlers():
+    code = """
+import logging, sys
+import numpy as np
+root_before = list(logging.getLogger().handlers)
+import gpumeanshift, gpumeanshift.cli, gpumeanshift.plot
+X = np.random.default_rng(0).normal(size=(60, 2))
+gpumeanshift.MeanShift(bandwidth=0.5, backend="numpy", verbose=1).fit(X)
+lg = logging.getLogger("gpumeanshift")
+bad = [h for h in lg.handlers if not isinstance(h, logging.NullHandler)]
+assert not bad, bad
+assert logging.getLogger().handlers == root_before, logging.getLogger().handlers
+assert lg.level == logging.NOTSET and lg.propagate
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert proc.stderr == ""  # INFO records without a handler go nowhere
+
+
+def test_verbose_fit_logs_start_rounds_and_end(caplog):
+    with caplog.at_level(logging.INFO, logger="gpumeanshift"):
+        ms = gms.MeanShift(bandwidth=0.8, backend="numpy", verbose=1).fit(X)
+    ours = [r for r in caplog.records if r.name == "gpumeanshift" and r.levelno == logging.INFO]
+    messages = [r.getMessage() for r in ours]
+    assert messages[0].startswith(f"fit: {len(X)} points x 2 features, {len(X)} seeds, bandwidth=0.8")
+    rounds = [m for m in messages if m.startswith("shift: iteration")]
+    assert rounds[0].startswith("shift: iteration 1 of at most 300, ")
+    assert rounds[-1].endswith(f", 0 of {len(X)} seeds still moving")
+    assert messages[-1].startswith(f"fit: {len(ms.cluster_centers_)} clusters from {len(X)} seeds "
+                                   "(0 not converged)")
+
+
+def test_verbose_true_is_verbose_1_and_default_is_silent(caplog):
+    with caplog.at_level(logging.INFO, logger="gpumeanshift"):
+        gms.MeanShift(bandwidth=0.8, backend="numpy").fit(X)
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+    with caplog.at_level(logging.INFO, logger="gpumeanshift"):
+        gms.mean_shift(X, bandwidth=0.8, backend="numpy", verbose=True)
+    assert any(r.getMessage().startswith("shift: iteration") for r in caplog.records)
+
+
+@pytest.mark.parametrize("verbose, error, match", [
+    (-1, ValueError, "verbose must be >= 0, got -1"),
+    ("yes", TypeError, "verbose must be an integer, got 'yes'"),
+    (1.5, TypeError, "verbose must be an integer, got 1.5"),
+])
+def test_bad_verbose(verbose, error, match):
+    with pytest.raises(error, match=match):
+        gms.MeanShift(bandwidth=0.8, backend="numpy", verbose=verbose).fit(X)
+
+
+def test_verbose_is_a_parameter():
+    ms = gms.MeanShift(verbose=2)
+    assert ms.get_params()["verbose"] == 2
+    assert "verbose=2" in repr(ms)
+
+
+# ------------------------------------------------------- the progress callback
+@pytest.mark.parametrize("kernel", ["gaussian", "flat"])
+@pytest.mark.parametrize("algorithm", ["brute", "grid"])
+def test_numpy_progress_reports_each_iteration_and_the_seeds_still_moving(kernel, algorithm):
+    rec = Recorder()
+    res = NumpyBackend(n_threads=1).shift(X, X, bandwidth=0.8, kernel=kernel, max_iter=300,
+                                          tol=1e-3, algorithm=algorithm, progress=rec)
+    check_rounds(rec.calls, res.n_iter, 1, 300)
+
+
+def test_numpy_progress_when_max_iter_stops_seeds():
+    rec = Recorder()
+    res = NumpyBackend(n_threads=1).shift(X, X, bandwidth=0.8, kernel="gaussian", max_iter=3,
+                                          tol=1e-3, progress=rec)
+    assert not np.asarray(res.converged).all()
+    check_rounds(rec.calls, res.n_iter, 1, 3)
+    assert rec.calls[-1] == (3, 0)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_emulated_cuda_progress_reports_each_round(split):
+    from gpumeanshift.testing import emulated_backend
+
+    steps = 3
+    opts = {"split": True, "n_splits": 2, "split_steps": steps} if split else {"split": False,
+                                                                                 "iters_per_launch": steps}
+    be = emulated_backend(**opts)
+    rec = Recorder()
+    seeds = X[::4]
+    res = be.shift(X, seeds, bandwidth=0.8, kernel="flat", max_iter=300, tol=1e-3, progress=rec)
+    assert be.last_plan["split"] is split
+    assert len(rec.calls) == be.last_plan["rounds"] >= 2
+    check_rounds(rec.calls, res.n_iter, steps, 300)
+
+
+def test_driver_passes_progress_only_to_backends_that_take_it(caplog):
+    class Plain:
+        """A backend whose shift has no progress parameter."""
+
+        name = "plain"
+
+        def __init__(self):
+            self.inner = NumpyBackend(n_threads=1)
+
+        def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol, algorithm="brute"):
+            return self.inner.shift(X, seeds, bandwidth=bandwidth, kernel=kernel,
+                                    max_iter=max_iter, tol=tol, algorithm=algorithm)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    with caplog.at_level(logging.INFO, logger="gpumeanshift"):
+        ms = gms.MeanShift(bandwidth=0.8, backend=Plain(), verbose=1).fit(X)
+    ref = gms.MeanShift(bandwidth=0.8, backend="numpy").fit(X)
+    np.testing.assert_array_equal(ms.labels_, ref.labels_)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("shift: iteration") for m in messages)
+    assert messages[-1].startswith("fit: ")
+
+
+# ----------------------------------------------------------------- the tqdm bar
+def test_progress_bar_appears_after_the_delay(monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(_progress, "BAR_DELAY", 0.0)
+    gms.MeanShift(bandwidth=0.8, backend="numpy", verbose=1).fit(X)
+    err = capsys.readouterr().err
+    assert "mean shift" in err
+    assert f"of {len(X)} seeds moving" in err
+
+
+def test_no_progress_bar_for_short_or_quiet_fits(monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    gms.MeanShift(bandwidth=0.8, backend="numpy", verbose=1).fit(X)  # far under 2 s
+    monkeypatch.setattr(_progress, "BAR_DELAY", 0.0)
+    gms.MeanShift(bandwidth=0.8, backend="numpy", verbose=0).fit(X)
+    assert "mean shift" not in capsys.readouterr().err
+
+
+def test_progress_bar_without_tqdm_is_silent(monkeypatch, capsys):
+    monkeypatch.setattr(_progress, "BAR_DELAY", 0.0)
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
+    ms = gms.MeanShift(bandwidth=0.8, backend="numpy", verbose=1).fit(X)
+    assert len(ms.cluster_centers_) == 3
+    assert "mean shift" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ ConvergenceWarning
+def test_convergence_warning_from_the_emulated_cuda_backend():
+    from gpumeanshift.testing import emulated_backend
+
+    with pytest.warns(gms.ConvergenceWarning, match=r"of \d+ seeds did not converge within max_iter=1 "):
+        gms.MeanShift(bandwidth=0.8, max_iter=1, backend=emulated_backend()).fit(X[::4])
+
+
+def test_no_convergence_warning_when_every_seed_converges():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gms.ConvergenceWarning)
+        gms.MeanShift(bandwidth=0.8, backend="numpy").fit(X)
