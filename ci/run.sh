@@ -23,8 +23,13 @@ python -m pytest
 echo "== wheel contents =="
 python ci/check_wheel.py
 
-for step in ci/compile_kernels.py bench/kernel_report.py; do
-  if [ -f "$step" ]; then echo "== $step =="; python "$step"; fi
-done
-if [ -f ci/sanitize.sh ]; then echo "== ci/sanitize.sh =="; bash ci/sanitize.sh; fi
+echo "== NVRTC compile matrix: every kernel instantiation, sm_70 ... sm_120 =="
+mkdir -p build
+python ci/compile_kernels.py --json build/kernel-matrix.json
+
+echo "== registers, spills, occupancy (fails on any spill) =="
+python bench/kernel_report.py --from-json build/kernel-matrix.json
+
+echo "== emulated kernels under AddressSanitizer and UBSan =="
+bash ci/sanitize.sh
 echo "CI passed"
