@@ -34,7 +34,7 @@ def test_numpy_tight_limit_gives_the_same_fit(kernel):
     X = blobs()
     ref = MeanShift(bandwidth=1.5, kernel=kernel, backend="numpy").fit(X)
     # 2 threads x 32 bytes x 1024 elements: the smallest tile there is
-    # (tiles of 1024 elements instead of 2**19).
+    # (tiles of 1024 elements instead of 2**17).
     tight = MeanShift(bandwidth=1.5, kernel=kernel, backend="numpy", n_jobs=2,
                       max_memory=2 * 32 * 1024).fit(X)
     np.testing.assert_array_equal(tight.labels_, ref.labels_)
@@ -50,7 +50,7 @@ def test_numpy_limit_sets_tile_size():
     be = make_backend("numpy", n_jobs=2, max_memory=2 * 32 * 4096)
     assert isinstance(be, NumpyBackend)
     assert be.tile_elements == 4096 and be.n_threads == 2
-    assert make_backend("numpy", n_jobs=1).tile_elements == 2**19  # default untouched
+    assert make_backend("numpy", n_jobs=1).tile_elements == 2**17  # default untouched
 
 
 def test_numpy_limit_operations_match_unlimited():

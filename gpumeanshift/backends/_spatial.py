@@ -166,6 +166,11 @@ class SortedIndex:
         self.Y = np.ascontiguousarray(Y[self.order])
         self.key = np.ascontiguousarray(self.Y[:, self.axis])
         self.cull_dims = min(d, 8)
+        # The other axes, as columns, to cull a slab without a 2-D pass.
+        self._cols = [(j, np.ascontiguousarray(self.Y[:, j]))
+                      for j in range(self.cull_dims) if j != self.axis]
+        self._lo = Y.min(axis=0) if n else np.zeros(d, Y.dtype)
+        self._hi = Y.max(axis=0) if n else np.zeros(d, Y.dtype)
 
     def tile_order(self, P: np.ndarray) -> np.ndarray:
         """Order seeds so that consecutive ones are close: by a slab two
@@ -182,10 +187,20 @@ class SortedIndex:
         b = int(np.searchsorted(self.key, hi[self.axis], side="right"))
         if b <= a or self.cull_dims == 1:
             return slice(a, b)
-        k = self.cull_dims
-        sub = self.Y[a:b, :k]
-        inside = np.all((sub >= lo[:k]) & (sub <= hi[:k]), axis=1)
-        if inside.all():
+        # Only axes along which the box is narrower than the data can
+        # exclude a point (the same comparisons as a full box test).
+        inside = None
+        for j, col in self._cols:
+            if lo[j] <= self._lo[j] and hi[j] >= self._hi[j]:
+                continue
+            c = col[a:b]
+            m = c >= lo[j]
+            m &= c <= hi[j]
+            if inside is None:
+                inside = m
+            else:
+                inside &= m
+        if inside is None or inside.all():
             return slice(a, b)
         return np.flatnonzero(inside) + a
 

@@ -98,9 +98,13 @@ class NumpyBackend:
     n_threads : int, default=None
         Worker threads for the tiles; None uses every core this process may
         run on.
-    tile_elements : int, default=2**19
+    tile_elements : int, default=2**17
         Upper bound on the elements of one tile's seed x point block; the
         peak extra memory is about ``4 * 8 * tile_elements`` bytes per thread.
+        The default keeps a float64 block (1 MiB) in the L2 cache: measured
+        1.2-1.3x faster than 2**19 on the Gaussian step at d = 2 and 16 in
+        float64, and on the flat kernel with bin seeding; float32 is not
+        sensitive to it.
     max_memory : int, default=None
         Bytes the tiles of one call may use, all threads together: sets
         ``tile_elements`` to at most ``max_memory // (32 * n_threads)``.
@@ -116,7 +120,7 @@ class NumpyBackend:
     name = "numpy"
     _BYTES_PER_ELEMENT = 32  # 4 live float64 blocks per tile element
 
-    def __init__(self, *, n_threads: int | None = None, tile_elements: int = 2**19,
+    def __init__(self, *, n_threads: int | None = None, tile_elements: int = 2**17,
                  max_memory: int | None = None):
         if n_threads is not None and int(n_threads) < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
