@@ -470,7 +470,8 @@ def label_regions(filtered, merge_radius, min_region_size=0):
 
 # ------------------------------------------------------------ the public API
 def segment_image(image, spatial_radius, range_radius, *, color_space="rgb", min_region_size=0,
-                  max_iter=5, eps=1.0, merge_radius=None, round_colors=False, n_jobs=None):
+                  max_iter=5, eps=1.0, merge_radius=None, round_colors=False, n_jobs=None,
+                  backend=None):
     """Mean-shift segmentation of an image (Comaniciu and Meer, 2002).
 
     Each pixel climbs the joint spatial-range density: its window is the
@@ -518,6 +519,9 @@ def segment_image(image, spatial_radius, range_radius, *, color_space="rgb", min
         maxLevel=0)`` pixel for pixel.
     n_jobs : int, default=None
         Threads; None or -1 uses every available core.
+    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
+        Where the filtering step runs, as in :func:`mean_shift_filter`
+        (labelling and merging run on the host).
 
     Returns
     -------
@@ -565,7 +569,7 @@ def segment_image(image, spatial_radius, range_radius, *, color_space="rgb", min
     else:
         work = img
     filtered = mean_shift_filter(work, sp, sr, max_iter=max_iter, eps=eps,
-                                 round_colors=round_colors, n_jobs=n_jobs)
+                                 round_colors=round_colors, n_jobs=n_jobs, backend=backend)
     labels = label_regions(filtered, merge, min_region_size)
     if color_space == "lab":
         filtered = lab_to_rgb(filtered)

@@ -89,3 +89,16 @@ def test_bad_backend_and_channels(backend):
         mean_shift_filter(img[..., :3], 2, 10, backend=object())
     with pytest.raises(ValueError, match="spatial_radius"):  # validated before dispatch
         mean_shift_filter(img[..., :3], 0.5, 10, backend=backend)
+
+
+@pytest.mark.parametrize("color_space,min_region_size", [("rgb", 0), ("lab", 8)])
+def test_segment_image_on_the_cuda_backend_equals_numpy(backend, color_space, min_region_size):
+    from gpumeanshift.segmentation import segment_image
+
+    img = _photo()
+    kw = dict(color_space=color_space, min_region_size=min_region_size)
+    filtered, labels = segment_image(img, 4, 12, backend=backend, **kw)
+    ref_filtered, ref_labels = segment_image(img, 4, 12, **kw)
+    np.testing.assert_array_equal(filtered, ref_filtered)
+    np.testing.assert_array_equal(labels, ref_labels)
+    assert labels.max() > 0  # more than one region: the comparison is not vacuous
