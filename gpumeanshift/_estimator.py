@@ -181,11 +181,55 @@ class MeanShift:
         return sorted(p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY)
 
     def get_params(self, deep=True):
-        """Parameters of this estimator, as a dict (scikit-learn protocol)."""
+        """Parameters of this estimator, as a dict (scikit-learn protocol).
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored: no parameter is itself an estimator.
+
+        Returns
+        -------
+        params : dict
+            Each ``__init__`` parameter name mapped to its current value.
+
+        Examples
+        --------
+        >>> from gpumeanshift import MeanShift
+        >>> params = MeanShift(bandwidth=2, kernel="flat").get_params()
+        >>> params["bandwidth"], params["kernel"], params["max_iter"]
+        (2, 'flat', 300)
+        """
         return {name: getattr(self, name) for name in self._get_param_names()}
 
     def set_params(self, **params):
-        """Set parameters (scikit-learn protocol); returns self."""
+        """Set parameters (scikit-learn protocol); returns self.
+
+        Parameters
+        ----------
+        **params
+            New values of ``__init__`` parameters, by name.
+
+        Returns
+        -------
+        self : MeanShift
+            The estimator, with its parameters changed.
+
+        Raises
+        ------
+        ValueError
+            A name is not a parameter of the estimator.
+
+        Examples
+        --------
+        >>> from gpumeanshift import MeanShift
+        >>> MeanShift().set_params(bandwidth=6, kernel="flat", backend="numpy")
+        MeanShift(backend='numpy', bandwidth=6, kernel='flat')
+        >>> MeanShift().set_params(bandwith=1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid parameter 'bandwith' for estimator MeanShift. ...
+        """
         valid = self._get_param_names()
         for key, value in params.items():
             if key not in valid:
@@ -237,6 +281,15 @@ class MeanShift:
         -------
         self : MeanShift
             The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift import MeanShift
+        >>> X = np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]])
+        >>> ms = MeanShift(bandwidth=2, kernel="flat", backend="numpy").fit(X)
+        >>> ms.cluster_sizes_, ms.n_iter_, ms.bandwidth_, ms.backend_
+        (array([3, 3]), 2, 2.0, 'numpy')
         """
         if self.output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {self.output_type!r}")
@@ -498,6 +551,16 @@ class MeanShift:
         -------
         labels : ndarray of shape (n_samples,)
             Cluster labels.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift import MeanShift
+        >>> X = np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]])
+        >>> MeanShift(bandwidth=2, kernel="flat", backend="numpy").fit_predict(X)
+        array([1, 1, 1, 0, 0, 0])
+        >>> MeanShift(bandwidth=6, kernel="flat", backend="numpy").fit_predict(X)
+        array([0, 0, 0, 0, 0, 0])
         """
         return self.fit(X).labels_
 

@@ -50,6 +50,22 @@ class Anomalies:
         Distance to the nearest center counted (see ``min_cluster_size``).
     distance_threshold : float or None
         ``max_distance * bandwidth_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift import MeanShift
+    >>> from gpumeanshift.anomaly import find_anomalies
+    >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [4.0, 4.0], [4.1, 4.0], [4.0, 4.1]])
+    >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
+    >>> found = find_anomalies(ms, [[0.05, 0.0], [9.0, 9.0]], density_threshold=-5.0,
+    ...                        max_distance=2.0)
+    >>> found.mask, found.low_density, found.far
+    (array([False,  True]), array([False,  True]), array([False,  True]))
+    >>> found.log_density.round(2), found.density_threshold
+    (array([ -2.53, -27.18]), -5.0)
+    >>> found.distance.round(2), found.distance_threshold
+    (array([0.04, 7.02]), 2.0)
     """
 
     mask: np.ndarray

@@ -664,6 +664,22 @@ class MeanShift(_LocalMeanShift):
         -------
         self : MeanShift
             The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np, dask.array as da
+        >>> from distributed import Client
+        >>> from gpumeanshift.dask import MeanShift
+        >>> client = Client(processes=False, n_workers=1, threads_per_worker=1,
+        ...                 dashboard_address=":0")
+        >>> X = da.from_array(np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]]),
+        ...                   chunks=3)
+        >>> ms = MeanShift(bandwidth=2, kernel="flat", backend="numpy").fit(X)
+        >>> ms.strategy_, ms.cluster_sizes_, ms.n_iter_
+        ('seeds', array([3, 3]), 2)
+        >>> ms.labels_.compute()
+        array([1, 1, 1, 0, 0, 0])
+        >>> client.close()
         """
         t0 = time.perf_counter()
         params = self._check_params()
@@ -955,6 +971,24 @@ class MeanShift(_LocalMeanShift):
         Returns
         -------
         labels : dask array or ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np, dask.array as da
+        >>> from distributed import Client
+        >>> from gpumeanshift.dask import MeanShift
+        >>> client = Client(processes=False, n_workers=1, threads_per_worker=1,
+        ...                 dashboard_address=":0")
+        >>> X = da.from_array(np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]]),
+        ...                   chunks=3)
+        >>> ms = MeanShift(bandwidth=2, kernel="flat", backend="numpy").fit(X)
+        >>> labels = ms.predict(da.from_array(np.array([[0, 0], [5, 5], [9, 9]]), chunks=2),
+        ...                     outlier_threshold="bandwidth")
+        >>> labels.chunks, labels.compute()
+        (((2, 1),), array([ 1,  0, -1]))
+        >>> ms.predict(np.array([[0, 0], [5, 5]]))
+        array([1, 0])
+        >>> client.close()
         """
         if not isinstance(X, da.Array):
             return super().predict(X, outlier_threshold=outlier_threshold)
@@ -992,6 +1026,20 @@ class MeanShift(_LocalMeanShift):
         Returns
         -------
         labels : dask array of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np, dask.array as da
+        >>> from distributed import Client
+        >>> from gpumeanshift.dask import MeanShift
+        >>> client = Client(processes=False, n_workers=1, threads_per_worker=1,
+        ...                 dashboard_address=":0")
+        >>> X = da.from_array(np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]]),
+        ...                   chunks=3)
+        >>> labels = MeanShift(bandwidth=2, kernel="flat", backend="numpy").fit_predict(X)
+        >>> labels.chunks, labels.compute()
+        (((3, 3),), array([1, 1, 1, 0, 0, 0]))
+        >>> client.close()
         """
         return self.fit(X).labels_
 

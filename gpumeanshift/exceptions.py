@@ -11,6 +11,15 @@ class NotFittedError(ValueError, AttributeError):
 
     When scikit-learn is imported, the error actually raised is also an
     instance of ``sklearn.exceptions.NotFittedError``.
+
+    Examples
+    --------
+    >>> from gpumeanshift import MeanShift, NotFittedError
+    >>> try:
+    ...     MeanShift(backend="numpy").predict([[0.0]])
+    ... except NotFittedError as exc:
+    ...     print(str(exc)[:40])
+    This MeanShift instance is not fitted ye
     """
 
 
@@ -20,6 +29,22 @@ class ConvergenceWarning(UserWarning):
     When scikit-learn is imported, the warning actually emitted is also an
     instance of ``sklearn.exceptions.ConvergenceWarning``, so filters written
     for either class catch it (gpumeanshift never imports scikit-learn itself).
+
+    Examples
+    --------
+    One shift step is not enough for the seeds of the first cluster:
+
+    >>> import warnings
+    >>> import numpy as np
+    >>> from gpumeanshift import ConvergenceWarning, MeanShift
+    >>> X = np.array([[0.0], [0.5], [1.0], [5.0]])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = MeanShift(bandwidth=1.0, max_iter=1, backend="numpy").fit(X)
+    >>> [issubclass(w.category, ConvergenceWarning) for w in caught]
+    [True]
+    >>> print(str(caught[0].message)[:45])
+    2 of 4 seeds did not converge within max_iter
     """
 
 

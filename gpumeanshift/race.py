@@ -127,6 +127,33 @@ def _china(n, random_state=0):
 
 @dataclass(frozen=True)
 class Dataset:
+    """One dataset of the race: how to make it and how to cluster it.
+
+    Attributes
+    ----------
+    name : str
+        Its key in :data:`DATASETS`.
+    make : callable
+        ``make(n, random_state)`` returns the data, an array of shape (n, d).
+    bandwidth : float
+        The bandwidth every method uses.
+    bin_seeding : bool
+        True for bin seeding, False for every point a seed.
+    d : int
+        Number of features.
+    max_size : int or None, default=None
+        The dataset's own size, if it has one (a real dataset).
+    needs_sklearn : bool, default=False
+        True when the data ship with scikit-learn.
+
+    Examples
+    --------
+    >>> from gpumeanshift.race import DATASETS
+    >>> ds = DATASETS["blobs-3d"]
+    >>> ds.make(100, 0).shape, round(ds.bandwidth, 4), ds.bin_seeding
+    ((100, 3), 2.5981, True)
+    """
+
     name: str
     make: object  # make(n, random_state) -> X
     bandwidth: float
@@ -147,7 +174,29 @@ DATASETS = {
 
 
 def sizes_for(ds: Dataset, max_n: int) -> list[int]:
-    """The sizes a dataset runs at: the ladder up to ``max_n`` (and its own size)."""
+    """The sizes a dataset runs at: the ladder up to ``max_n`` (and its own size).
+
+    Parameters
+    ----------
+    ds : Dataset
+        The dataset.
+    max_n : int
+        Largest size of the ladder :data:`SIZES` to run.
+
+    Returns
+    -------
+    sizes : list of int
+        The ladder's sizes up to ``max_n`` and below the dataset's own size,
+        then that size when ``max_n`` (or the smallest rung) reaches it.
+
+    Examples
+    --------
+    >>> from gpumeanshift.race import DATASETS, sizes_for
+    >>> sizes_for(DATASETS["hotspot"], 10_000)
+    [1000, 3000, 10000]
+    >>> sizes_for(DATASETS["digits"], 10_000)
+    [1000, 1797]
+    """
     out = [n for n in SIZES if n <= max_n and (ds.max_size is None or n < ds.max_size)]
     if ds.max_size is not None and ds.max_size <= max(max_n, SIZES[0]):
         out.append(ds.max_size)
@@ -244,6 +293,44 @@ def fit_exponent(ns, times) -> float:
 # -------------------------------------------------------------------- running
 @dataclass
 class Run:
+    """The record of one method on one dataset at one size.
+
+    Attributes
+    ----------
+    dataset : str
+        The dataset's name.
+    n, d : int
+        Number of points and of features.
+    n_seeds : int
+        Number of seeds every method started from.
+    method : str
+        "sklearn", "numpy-brute", "numpy-grid" or "cuda".
+    seconds : float, default=nan
+        Time of the fit (the fastest of ``repeat``); NaN when not run.
+    n_clusters : int or None, default=None
+        Number of centers found.
+    extrapolated : bool, default=False
+        True when ``seconds`` is scikit-learn's time extrapolated from
+        subsets of the seeds.
+    skipped : str, default=""
+        Why the run was skipped, if it was.
+    agreement : str, default=""
+        What the agreement check found.
+    agrees : bool or None, default=None
+        Whether the centers agree with the reference; None when unchecked.
+    centers : ndarray or None, default=None
+        The centers found (not shown in the repr).
+
+    Examples
+    --------
+    >>> from gpumeanshift.race import run_race
+    >>> (run,) = run_race(max_n=1000, datasets=["blobs-2d"], methods=["numpy-grid"])
+    >>> run.dataset, run.n, run.d, run.n_seeds, run.method, run.n_clusters, run.agrees
+    ('blobs-2d', 1000, 2, 37, 'numpy-grid', 4, True)
+    >>> run.centers.shape, bool(run.seconds > 0)
+    ((4, 2), True)
+    """
+
     dataset: str
     n: int
     d: int

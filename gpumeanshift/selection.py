@@ -39,6 +39,20 @@ class BandwidthSweep:
         ``bandwidths[best_index]``.
     labels : list of ndarray
         The labels of each fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.selection import bandwidth_sweep
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(c, 0.3, size=(30, 2)) for c in ([0, 0], [3, 0])])
+    >>> sweep = bandwidth_sweep(X, [0.3, 1.0, 5.0], backend="numpy")
+    >>> sweep.n_clusters.tolist(), sweep.silhouette.round(3).tolist()
+    ([2, 2, 1], [0.832, 0.832, nan])
+    >>> sweep.score, sweep.best_index, sweep.best_bandwidth
+    ('silhouette', 0, 0.3)
+    >>> [np.bincount(labels).tolist() for labels in sweep.labels]
+    [[30, 30], [30, 30], [60]]
     """
 
     bandwidths: np.ndarray

@@ -53,6 +53,18 @@ class ShiftResult:
         False for seeds stopped by ``max_iter`` before meeting the tolerance.
     algorithm : str
         The neighbourhood search that ran: "brute" or "grid".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends.base import resolve_backend
+    >>> X = np.array([[0.0], [0.1], [5.0]])
+    >>> res = resolve_backend("numpy").shift(X, np.array([[0.0], [5.0], [20.0]]), bandwidth=1.0,
+    ...                                      kernel="flat", max_iter=300, tol=1e-3)
+    >>> res.modes.ravel().round(3).tolist(), res.n_iter.tolist()
+    ([0.05, 5.0, 20.0], [1, 0, 0])
+    >>> res.intensity.tolist(), res.algorithm
+    ([2, 1, 0], 'brute')
     """
 
     modes: Any
@@ -154,7 +166,24 @@ def register_backend(name: str, module: str, factory: str) -> None:
 
 
 def available_backends() -> tuple[str, ...]:
-    """Names accepted by ``backend=`` besides "auto"."""
+    """Names accepted by ``backend=`` besides "auto".
+
+    Returns
+    -------
+    names : tuple of str
+        The registered backend names: "numpy" and "cupy" always (CuPy is
+        imported only when "cupy" is used), then any added by
+        :func:`register_backend`.
+
+    Examples
+    --------
+    >>> from gpumeanshift import available_backends
+    >>> from gpumeanshift.backends.base import resolve_backend
+    >>> available_backends()[:2]
+    ('numpy', 'cupy')
+    >>> resolve_backend(available_backends()[0]).name
+    'numpy'
+    """
     return tuple(_REGISTRY)
 
 

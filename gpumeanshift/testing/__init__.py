@@ -24,6 +24,30 @@ def emulated_backend(**options):
 
     Keyword arguments go to :class:`~gpumeanshift.backends.cuda_backend.CudaBackend`,
     except ``runtime_options`` (a dict for :class:`EmulatedRuntime`).
+
+    Returns
+    -------
+    backend : CudaBackend
+        A backend that runs ``kernels/*.cu`` on the CPU; the kernels are
+        compiled with g++ on first use (about 10 s) and cached.
+
+    Examples
+    --------
+    The whole GPU code path of :class:`~gpumeanshift.MeanShift`, on the CPU:
+
+    >>> import numpy as np
+    >>> from gpumeanshift import MeanShift
+    >>> from gpumeanshift.testing import emulated_backend
+    >>> be = emulated_backend(iters_per_launch=4)
+    >>> be.name, be.iters_per_launch, type(be.runtime).__name__
+    ('cupy', 4, 'EmulatedRuntime')
+    >>> X = np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]], dtype=float)
+    >>> ms = MeanShift(bandwidth=2, kernel="flat", backend=be).fit(X)
+    >>> ms.labels_
+    array([1, 1, 1, 0, 0, 0])
+    >>> ms.cluster_centers_
+    array([[3.33333333, 6.        ],
+           [1.33333333, 0.66666667]])
     """
     from ..backends.cuda_backend import CudaBackend
 
