@@ -332,12 +332,24 @@ def make_index(Y: np.ndarray, reach: float, algorithm: str):
     if np.prod(np.minimum(1.0, 3.0 * reach / np.maximum(extent, 1e-300))) > 0.25:
         return SortedIndex(Y)
     try:
+        if n > 4 * _AUTO_SAMPLE:
+            # A strided sample predicts the grid's candidate count: when it
+            # is clearly above the threshold, skip building the full grid.
+            # (A wrong guess costs speed only: both indexes give the same
+            # result under "auto".)
+            sample = Y[:: n // _AUTO_SAMPLE]
+            estimate = CellIndex(sample, reach).mean_candidates() * (n / len(sample))
+            if estimate > 0.4 * n:
+                return SortedIndex(Y)
         grid = CellIndex(Y, reach)
     except ValueError:
         return SortedIndex(Y)
     if grid.mean_candidates() < 0.25 * n:
         return grid
     return SortedIndex(Y)
+
+
+_AUTO_SAMPLE = 4096  # rows of the sample that pre-screens the grid under "auto"
 
 
 # ------------------------------------------------------------ coincident seeds

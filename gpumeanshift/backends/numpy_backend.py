@@ -118,6 +118,7 @@ class NumpyBackend:
     """
 
     name = "numpy"
+    _FEW_FINAL_MEANS = 64  # below this many distinct final positions, no signature pass
     _BYTES_PER_ELEMENT = 32  # 4 live float64 blocks per tile element
 
     def __init__(self, *, n_threads: int | None = None, tile_elements: int = 2**17,
@@ -384,22 +385,26 @@ class NumpyBackend:
         # A set's signature: its size and the sum of fixed random weights of
         # its members. Equal signatures (bitwise) mean equal sets; an equal
         # set split over two signatures only costs one more mean.
-        R = np.random.default_rng(0).random((len(index.Y), 2))
-        sig = np.zeros((m, 2))
+        if m <= self._FEW_FINAL_MEANS:
+            # Few positions (bin seeding): one mean each costs less than
+            # the signature pass over every seed.
+            first, inverse = np.arange(m), np.arange(m)
+        else:
+            R = np.random.default_rng(0).random((len(index.Y), 2))
+            sig = np.zeros((m, 2))
 
-        def fn(rows, part, within):
-            sig[rows] += within @ R[part]
+            def fn(rows, part, within):
+                sig[rows] += within @ R[part]
 
-        self._unit_pass(index, P, fn)
-        _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
+            self._unit_pass(index, P, fn)
+            _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+            inverse = inverse.ravel()
         modes = np.empty((m, d), dtype=X.dtype)
         counts = np.zeros(m, dtype=np.int64)
         for g, r in enumerate(first):
             sel = index.candidates(P[r:r + 1], 1.0)
-            cand_idx = np.arange(len(index.Y))[sel] if isinstance(sel, slice) else sel
-            hit = cand_idx[self._within_unit(P[r:r + 1], index.Y[cand_idx])[0] > 0]
-            idx = np.sort(index.order[hit])
+            hit = np.flatnonzero(self._within_unit(P[r:r + 1], index.Y[sel])[0] > 0)
+            idx = np.sort(index.order[sel][hit])
             members = inverse == g
             counts[members] = idx.size
             if idx.size:
