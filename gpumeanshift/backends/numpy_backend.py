@@ -401,15 +401,18 @@ class NumpyBackend:
             inverse = inverse.ravel()
         modes = np.empty((m, d), dtype=X.dtype)
         counts = np.zeros(m, dtype=np.int64)
-        for g, r in enumerate(first):
+        def one(g):
+            r = first[g]
             sel = index.candidates(P[r:r + 1], 1.0)
             hit = np.flatnonzero(self._within_unit(P[r:r + 1], index.Y[sel])[0] > 0)
             idx = np.sort(index.order[sel][hit])
-            members = inverse == g
+            members = inverse == g  # disjoint between groups: threads never share a row
             counts[members] = idx.size
             if idx.size:
                 # float64 sums: float32 rows near the dtype's max would overflow.
                 modes[members] = np.add.reduce(X[idx], axis=0, dtype=np.float64) / idx.size
+
+        self._map(one, range(len(first)))
         return modes, counts
 
     @staticmethod
