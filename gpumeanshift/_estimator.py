@@ -404,6 +404,24 @@ class MeanShift:
                 "with appropriate arguments before using this estimator."
             )
 
+    def _predict_threshold(self, X, outlier_threshold):
+        """Check ``X``'s feature count against the fit; the outlier threshold
+        of :meth:`predict` as a distance (None for no threshold)."""
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        if outlier_threshold is None:
+            return None
+        if isinstance(outlier_threshold, str):
+            if outlier_threshold != "bandwidth":
+                raise ValueError(
+                    f"outlier_threshold must be a number or 'bandwidth', got {outlier_threshold!r}"
+                )
+            return self.bandwidth_
+        return check_real(outlier_threshold, "outlier_threshold", low=0.0)
+
     def predict(self, X, *, outlier_threshold=None):
         """Label each point with its nearest cluster center.
 
@@ -432,21 +450,7 @@ class MeanShift:
         self._check_fitted()
         device_input = is_device_array(X)
         X = check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        threshold = None
-        if outlier_threshold is not None:
-            if isinstance(outlier_threshold, str):
-                if outlier_threshold != "bandwidth":
-                    raise ValueError(
-                        f"outlier_threshold must be a number or 'bandwidth', got {outlier_threshold!r}"
-                    )
-                threshold = self.bandwidth_
-            else:
-                threshold = check_real(outlier_threshold, "outlier_threshold", low=0.0)
+        threshold = self._predict_threshold(X, outlier_threshold)
         be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
                                   max_memory=getattr(self, "max_memory", None))
         centers = self._centers_host.astype(X.dtype, copy=False)

@@ -994,21 +994,7 @@ class MeanShift(_LocalMeanShift):
             return super().predict(X, outlier_threshold=outlier_threshold)
         self._check_fitted()
         X = _as_dask_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        threshold = None
-        if outlier_threshold is not None:
-            if isinstance(outlier_threshold, str):
-                if outlier_threshold != "bandwidth":
-                    raise ValueError(
-                        f"outlier_threshold must be a number or 'bandwidth', got {outlier_threshold!r}"
-                    )
-                threshold = self.bandwidth_
-            else:
-                threshold = check_real(outlier_threshold, "outlier_threshold", low=0.0)
+        threshold = self._predict_threshold(X, outlier_threshold)
         centers = self._centers_host.astype(X.dtype, copy=False)
         return X.map_blocks(_label_block, centers, threshold, self.backend, self.n_jobs,
                             drop_axis=1, dtype=np.int64, meta=_label_meta(X))
