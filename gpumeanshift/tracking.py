@@ -299,7 +299,7 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend=None):
     return iters, out
 
 
-def cam_shift(prob_image, window, *, criteria=(10, 1.0)):
+def cam_shift(prob_image, window, *, criteria=(10, 1.0), backend=None):
     """Continuously adaptive mean shift: track, then fit an oriented box (``cv2.CamShift``).
 
     Runs :func:`mean_shift_track`, grows each window by 10 pixels on every
@@ -318,6 +318,12 @@ def cam_shift(prob_image, window, *, criteria=(10, 1.0)):
         Initial window(s).
     criteria : tuple, default=(10, 1.0)
         As for :func:`mean_shift_track`.
+    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
+        As for :func:`mean_shift_track`: with a CUDA backend the mean-shift
+        stage of all windows runs in one ``track_windows`` launch. The window
+        adaptation (moments of the enlarged windows, new size and
+        orientation) then runs on the host with the NumPy path's own code, so
+        the results are the same as with ``backend=None``.
 
     Returns
     -------
@@ -340,14 +346,20 @@ def cam_shift(prob_image, window, *, criteria=(10, 1.0)):
     (41, 29, 37, 22)
     >>> [round(v, 1) for v in (*box[0], *box[1], box[2])]
     [59.5, 40.0, 19.7, 34.8, 90.0]
+    >>> from gpumeanshift.testing import emulated_backend
+    >>> cam_shift(prob, (40, 25, 20, 20), backend=emulated_backend()) == (box, window)
+    True
     """
     p = _check_prob_image(prob_image)
     windows, single = _check_windows(window)
     n_iter, eps2 = _parse_criteria(criteria)
     moments = _RectMoments(p, 2)
     width, height = moments.width, moments.height
-    _, win = _mean_shift(moments, windows, n_iter, eps2)
-    win = win.copy()
+    if backend is not None and not (isinstance(backend, str) and backend == "numpy"):
+        _, win = _track_on_backend(backend, p, windows, n_iter, eps2)
+    else:
+        _, win = _mean_shift(moments, windows, n_iter, eps2)
+    win = np.array(win, dtype=np.int64)
     win[:, 0] = np.maximum(win[:, 0] - _TOLERANCE, 0)
     win[:, 1] = np.maximum(win[:, 1] - _TOLERANCE, 0)
     win[:, 2] += 2 * _TOLERANCE
