@@ -25,29 +25,19 @@ import numpy as np
 import pytest
 
 from gpumeanshift import MeanShift, estimate_bandwidth
+from _emulation import EMULATOR_MISSING, emulated_backend_or_skip
 
 KERNELS = ["flat", "gaussian"]
 
 
 # ------------------------------------------------------------------ backends
-def _emulated_unavailable_reason():
-    try:
-        import gpumeanshift.testing as testing
-    except Exception as exc:
-        return f"gpumeanshift.testing does not import: {type(exc).__name__}: {exc}"
-    if not hasattr(testing, "emulated_backend"):
-        return "gpumeanshift.testing has no emulated_backend()"
-    return None
-
-
-_EMU_REASON = _emulated_unavailable_reason()
 BACKEND_NAMES = ["numpy", "emulated"]
 
 
 def backend_param(name):
     marks = []
-    if name == "emulated" and _EMU_REASON is not None:
-        marks.append(pytest.mark.skipif(True, reason=_EMU_REASON))
+    if name == "emulated" and EMULATOR_MISSING is not None:
+        marks.append(pytest.mark.skipif(True, reason=EMULATOR_MISSING))
     return pytest.param(name, id="emulated-cuda" if name == "emulated" else name, marks=marks)
 
 
@@ -58,14 +48,7 @@ def get_backend(name):
     if name == "numpy":
         return "numpy"
     if name not in _BACKENDS:
-        from gpumeanshift.testing import emulated_backend
-
-        try:
-            be = emulated_backend()
-            be.nearest(np.zeros((1, 1)), np.zeros((1, 1)))  # builds the kernels
-        except Exception as exc:
-            pytest.skip(f"emulated CUDA backend cannot run here: {type(exc).__name__}: {exc}")
-        _BACKENDS[name] = be
+        _BACKENDS[name] = emulated_backend_or_skip()
     return _BACKENDS[name]
 
 

@@ -10,16 +10,10 @@ import pytest
 from gpumeanshift import MeanShift, mean_shift
 from gpumeanshift._driver import make_backend
 from gpumeanshift.backends.numpy_backend import NumpyBackend
+from _emulation import emulated_backend_or_skip
 
 
-def _emulated(**options):
-    testing = pytest.importorskip("gpumeanshift.testing")
-    try:
-        be = testing.emulated_backend(**options)
-        be.nearest(np.zeros((1, 1)), np.zeros((1, 1)))  # builds the kernels
-    except Exception as exc:  # no g++ here
-        pytest.skip(f"emulated CUDA backend cannot run here: {type(exc).__name__}: {exc}")
-    return be
+_emulated = emulated_backend_or_skip
 
 
 def blobs(n=300, d=2, seed=0):

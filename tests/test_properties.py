@@ -45,6 +45,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gpumeanshift import MeanShift, estimate_bandwidth, get_bin_seeds, mean_shift
+from _emulation import emulated_backend_or_skip, emulated_param
 
 # ------------------------------------------------------------------ profiles
 settings.register_profile(
@@ -60,36 +61,14 @@ PROFILE = settings.get_profile(os.environ.get("GPUMEANSHIFT_HYPOTHESIS_PROFILE",
 # ------------------------------------------------------------------ backends
 
 
-def _emulated_unavailable_reason():
-    try:
-        import gpumeanshift.testing as testing
-    except Exception as exc:  # not written yet, or broken
-        return f"gpumeanshift.testing does not import: {type(exc).__name__}: {exc}"
-    if not hasattr(testing, "emulated_backend"):
-        return "gpumeanshift.testing has no emulated_backend()"
-    return None
-
-
-_EMU_REASON = _emulated_unavailable_reason()
-BACKENDS = [
-    pytest.param("numpy", id="numpy"),
-    pytest.param("emulated", id="emulated-cuda", marks=pytest.mark.skipif(
-        _EMU_REASON is not None, reason=str(_EMU_REASON))),
-]
+BACKENDS = [pytest.param("numpy", id="numpy"), emulated_param()]
 
 
 def make_backend(name):
     """A fresh backend object (skips, with the reason, if the emulator cannot run)."""
     if name == "numpy":
         return "numpy"
-    from gpumeanshift.testing import emulated_backend
-
-    try:
-        be = emulated_backend()
-        be.nearest(np.zeros((1, 1)), np.zeros((1, 1)))  # builds the kernels
-    except Exception as exc:  # no g++, build failure
-        pytest.skip(f"emulated CUDA backend cannot run here: {type(exc).__name__}: {exc}")
-    return be
+    return emulated_backend_or_skip()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -99,9 +78,7 @@ def backend(request):
 
 @pytest.fixture(scope="module")
 def emulated():
-    if _EMU_REASON is not None:
-        pytest.skip(_EMU_REASON)
-    return make_backend("emulated")
+    return emulated_backend_or_skip()
 
 
 # Documented agreement of the CUDA backend with the float64 reference

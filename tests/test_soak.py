@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from gpumeanshift import MeanShift
+from _emulation import emulated_backend_or_skip, emulated_param
 
 pytestmark = pytest.mark.soak
 
@@ -35,30 +36,12 @@ MAX_SECONDS = 120.0
 WARMUP = 100
 
 
-def _emulated_unavailable_reason():
-    try:
-        import gpumeanshift.testing as testing
-    except Exception as exc:
-        return f"gpumeanshift.testing does not import: {type(exc).__name__}: {exc}"
-    if not hasattr(testing, "emulated_backend"):
-        return "gpumeanshift.testing has no emulated_backend()"
-    return None
-
-
-_EMU_REASON = _emulated_unavailable_reason()
 
 
 def _make(name):
     if name == "numpy":
         return "numpy"
-    from gpumeanshift.testing import emulated_backend
-
-    try:
-        be = emulated_backend()
-        be.nearest(np.zeros((1, 1)), np.zeros((1, 1)))
-    except Exception as exc:
-        pytest.skip(f"emulated CUDA backend cannot run here: {type(exc).__name__}: {exc}")
-    return be
+    return emulated_backend_or_skip()
 
 
 def _rss_bytes():
@@ -71,8 +54,7 @@ def _rss_bytes():
 
 @pytest.mark.parametrize("backend_name", [
     pytest.param("numpy", id="numpy"),
-    pytest.param("emulated", id="emulated-cuda", marks=pytest.mark.skipif(
-        _EMU_REASON is not None, reason=str(_EMU_REASON))),
+    emulated_param(),
 ])
 @pytest.mark.parametrize("kernel", ["flat", "gaussian"])
 def test_repeated_fit_predict_does_not_grow_memory(backend_name, kernel):
