@@ -65,6 +65,7 @@ from .backends.base import KERNELS, cuda_available, resolve_backend
 from .bandwidth import RULES, _check_random_state
 from .bandwidth import estimate_bandwidth as _local_estimate_bandwidth
 from .dedup import deduplicate
+from .seeding import _cells_to_seeds
 from .exceptions import warn_convergence
 
 __all__ = ["MeanShift", "estimate_bandwidth", "STRATEGIES"]
@@ -436,16 +437,8 @@ def _bin_seeds(client, X, futs, bin_size, min_bin_freq):
     first_u = np.full(len(uniq), np.iinfo(np.int64).max)
     np.minimum.at(first_u, inverse, first)
     counts_u = np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
-    order = np.argsort(first_u, kind="stable")
-    bin_seeds = uniq[order][counts_u[order] >= min_bin_freq]
-    if len(bin_seeds) == X.shape[0]:
-        warnings.warn(
-            f"Binning data failed with provided bin_size={bin_size:f}, "
-            "using data points as seeds.",
-            stacklevel=3,
-        )
-        return None
-    return (bin_seeds * X.dtype.type(bin_size)).astype(X.dtype, copy=False)
+    return _cells_to_seeds(uniq, first_u, counts_u, X.shape[0], bin_size, min_bin_freq,
+                           X.dtype, stacklevel=3)
 
 
 # ------------------------------------------------------------------ public API

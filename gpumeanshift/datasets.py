@@ -6,15 +6,7 @@ import numbers
 
 import numpy as np
 
-
-def _random_state(seed) -> np.random.RandomState:
-    if seed is None or seed is np.random:
-        return np.random.mtrand._rand
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return np.random.RandomState(seed)
-    if isinstance(seed, np.random.RandomState):
-        return seed
-    raise ValueError(f"random_state must be None, an int or a numpy RandomState, got {seed!r}")
+from .bandwidth import _check_random_state
 
 
 def make_blobs(
@@ -73,7 +65,7 @@ def make_blobs(
     >>> bool(abs(X[y == 0].mean(axis=0) - 1).max() < 0.2)
     True
     """
-    rng = _random_state(random_state)
+    rng = _check_random_state(random_state)
     if isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")

@@ -49,17 +49,25 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
         return X
     binned = np.round(X / bin_size)
     first, counts = _unique_rows(binned)
+    seeds = _cells_to_seeds(binned[first], first, counts, len(X), bin_size, min_bin_freq,
+                            X.dtype, stacklevel=2)
+    return X if seeds is None else seeds
+
+
+def _cells_to_seeds(cells, first, counts, n_points, bin_size, min_bin_freq, dtype, stacklevel):
+    """Seeds from the occupied cells (their integer coordinates, the first row
+    in each and its count), in order of first occurrence; None, with
+    scikit-learn's warning, when there would be as many seeds as points."""
     order = np.argsort(first, kind="stable")
-    cells, counts = binned[first[order]], counts[order]
-    bin_seeds = cells[counts >= min_bin_freq]
-    if len(bin_seeds) == len(X):
+    bin_seeds = cells[order][counts[order] >= min_bin_freq]
+    if len(bin_seeds) == n_points:
         warnings.warn(
             f"Binning data failed with provided bin_size={bin_size:f}, "
             "using data points as seeds.",
-            stacklevel=2,
+            stacklevel=stacklevel + 1,
         )
-        return X
-    return (bin_seeds * X.dtype.type(bin_size)).astype(X.dtype, copy=False)
+        return None
+    return (bin_seeds * dtype.type(bin_size)).astype(dtype, copy=False)
 
 
 def _unique_rows(binned):
