@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from ._validation import check_array, check_int, check_real
+from .backends._spatial import col_max, col_min
 
 
 def get_bin_seeds(X, bin_size, min_bin_freq=1):
@@ -79,8 +80,8 @@ def _unique_rows(binned):
     Rows equal as numbers are one cell (-0.0 and 0.0 alike), as in
     scikit-learn, which counts cells in a dict keyed by tuples of floats.
     """
-    lo = binned.min(axis=0)
-    span = binned.max(axis=0) - lo + 1.0
+    lo = col_min(binned)
+    span = col_max(binned) - lo + 1.0
     if (np.isfinite(span).all() and np.prod(span) < 2.0**62
             and np.abs(binned).max(initial=0.0) < 2.0**52):
         strides = np.cumprod(np.concatenate([[1.0], span[:0:-1]]))[::-1].astype(np.int64)

@@ -56,6 +56,38 @@ SAFE_ABS = {
 }
 
 
+def col_min(A: np.ndarray) -> np.ndarray:
+    """``A.min(axis=0)`` for a 2-D NumPy array, computed column by column.
+
+    NumPy reduces a tall, narrow C-ordered array along axis 0 one row at a
+    time (an inner loop as long as a row): measured 30x slower than reducing
+    each column for 100,000 x 2. Same result, same errors (an empty ``A``
+    raises).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends._spatial import col_min, col_max
+    >>> A = np.array([[1.0, -2.0], [3.0, 5.0]])
+    >>> col_min(A).tolist(), col_max(A).tolist()
+    ([1.0, -2.0], [3.0, 5.0])
+    """
+    return _by_column(np.minimum.reduce, A)
+
+
+def col_max(A: np.ndarray) -> np.ndarray:
+    """``A.max(axis=0)`` for a 2-D NumPy array; see :func:`col_min`."""
+    return _by_column(np.maximum.reduce, A)
+
+
+def _by_column(reduce, A):
+    A = np.asarray(A)
+    n, d = A.shape
+    if n <= 8 * d or A.flags.f_contiguous:
+        return reduce(A, axis=0)
+    return np.array([reduce(A[:, j]) for j in range(d)], dtype=A.dtype)
+
+
 def midrange(X, xp=np):
     """Per-feature centre ``(min + max) / 2`` in float64, computed without overflow.
 
@@ -72,8 +104,12 @@ def midrange(X, xp=np):
     >>> round(float(c[0] / 1e307), 9), float(c[1])
     (3.5, 3.0)
     """
-    lo = X.min(axis=0).astype(np.float64)
-    hi = X.max(axis=0).astype(np.float64)
+    if xp is np:
+        lo, hi = col_min(X), col_max(X)
+    else:
+        lo, hi = X.min(axis=0), X.max(axis=0)
+    lo = lo.astype(np.float64)
+    hi = hi.astype(np.float64)
     return lo + (hi * 0.5 - lo * 0.5)
 
 
@@ -161,16 +197,19 @@ class SortedIndex:
 
     def __init__(self, Y: np.ndarray):
         n, d = Y.shape
-        self.axis = int(np.argmax(np.ptp(Y, axis=0))) if n > 1 else 0
-        self.order = np.argsort(Y[:, self.axis], kind="stable")
-        self.Y = np.ascontiguousarray(Y[self.order])
+        self._lo = col_min(Y) if n else np.zeros(d, Y.dtype)
+        self._hi = col_max(Y) if n else np.zeros(d, Y.dtype)
+        self.axis = int(np.argmax(self._hi - self._lo)) if n > 1 else 0
+        # Ties may come in any order (introsort: 4x faster than a stable
+        # sort at 1e5 points); sums over them change only by rounding.
+        self.order = np.argsort(Y[:, self.axis])
+        self.Y = np.take(Y, self.order, axis=0)
         self.key = np.ascontiguousarray(self.Y[:, self.axis])
         self.cull_dims = min(d, 8)
         # The other axes, as columns, to cull a slab without a 2-D pass.
         self._cols = [(j, np.ascontiguousarray(self.Y[:, j]))
                       for j in range(self.cull_dims) if j != self.axis]
-        self._lo = Y.min(axis=0) if n else np.zeros(d, Y.dtype)
-        self._hi = Y.max(axis=0) if n else np.zeros(d, Y.dtype)
+        self._density = None
 
     def tile_order(self, P: np.ndarray) -> np.ndarray:
         """Order seeds so that consecutive ones are close: by a slab two
@@ -179,6 +218,23 @@ class SortedIndex:
             return np.argsort(P[:, 0], kind="stable")
         other = 1 if self.axis == 0 else 0
         return np.lexsort((P[:, other], np.floor(P[:, self.axis] * 0.5)))
+
+    def density(self) -> "DensityGrid":
+        """A coarse count of the points over the sorted axis and the next
+        widest one (built on first use), for planning tiles of few seeds."""
+        if self._density is None:
+            ext = self._hi - self._lo
+            axes = [self.axis]
+            if len(ext) > 1:
+                ext2 = ext.astype(np.float64).copy()
+                ext2[self.axis] = -1.0
+                axes.append(int(np.argmax(ext2)))
+            self._density = DensityGrid(self.Y, axes, self._lo, self._hi)
+        return self._density
+
+    # A gathered candidate row (np.take) costs about as much as this many
+    # seed-point pairs (measured: ~3.7 ns a row, ~2.7 ns a pair).
+    _GATHER_PAIRS = 1.5
 
     def candidates(self, q: np.ndarray, reach: float):
         lo = q.min(axis=0) - reach
@@ -200,9 +256,77 @@ class SortedIndex:
                 inside = m
             else:
                 inside &= m
-        if inside is None or inside.all():
+        if inside is None:
+            return slice(a, b)
+        # The slab itself is a view; the culled rows must be gathered. Cull
+        # only when the pairs it saves outweigh the gather (few seeds per
+        # tile: only when it drops most of the slab).
+        kept = int(np.count_nonzero(inside))
+        t = len(q)
+        if kept * (t + self._GATHER_PAIRS) >= (b - a) * t:
             return slice(a, b)
         return np.flatnonzero(inside) + a
+
+
+class DensityGrid:
+    """Point counts of boxes, to within a cell: a summed-area table of the
+    data over one or two axes, at most ``cells`` cells a side.
+
+    ``boxes(P, reach)`` gives, for each row of ``P``, the cell range its box
+    ``[p - reach, p + reach]`` touches (outward-rounded, so ``count`` of a
+    union of such ranges is an upper bound on the points in the boxes,
+    counting only the grid's axes); ``count`` reads the table in O(1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends._spatial import DensityGrid
+    >>> Y = np.array([[0.0, 0.0], [0.1, 0.1], [5.0, 5.0]])
+    >>> g = DensityGrid(Y, [0, 1], Y.min(axis=0), Y.max(axis=0), cells=10)
+    >>> i0, i1, j0, j1 = g.boxes(np.array([[0.0, 0.0], [5.0, 5.0]]), 1.0)
+    >>> g.count(i0[0], i1[0], j0[0], j1[0]), g.count(i0[1], i1[1], j0[1], j1[1])
+    (2, 1)
+    >>> g.count(i0[0], i1[1], j0[0], j1[1])  # the union of both boxes
+    3
+    """
+
+    def __init__(self, Y, axes, lo, hi, cells: int = 256):
+        self.axes = list(axes)[:2]
+        lo = np.asarray(lo, np.float64)[self.axes]
+        ext = np.asarray(hi, np.float64)[self.axes] - lo
+        self.lo = lo
+        self.shape = [int(cells) if e > 0 else 1 for e in ext]
+        self.width = np.where(ext > 0, ext / np.maximum(self.shape, 1), 1.0)
+        flat = np.zeros(len(Y), dtype=np.int64)
+        for k, j in enumerate(self.axes):
+            c = self._cell(np.asarray(Y[:, j], np.float64), k)
+            flat = flat * self.shape[k] + c
+        counts = np.bincount(flat, minlength=int(np.prod(self.shape))).reshape(self.shape)
+        if len(self.axes) == 1:
+            counts = counts[:, None]
+        sat = np.zeros((counts.shape[0] + 1, counts.shape[1] + 1), dtype=np.int64)
+        np.cumsum(np.cumsum(counts, axis=0), axis=1, out=sat[1:, 1:])
+        self._sat = sat.tolist()  # Python ints: the planner reads it one cell at a time
+
+    def _cell(self, v, k):
+        return np.clip(np.floor((v - self.lo[k]) / self.width[k]), 0, self.shape[k] - 1).astype(np.int64)
+
+    def boxes(self, P, reach: float):
+        """Per row of ``P``: ``i0, i1, j0, j1`` (lists), the half-open cell
+        ranges along the grid's axes of the box ``[p - reach, p + reach]``."""
+        out = []
+        for k, j in enumerate(self.axes):
+            v = np.asarray(P[:, j], np.float64)
+            out.append(self._cell(v - reach, k).tolist())
+            out.append((self._cell(v + reach, k) + 1).tolist())
+        if len(self.axes) == 1:
+            out += [[0] * len(P), [1] * len(P)]
+        return out
+
+    def count(self, i0: int, i1: int, j0: int, j1: int) -> int:
+        """Points in the cells ``[i0, i1) x [j0, j1)``."""
+        s = self._sat
+        return s[i1][j1] - s[i0][j1] - s[i1][j0] + s[i0][j0]
 
 
 class CellIndex:
@@ -215,15 +339,15 @@ class CellIndex:
         self.cell = float(cell)
         self.span = int(span)  # a seed visits the (2 * span + 1)^d cells around its own
         self.truncate2 = None if truncate is None else float(truncate) ** 2
-        self.origin = Y.min(axis=0).astype(np.float64)
+        self.origin = col_min(Y).astype(np.float64)
         coords = self._coords(Y)
-        self.shape = coords.max(axis=0) + 1
+        self.shape = col_max(coords) + 1
         if np.prod(self.shape.astype(np.float64)) >= 2.0**62:
             raise ValueError("the grid would need more than 2**62 cells; use algorithm='brute'")
         self.strides = np.cumprod(np.concatenate([[1], self.shape[::-1][:-1]]))[::-1].astype(np.int64)
         ids = coords @ self.strides
         self.order = np.argsort(ids, kind="stable")
-        self.Y = np.ascontiguousarray(Y[self.order])
+        self.Y = np.take(Y, self.order, axis=0)
         sorted_ids = ids[self.order]
         self.cell_ids, self.cell_start, counts = np.unique(
             sorted_ids, return_index=True, return_counts=True
@@ -328,7 +452,7 @@ def make_index(Y: np.ndarray, reach: float, algorithm: str):
     # auto
     if d > GRID_MAX_DIM or n < 2048:
         return SortedIndex(Y)
-    extent = np.ptp(Y, axis=0)
+    extent = col_max(Y) - col_min(Y)
     if np.prod(np.minimum(1.0, 3.0 * reach / np.maximum(extent, 1e-300))) > 0.25:
         return SortedIndex(Y)
     try:
