@@ -1,0 +1,176 @@
+"""How the NumPy backend tiles its work: candidates, the density grid, the
+tile plan for few seeds, the expansion frame, and the exact column sums.
+
+Each of these changes only which pairs are visited together (or the
+rounding of a product); the tests check that the plan covers what it must
+and that the results agree with the plain path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpumeanshift import get_bin_seeds
+from gpumeanshift.backends._spatial import DensityGrid, SortedIndex, col_max, col_min
+from gpumeanshift.backends.numpy_backend import NumpyBackend, _sequential_sum
+
+
+def blobs(n, d, seed=0, spread=6.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-spread, spread, size=(5, d))
+    return centers[rng.integers(0, 5, n)] + rng.normal(scale=0.7, size=(n, d))
+
+
+class FixedTiles(NumpyBackend):
+    """Always the many-seeds plan: the index's order in fixed tiles."""
+
+    def _plan_tiles(self, index, P, reach):
+        return index.tile_order(P), self._seed_tiles(len(P), self._SEED_TILE)
+
+
+class TileFrame(NumpyBackend):
+    """Never the global expansion frame: every tile re-centres its candidates."""
+
+    _GLOBAL_FRAME_MAX = -1.0
+
+
+# ---------------------------------------------------------------- candidates
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+@pytest.mark.parametrize("t", [1, 3, 37, 300])
+def test_sorted_candidates_cover_every_point_within_reach(d, t):
+    """Whether the slab is returned whole (a slice) or culled (indices), every
+    point within reach of a seed of the tile is in it."""
+    Y = blobs(3000, d, seed=d)
+    idx = SortedIndex(Y)
+    rng = np.random.default_rng(t)
+    kinds = set()
+    for _ in range(8):
+        q = Y[rng.integers(0, len(Y))] + rng.normal(scale=0.5, size=(t, d))
+        sel = idx.candidates(q, 1.0)
+        kinds.add(type(sel).__name__)
+        got = np.zeros(len(Y), dtype=bool)
+        got[idx.order[sel]] = True
+        d2 = ((q[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+        assert not ((d2 <= 1.0).any(axis=0) & ~got).any()
+    if d > 1 and t == 1:
+        assert "ndarray" in kinds  # a lone seed's slab is culled
+
+
+# --------------------------------------------------------------- density grid
+@pytest.mark.parametrize("axes", [[0], [0, 1], [1, 0]])
+def test_density_grid_counts_are_exact_over_cells(axes):
+    """count() over a cell range equals the points in those cells, and the
+    range of a box contains every point of the box."""
+    Y = blobs(2000, 3, seed=1)
+    lo, hi = col_min(Y), col_max(Y)
+    g = DensityGrid(Y, axes, lo, hi, cells=17)
+    cell = np.stack([g._cell(Y[:, j], k) for k, j in enumerate(g.axes)], axis=1)
+    rng = np.random.default_rng(2)
+    P = Y[rng.integers(0, len(Y), 50)] + rng.normal(size=(50, 3))
+    i0, i1, j0, j1 = g.boxes(P, 1.3)
+    for r in range(len(P)):
+        inside = (cell[:, 0] >= i0[r]) & (cell[:, 0] < i1[r])
+        if len(axes) == 2:
+            inside &= (cell[:, 1] >= j0[r]) & (cell[:, 1] < j1[r])
+        assert g.count(i0[r], i1[r], j0[r], j1[r]) == int(inside.sum())
+        in_box = np.all(np.abs(Y[:, axes] - P[r, axes]) <= 1.3, axis=1)
+        assert not (in_box & ~inside).any()
+
+
+def test_density_grid_of_constant_axis():
+    Y = np.zeros((10, 2))
+    Y[:, 0] = np.arange(10.0)
+    g = DensityGrid(Y, [0, 1], col_min(Y), col_max(Y), cells=5)
+    i0, i1, j0, j1 = g.boxes(Y[:1], 100.0)
+    assert g.count(i0[0], i1[0], j0[0], j1[0]) == 10
+
+
+# ------------------------------------------------------------------ tile plan
+def plan(backend, Y, P, reach=1.0):
+    return backend._plan_tiles(SortedIndex(Y), P, reach)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("m", [1, 2, 5, 44, 300])
+def test_plan_partitions_the_seeds(n_threads, m):
+    Y = blobs(5000, 2)
+    P = Y[np.random.default_rng(m).integers(0, len(Y), m)]
+    order, tiles = plan(NumpyBackend(n_threads=n_threads), Y, P)
+    assert sorted(order.tolist()) == list(range(m))
+    assert tiles[0][0] == 0 and tiles[-1][1] == m
+    assert all(a < b and b - a <= NumpyBackend._SEED_TILE for a, b in tiles)
+    assert all(b == a2 for (_, b), (a2, _) in zip(tiles, tiles[1:]))
+    assert len(tiles) >= min(n_threads, m)
+
+
+def test_plan_separates_far_seeds_and_joins_close_ones():
+    """Two groups of seeds 40 bandwidths apart: never one tile for both; the
+    seeds of each tight group share a tile."""
+    rng = np.random.default_rng(0)
+    Y = np.concatenate([rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2)) + [40.0, 0.0]])
+    P = np.concatenate([rng.normal(scale=0.01, size=(6, 2)), rng.normal(scale=0.01, size=(6, 2)) + [40.0, 0.0]])
+    order, tiles = plan(NumpyBackend(n_threads=1), Y, P)
+    assert len(tiles) == 2
+    for a, b in tiles:
+        group = P[order[a:b], 0] > 20.0
+        assert group.all() or not group.any()
+
+
+def test_many_seeds_keep_fixed_tiles():
+    Y = blobs(3000, 2)
+    order, tiles = plan(NumpyBackend(n_threads=2), Y, Y[:600])
+    assert [b - a for a, b in tiles] == [256, 256, 88]
+
+
+# ------------------------------------------------- results do not depend on it
+@pytest.mark.parametrize("kernel", ["flat", "gaussian"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_planned_tiles_give_the_fixed_tiles_result(kernel, d):
+    X = blobs(4000, d, seed=3)
+    seeds = get_bin_seeds(X, 1.5)
+    kw = dict(bandwidth=1.5, kernel=kernel, max_iter=300, tol=1e-3)
+    a = NumpyBackend(n_threads=2).shift(X, seeds, **kw)
+    b = FixedTiles(n_threads=2).shift(X, seeds, **kw)
+    np.testing.assert_array_equal(a.n_iter, b.n_iter)
+    np.testing.assert_array_equal(a.intensity, b.intensity)
+    np.testing.assert_allclose(a.modes, b.modes, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", ["flat", "gaussian"])
+def test_global_frame_agrees_with_tile_frame(kernel):
+    X = blobs(3000, 2, seed=4)
+    kw = dict(bandwidth=1.0, kernel=kernel, max_iter=300, tol=1e-3)
+    a = NumpyBackend().shift(X, X[::7], **kw)
+    b = TileFrame().shift(X, X[::7], **kw)
+    np.testing.assert_array_equal(a.n_iter, b.n_iter)
+    np.testing.assert_array_equal(a.intensity, b.intensity)
+    np.testing.assert_allclose(a.modes, b.modes, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------- exact sums
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [1, 2, 3, 7])
+@pytest.mark.parametrize("k", [1, 2, 9, 130, 5000])
+def test_sequential_sum_is_bitwise_the_2d_reduction(dtype, d, k):
+    rng = np.random.default_rng(k * 10 + d)
+    X = (rng.standard_normal((8000, d)) * 1e5 + 3.0).astype(dtype)
+    idx = np.sort(rng.choice(len(X), k, replace=False))
+    want = np.add.reduce(X[idx], axis=0, dtype=np.float64)
+    got = _sequential_sum(X, idx)
+    assert got.shape == want.shape
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (1000, 2), (1000, 9), (5, 40)])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_col_min_max_equal_axis0(shape, order):
+    A = np.asarray(np.random.default_rng(0).normal(size=shape), order=order)
+    assert np.array_equal(col_min(A), A.min(axis=0))
+    assert np.array_equal(col_max(A), A.max(axis=0))
+    assert col_min(A).dtype == A.dtype
+
+
+def test_col_min_of_empty_raises_like_numpy():
+    with pytest.raises(ValueError, match="zero-size"):
+        col_min(np.zeros((0, 2)))
