@@ -231,6 +231,38 @@ def machine_info() -> dict:
     }
 
 
+def calibration() -> dict:
+    """How fast this machine is right now, on three fixed single-thread workloads.
+
+    A shared machine's speed drifts from day to day (seen here: 3x between
+    two sessions on the same CPU model). Printed beside the table, these let
+    two reports be compared: the ratios to scikit-learn carry over, absolute
+    figures such as pairs/s scale with them. Best of 5 runs each.
+    """
+    def best(fn, reps=5):
+        out = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            out = min(out, time.perf_counter() - t)
+        return out
+
+    def py_loop():
+        s = 0
+        for i in range(1_000_000):
+            s += i
+        return s
+
+    a64 = -np.linspace(0.0, 20.0, 1 << 16)
+    a32 = a64.astype(np.float32)
+    o64, o32 = np.empty_like(a64), np.empty_like(a32)
+    return {
+        "python loop (1e6 additions)": f"{best(py_loop) * 1e3:.0f} ms",
+        "NumPy float64 exp": f"{best(lambda: np.exp(a64, out=o64)) / a64.size * 1e9:.2f} ns/value",
+        "NumPy float32 exp": f"{best(lambda: np.exp(a32, out=o32)) / a32.size * 1e9:.2f} ns/value",
+    }
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "memory-child":
         _child(sys.argv[2], int(sys.argv[3]))

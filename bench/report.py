@@ -150,6 +150,9 @@ def main(argv=None):
           f"gpumeanshift nothing for using two cores. Peak RSS is the child "
           f"process's ru_maxrss (whole process).")
     print()
+    print("Machine speed at the time (single thread): "
+          + "; ".join(f"{k} {v}" for k, v in _cases.calibration().items()) + ".")
+    print()
     header = ("case", "gpumeanshift (NumPy)", "scikit-learn", "ratio", "target", "met?")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
