@@ -150,6 +150,36 @@ def test_pickle_roundtrip(blobs):
     assert isinstance(back.cluster_centers_, np.ndarray)
 
 
+@pytest.mark.parametrize("which", ["numpy", "emulated"])
+def test_pickle_roundtrip_with_a_backend_object(blobs, which):
+    """An estimator given a backend object (not a name) pickles, and the copy
+    predicts and refits the same."""
+    from _emulation import emulated_backend_or_skip
+
+    from gpumeanshift.backends.numpy_backend import NumpyBackend
+
+    X, _ = blobs
+    backend = NumpyBackend(n_threads=1) if which == "numpy" else emulated_backend_or_skip()
+    ms = gms.MeanShift(bandwidth=0.8, backend=backend).fit(X)
+    back = pickle.loads(pickle.dumps(ms))
+    assert type(back.backend) is type(backend)
+    np.testing.assert_array_equal(back.predict(X), ms.labels_)
+    refit = back.fit(X)
+    np.testing.assert_array_equal(refit.labels_, ms.labels_)
+    np.testing.assert_allclose(refit.cluster_centers_, ms.cluster_centers_, rtol=0, atol=0)
+
+
+def test_cupy_runtime_bound_to_a_stream_refuses_to_pickle():
+    from gpumeanshift.backends.runtime import CupyRuntime
+
+    rt = CupyRuntime.__new__(CupyRuntime)  # no device here: only the pickling rule
+    rt._stream = object()
+    with pytest.raises(TypeError, match="bound to a stream cannot be pickled"):
+        pickle.dumps(rt)
+    rt._stream = None
+    assert rt.__reduce__() == (CupyRuntime, ())
+
+
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     "X, error, match",

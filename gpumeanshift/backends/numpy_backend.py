@@ -182,6 +182,16 @@ class NumpyBackend:
             self.tile_elements = min(self.tile_elements, int(per_thread))
         self._local = threading.local()  # the pool of the call running on this thread
 
+    def __getstate__(self):
+        # The per-thread pool handle is process-local: not pickled.
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     # ------------------------------------------------------------------ helpers
     def _map(self, fn, items):
         items = list(items)

@@ -235,6 +235,16 @@ class CupyRuntime:
         self.multiprocessor_count = int(dev.attributes["MultiProcessorCount"])
         self.oom_errors = (cupy.cuda.memory.OutOfMemoryError,)
 
+    def __reduce__(self):
+        # A runtime pickles as "the current device's default stream" and is
+        # rebuilt on loading (which then needs CuPy and a device). A stream
+        # belongs to one process: a runtime bound to one does not pickle.
+        if self._stream is not None:
+            raise TypeError(
+                "a CupyRuntime bound to a stream cannot be pickled (streams belong to "
+                "one process); pickle an estimator with backend='cupy' instead")
+        return (type(self), ())
+
     # -- streams -----------------------------------------------------------
     def _stream_ctx(self):
         import contextlib

@@ -177,6 +177,18 @@ class EmulatedRuntime:
         self.failed_allocations = 0
         self.live_bytes = 0
 
+    def __getstate__(self):
+        # The loaded library is process-local; the copy reloads it (from the
+        # build cache) on its first launch. Counters travel with the copy.
+        state = self.__dict__.copy()
+        state["_lib"] = None
+        del state["xp"]  # the numpy module
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.xp = np
+
     # -- build -------------------------------------------------------------
     def _library(self) -> ctypes.CDLL:
         if self._lib is None:
