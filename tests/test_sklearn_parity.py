@@ -29,6 +29,37 @@ def test_blobs_match_sklearn(n_features, bin_seeding, cluster_all):
         assert (ours.labels_ == -1).any() == (ref.labels_ == -1).any()
 
 
+@pytest.mark.parametrize("n_features", [1, 2, 3])
+@pytest.mark.parametrize("bandwidth", [1.0, 1.5, 2.0])
+@pytest.mark.parametrize("bin_seeding", [False, True])
+def test_integer_lattice_matches_sklearn(n_features, bandwidth, bin_seeding):
+    """Integer data put many points at exactly one bandwidth from a climbing
+    seed (at 1.0 and 2.0 from integer positions, at 1.5 from bin seeds on
+    half-integers, and at non-integer means such as (1.6, 1, 0.2) from
+    (1, 1, 1), where only the squared distance, summed as scikit-learn does,
+    decides). Every climb must take scikit-learn's side of each boundary.
+
+    Labels are compared except for points whose two nearest centers are at
+    the same distance in exact arithmetic (there the choice is rounding's,
+    and scikit-learn's comes from its own expansion): such points are found
+    with rational arithmetic on the data (integers) and the centers (means of
+    integers: rationals recovered from the intensities)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(n_features * 10 + int(bandwidth * 2))
+    X = rng.integers(0, 6, size=(300, n_features)).astype(float)
+    ours, ref = _both(X, bandwidth=bandwidth, bin_seeding=bin_seeding)
+    assert ours.cluster_centers_.shape == ref.cluster_centers_.shape
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+    assert ours.n_iter_ == ref.n_iter_
+    C = [[Fraction(v).limit_denominator(len(X)) for v in c] for c in ref.cluster_centers_]
+    tied = np.zeros(len(X), dtype=bool)
+    for i, x in enumerate(X):
+        d2 = sorted(sum((Fraction(int(a)) - b) ** 2 for a, b in zip(x, c)) for c in C)
+        tied[i] = len(d2) > 1 and d2[0] == d2[1]
+    np.testing.assert_array_equal(ours.labels_[~tied], ref.labels_[~tied])
+
+
 @pytest.mark.parametrize("loader", [datasets.load_iris, datasets.load_wine, datasets.load_digits])
 @pytest.mark.parametrize("bin_seeding", [False, True])
 def test_real_datasets_match_sklearn(loader, bin_seeding):

@@ -72,6 +72,29 @@ def _sequential_sum(X, idx):
                      for j in range(X.shape[1])])
 
 
+def _integer_valued(X) -> bool:
+    """True for float data whose every value is an integer small enough that
+    sums over all rows are exact in float64 (``n * max|x| < 2**53``)."""
+    if X.dtype != np.float64 or not X.size:
+        return False
+    top = _absmax(X)
+    if not top * len(X) < 2.0**53:
+        return False
+    return bool(np.array_equal(X, np.round(X)))
+
+
+def _within_exact(C, Q, h: float):
+    """``sum_j (c_j - q_j)^2 <= h * h`` for paired rows, in float64, the
+    features summed in order: the test scikit-learn's ball tree makes (on
+    squared distances: at (1.6, 1, 0.2) the point (1, 1, 1) is out, though
+    the square root of its rounded sum, 1 + 2**-52, rounds to 1)."""
+    acc = np.zeros(len(C))
+    for j in range(C.shape[1]):
+        diff = C[:, j] - Q[:, j]
+        acc += diff * diff
+    return acc <= h * h
+
+
 def _absmax(A) -> float:
     return float(np.abs(A).max()) if A.size else 0.0
 
@@ -336,6 +359,24 @@ class NumpyBackend:
                         and max(_absmax(Ys), _absmax(S)) <= self._GLOBAL_FRAME_MAX)
         thresh2 = float(tol) ** 2  # stopping rule, in bandwidth units
 
+        # Integer-valued data (pixel coordinates, counts, lattices): points at
+        # exactly one bandwidth from a seed are common there, and which side
+        # of the boundary they fall on changes the climb. For such data the
+        # flat climb is kept in the data's own coordinates, as scikit-learn
+        # runs it: each position is the mean of integer rows (the sum is
+        # exact in any order, so the mean is bit for bit np.mean's), and
+        # every pair whose scaled distance lies within rounding of the
+        # boundary is decided by sum_j (x_j - q_j)^2 <= h^2, summed over
+        # features in order as scikit-learn's ball tree does.
+        lattice = kernel == "flat" and not big and _integer_valued(X)
+        if lattice:
+            Xo1 = np.empty((n, d + 1))
+            Xo1[:, :d] = np.take(X, index.order, axis=0)
+            Xo1[:, d] = 1.0
+            posX = np.array(seeds, dtype=np.float64)
+            h = float(bandwidth)
+            eps = float(np.finfo(dtype).eps)
+
         pos = S.copy()
         n_iter = np.zeros(m, dtype=np.int64)
         intensity = np.zeros(m, dtype=np.int64)
@@ -345,8 +386,12 @@ class NumpyBackend:
         def step(idx):
             """One shift step for the seed rows ``idx``: new positions, weight totals."""
             q = pos[idx]
-            cand = _rows(Ya, index.candidates(q, reach))
+            sel = index.candidates(q, reach)
+            cand = _rows(Ya, sel)
             t = len(idx)
+            if lattice:
+                cand_o = _rows(Xo1, sel)
+                qX = posX[idx]
             if global_frame:
                 mid = np.zeros(d, dtype)
                 qc = q
@@ -376,6 +421,16 @@ class NumpyBackend:
                     xa[:, d + 1] = np.einsum("ij,ij->i", xa[:, :d], xa[:, :d])
                     xa[:, d + 1] *= -0.5
                 e = _neg_half_sqdist(qc, xa[:, :d]) if big else qa @ xa.T
+                if lattice:
+                    # Rounding of the scaled expansion: a few ulps of its terms.
+                    slack = 64 * (d + 2) * eps * (1.0 + float(np.abs(qa[:, d]).max())
+                                                  + float(np.abs(xa[:, d + 1]).max()))
+                    rows, cols = np.nonzero(np.abs(e + 0.5) <= slack)
+                    w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
+                    if rows.size:
+                        w[rows, cols] = _within_exact(cand_o[c0 + cols, :d], qX[rows], h)
+                    acc += w @ cand_o[c0:c0 + step_cols]
+                    continue
                 if kernel == "flat":
                     w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
                 else:
@@ -389,7 +444,7 @@ class NumpyBackend:
                 acc += w @ part[:, :d + 1]
             wsum = acc[:, d]
             ok = wsum > 0
-            new = q.copy()
+            new = (qX if lattice else q).copy()
             new[ok] = acc[ok, :d] / wsum[ok, None]
             return new, wsum
 
@@ -414,7 +469,7 @@ class NumpyBackend:
         leader = np.arange(m) if kernel == "flat" else None
         while active.size:
             if leader is not None:
-                rep = coincident_rows(pos[active])
+                rep = coincident_rows((posX if lattice else pos)[active])
                 follows = rep != np.arange(active.size)
                 leader[active[follows]] = active[rep[follows]]
                 active = active[~follows]
@@ -424,10 +479,20 @@ class NumpyBackend:
             new = np.concatenate([r[0] for r in results])
             wsum = np.concatenate([r[1] for r in results])
 
-            old = pos[active]
             orphan = ~(wsum > 0)
-            moved2 = np.einsum("ij,ij->i", new - old, new - old)
-            done_tol = (moved2 <= thresh2) & ~orphan
+            if lattice:
+                # scikit-learn's rule: |new - old| <= tol * h, in the data's units.
+                oldX = posX[active]
+                moved = np.sqrt(np.einsum("ij,ij->i", new - oldX, new - oldX))
+                done_tol = (moved <= float(tol) * h) & ~orphan
+                posX[active[~orphan]] = new[~orphan]
+                with np.errstate(over="ignore"):
+                    new = ((new - center) * inv_h).astype(dtype)
+            else:
+                old = pos[active]
+                moved2 = np.einsum("ij,ij->i", new - old, new - old)
+                done_tol = (moved2 <= thresh2) & ~orphan
+            old = pos[active]
             stop = orphan | done_tol | (it >= max_iter)
             if kernel == "flat":
                 intensity[active] = np.rint(wsum).astype(np.int64)
@@ -449,9 +514,13 @@ class NumpyBackend:
 
         if leader is not None:
             root = resolve_leaders(leader)
-            for a in (pos, prev, n_iter, intensity, converged, orphaned):
+            for a in (pos, prev, n_iter, intensity, converged, orphaned) + ((posX,) if lattice else ()):
                 a[:] = a[root]
-        if kernel == "flat":
+        if lattice:
+            # The last step's mean and count, exact already (see above).
+            modes = posX.astype(dtype)
+            modes[orphaned] = seeds[orphaned]
+        elif kernel == "flat":
             live = np.flatnonzero(~orphaned)
             modes = np.empty_like(seeds)
             modes[orphaned] = seeds[orphaned]
@@ -619,10 +688,24 @@ class NumpyBackend:
         dist = np.empty(len(X), dtype=X.dtype)
 
         def fn(a, b, d2, g):
+            # The expanded d2 may be off by g.err: among centers within that
+            # of the smallest, the winner is chosen on distances recomputed
+            # by differences (the first of exact ties). Rows with such near
+            # ties are rare outside lattices, where they are the rule.
+            j = np.argmin(d2, axis=1)
+            close = d2 <= (d2[np.arange(b - a), j] + 2.0 * g.err)[:, None]
+            multi = np.flatnonzero(np.count_nonzero(close, axis=1) > 1)
+            if multi.size:
+                rows, cand = np.nonzero(close[multi])
+                rows = multi[rows]
+                exact = pair_distance(X[a + rows], C[cand])
+                pick = np.lexsort((cand, exact, rows))  # per row: nearest, then lowest index
+                first = np.ones(len(pick), dtype=bool)
+                first[1:] = rows[pick[1:]] != rows[pick[:-1]]
+                j[rows[pick[first]]] = cand[pick[first]]
+            labels[a:b] = j
             # Exact distance for the winner: recompute it by differences so
             # the threshold test on it is not at the mercy of cancellation.
-            j = np.argmin(d2, axis=1)
-            labels[a:b] = j
             with np.errstate(over="ignore"):  # a float32 distance past the dtype: inf
                 dist[a:b] = pair_distance(X[a:b], C[j])
 
