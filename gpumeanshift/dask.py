@@ -60,6 +60,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import _driver
 from ._estimator import OUTPUT_TYPES, _convert_output
 from ._estimator import MeanShift as _LocalMeanShift
+from ._progress import ShiftProgress
 from ._validation import check_array, check_bandwidth, check_int, check_real, is_device_array
 from .backends.base import KERNELS, cuda_available, resolve_backend
 from .bandwidth import RULES, _check_random_state
@@ -81,6 +82,7 @@ _SEEDS_MEMORY_FACTOR = 5.0
 _SEEDS_MEMORY_FRACTION = 0.5
 # Elements of one seed-block x data-block matrix in a partial-sum task.
 _TILE_ELEMENTS = 2**19
+_BYTES_PER_ELEMENT = 32  # about 4 live float64 blocks per seed x point element
 # Squared distance (in bandwidths) past which exp(-d2/2) is exactly 0.0.
 _GAUSS_D2_CUTOFF = {np.dtype(np.float64): 2.0 * 746.0, np.dtype(np.float32): 2.0 * 104.0}
 ALGORITHMS = ("auto", "brute", "grid")
@@ -104,11 +106,12 @@ def _xp(a):
     return np
 
 
-def _worker_backend(backend, n_threads):
+def _worker_backend(backend, n_threads, max_memory=None):
     """Resolve ``backend`` on the worker running this task.
 
     "auto" is decided where the task runs (a GPU worker gets the CUDA
-    backend). ``n_threads`` only goes to the NumPy backend.
+    backend). ``n_threads`` only goes to the NumPy backend; ``max_memory``
+    (bytes of scratch memory per call) to either.
     """
     if not isinstance(backend, str):
         return backend
@@ -116,6 +119,8 @@ def _worker_backend(backend, n_threads):
     if backend == "auto":
         name = "cupy" if cuda_available() else "numpy"
     options = {"n_threads": n_threads} if name == "numpy" and n_threads else {}
+    if max_memory is not None:
+        options["max_memory"] = max_memory
     return resolve_backend(name, **options)
 
 
@@ -138,7 +143,8 @@ def _concat_rows(*chunks):
     return xp.ascontiguousarray(out)
 
 
-def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_iter, tol):
+def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_iter, tol,
+                max_memory=None):
     """"seeds" strategy: the whole shift loop of one seed shard on one worker.
 
     ``seeds`` is an array or a list of chunks of X (every point seeds).
@@ -146,7 +152,7 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
     t0 = time.perf_counter()
     if isinstance(seeds, (list, tuple)):
         seeds = _concat_rows(*seeds)
-    be = _worker_backend(backend, _task_threads(n_jobs))
+    be = _worker_backend(backend, _task_threads(n_jobs), max_memory)
     xp = _xp(X)
     seeds = xp.ascontiguousarray(xp.asarray(seeds, dtype=X.dtype))
     kwargs = {}
@@ -168,7 +174,7 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
     }
 
 
-def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None):
+def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory=None):
     """"data" strategy: one chunk's contribution to one shift step.
 
     ``seeds`` are positions in bandwidth units relative to ``center`` (the
@@ -182,7 +188,9 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None):
     kernel's reach (1 for "flat"; for "gaussian" the distance past which
     ``exp`` is exactly 0), so the culling never changes a sum. ``truncate``
     (in bandwidths) drops the Gaussian weights of farther points, as the
-    single-machine ``algorithm="grid"`` does.
+    single-machine ``algorithm="grid"`` does. ``max_memory`` bounds the
+    seed x point blocks (about 4 live values of 8 bytes per element) as the
+    NumPy backend's does; the chunk's own copies come on top.
     """
     xp = _xp(chunk)
     dtype = chunk.dtype
@@ -199,6 +207,8 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None):
     if truncate is not None and kernel != "flat":
         reach = min(reach, float(truncate))
     cull_dims = min(d, 8)
+    tile_elements = _TILE_ELEMENTS if max_memory is None else max(1, min(
+        _TILE_ELEMENTS, int(max_memory) // _BYTES_PER_ELEMENT))
     Y1 = xp.concatenate([Y, xp.ones((n, 1), dtype=dtype)], axis=1)
     order = xp.argsort(S[:, 0])
     s_step = 64
@@ -223,7 +233,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None):
         qa[:, d + 1] = 1.0
         a_blk = xp.zeros((t, d + 1), dtype=dtype)
         c_blk = xp.zeros(t, dtype=np.int64)
-        x_step = max(1, _TILE_ELEMENTS // t)
+        x_step = max(1, tile_elements // t)
         for x0 in range(0, cand.shape[0], x_step):
             part = cand[x0:x0 + x_step]
             xa = xp.empty((part.shape[0], d + 2), dtype=dtype)
@@ -249,7 +259,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None):
     return _driver.to_numpy(acc), _driver.to_numpy(cnt)
 
 
-def _round_task(chunks, seeds, center, inv_h, kernel, truncate):
+def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None):
     """One worker's share of a "data" round: the partial sums of its chunks.
 
     One task per worker and round (not per chunk) keeps the scheduler's
@@ -257,7 +267,7 @@ def _round_task(chunks, seeds, center, inv_h, kernel, truncate):
     adds them in chunk order, whichever worker computed them.
     """
     t0 = time.perf_counter()
-    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate) for c in chunks]
+    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate, max_memory) for c in chunks]
     return {"sums": sums, "xp": _xp(chunks[0]).__name__.split(".")[0],
             "seconds": time.perf_counter() - t0, "worker": _worker_address()}
 
@@ -271,10 +281,10 @@ def _worker_address():
         return None
 
 
-def _label_block(block, centers, threshold, backend, n_jobs):
+def _label_block(block, centers, threshold, backend, n_jobs, max_memory=None):
     """Nearest-center labels of one chunk (-1 beyond ``threshold`` when given)."""
     xp = _xp(block)  # the labels come back in the chunk's array type
-    be = _worker_backend(backend, n_jobs or 1)
+    be = _worker_backend(backend, n_jobs or 1, max_memory)
     if be.name == "numpy" and xp is not np:
         block = block.get()
     block = block if block.flags.c_contiguous else _xp(block).ascontiguousarray(block)
@@ -530,8 +540,13 @@ class MeanShift(_LocalMeanShift):
 
     Parameters
     ----------
-    bandwidth, kernel, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, tol, backend, n_jobs, output_type, algorithm, label_assignment
-        As for :class:`gpumeanshift.MeanShift`. ``bandwidth=None`` estimates
+    bandwidth, kernel, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, tol, backend, n_jobs, max_memory, output_type, algorithm, label_assignment, verbose
+        As for :class:`gpumeanshift.MeanShift`. ``max_memory`` bounds the
+        scratch memory of each task on its worker (the backend's blocks; for
+        ``strategy="data"`` the seed x point blocks of every chunk).
+        ``verbose`` logs on the client: the fit's start, every round of the
+        "data" loop (the "seeds" shards report once, when done) and its end,
+        with a tqdm bar after 2 seconds as on one machine. ``bandwidth=None`` estimates
         it from every point (O(n^2), the data copied to every worker); pass a
         number, a rule, or a value from :func:`estimate_bandwidth` with
         ``n_samples`` for large data. ``n_jobs`` is the NumPy backend's
@@ -620,16 +635,19 @@ class MeanShift(_LocalMeanShift):
         tol=1e-3,
         backend="auto",
         n_jobs=None,
+        max_memory=None,
         output_type="input",
         algorithm="auto",
         label_assignment="nearest",
+        verbose=0,
         strategy="auto",
         client=None,
     ):
         super().__init__(
             bandwidth=bandwidth, kernel=kernel, seeds=seeds, bin_seeding=bin_seeding,
             min_bin_freq=min_bin_freq, cluster_all=cluster_all, max_iter=max_iter, tol=tol,
-            backend=backend, n_jobs=n_jobs, output_type=output_type,
+            backend=backend, n_jobs=n_jobs, max_memory=max_memory, output_type=output_type,
+            verbose=verbose,
         )
         self.algorithm = algorithm
         self.label_assignment = label_assignment
@@ -689,7 +707,20 @@ class MeanShift(_LocalMeanShift):
         shift_args = dict(bandwidth=h, kernel=self.kernel, max_iter=params["max_iter"],
                           tol=params["tol"])
         t_shift = time.perf_counter()
-        shifted = self._shift(client, X, futs, seeds, center, fit_id, shift_args, strategy)
+        n_seeds = X.shape[0] if seeds is None else len(seeds)
+        progress = None
+        if params["verbose"]:
+            logger.info("dask fit: %d points x %d features in %d chunks, %d seeds, "
+                        "bandwidth=%g, kernel=%r, strategy=%r, %d workers", X.shape[0],
+                        X.shape[1], len(futs), n_seeds, h, self.kernel, strategy,
+                        len(_workers(client)))
+            progress = ShiftProgress(n_seeds, params["max_iter"])
+        try:
+            shifted = self._shift(client, X, futs, seeds, center, fit_id, shift_args, strategy,
+                                  progress)
+        finally:
+            if progress is not None:
+                progress.close()
         stats = shifted["stats"]
         stats["shift_seconds"] = time.perf_counter() - t_shift
         # What a round costs beyond its slowest task: submission, scheduling,
@@ -713,6 +744,7 @@ class MeanShift(_LocalMeanShift):
         else:
             threshold = None if self.cluster_all else h
             labels = X.map_blocks(_label_block, centers, threshold, self.backend, self.n_jobs,
+                                  self.max_memory,
                                   drop_axis=1, dtype=np.int64, meta=_label_meta(X))
         labels = client.persist(labels)
         label_futs = futures_of(labels)
@@ -736,6 +768,10 @@ class MeanShift(_LocalMeanShift):
         stats["seconds"] = time.perf_counter() - t0
         stats["n_unconverged"] = n_unconverged
         self._fit_stats = stats
+        if params["verbose"]:
+            logger.info("dask fit: %d clusters from %d seeds (%d not converged) in %d "
+                        "iterations, %.3f s (strategy %r, backend %r)", len(centers), len(modes),
+                        n_unconverged, self.n_iter_, stats["seconds"], strategy, self.backend_)
         logger.debug("dask fit: n=%d d=%d seeds=%d centers=%d n_iter=%d strategy=%s %.3fs",
                      X.shape[0], X.shape[1], len(modes), len(centers), self.n_iter_,
                      strategy, stats["seconds"])
@@ -762,7 +798,19 @@ class MeanShift(_LocalMeanShift):
         n_jobs = check_int(self.n_jobs, "n_jobs", low=-1, allow_none=True)
         if n_jobs == 0:
             raise ValueError("n_jobs must be a positive integer or -1, got 0")
+        max_memory = check_int(self.max_memory, "max_memory", low=1, allow_none=True)
+        if max_memory is not None and max_memory < 1024 * _BYTES_PER_ELEMENT:
+            raise ValueError(
+                f"max_memory={max_memory} bytes is too small: a task needs at least "
+                f"{1024 * _BYTES_PER_ELEMENT} bytes (a 1024-element block)")
+        if max_memory is not None and not isinstance(self.backend, str):
+            raise ValueError(
+                "max_memory applies to a backend given by name ('auto', 'numpy', 'cupy'); "
+                "configure a backend object itself")
         return {
+            "max_memory": max_memory,
+            "verbose": (int(self.verbose) if isinstance(self.verbose, (bool, np.bool_))
+                        else check_int(self.verbose, "verbose", low=0)),
             "max_iter": check_int(self.max_iter, "max_iter", low=0),
             "min_bin_freq": check_int(self.min_bin_freq, "min_bin_freq", low=1),
             "tol": check_real(self.tol, "tol", low=0.0),
@@ -823,17 +871,27 @@ class MeanShift(_LocalMeanShift):
             )
         return choice
 
-    def _shift(self, client, X, futs, seeds, center, fit_id, shift_args, strategy):
-        """The shift of ``seeds`` (None: every point, in row order) by ``strategy``."""
+    def _shift(self, client, X, futs, seeds, center, fit_id, shift_args, strategy,
+               progress=None):
+        """The shift of ``seeds`` (None: every point, in row order) by ``strategy``.
+
+        ``progress(iteration, n_active)`` (a :class:`ShiftProgress`) is told
+        of every round of the "data" loop, and once when the "seeds" shards
+        are done."""
         if strategy == "seeds":
-            return self._shift_seeds(client, X, futs, seeds, fit_id, shift_args)
+            out = self._shift_seeds(client, X, futs, seeds, fit_id, shift_args)
+            if progress is not None:
+                # Rounds run, as the loops count them: the stopping step is one.
+                rounds = int(out["n_iter"].max()) + 1 if out["n_iter"].size else 0
+                progress(min(rounds, shift_args["max_iter"]), 0)
+            return out
         if seeds is None:
             logger.info("strategy='data' with every point as a seed: the client holds "
                         "%d seed positions; bin_seeding=True needs far fewer", X.shape[0])
             seeds = np.concatenate([_driver.to_numpy(c)
                                     for c in _gather(client, futs, "seeding")])
         seeds = np.ascontiguousarray(_driver.to_numpy(seeds), dtype=X.dtype)
-        return self._shift_data(client, futs, seeds, center, fit_id, shift_args)
+        return self._shift_data(client, futs, seeds, center, fit_id, shift_args, progress)
 
     def _shift_seeds(self, client, X, futs, seeds, fit_id, shift_args):
         """Data assembled once (one task), seeds sharded one shard per worker."""
@@ -847,7 +905,8 @@ class MeanShift(_LocalMeanShift):
             shards = [s for s in np.array_split(seeds, min(nw, len(seeds))) if len(s)]
         tasks = [
             client.submit(_shift_task, X_full, shard, backend=self.backend, n_jobs=self.n_jobs,
-                          algorithm=self.algorithm, **shift_args, key=f"gms-shift-{fit_id}-{i}",
+                          algorithm=self.algorithm, max_memory=self.max_memory, **shift_args,
+                          key=f"gms-shift-{fit_id}-{i}",
                           workers=[workers[i % nw]], allow_other_workers=True)
             for i, shard in enumerate(shards)
         ]
@@ -863,7 +922,7 @@ class MeanShift(_LocalMeanShift):
                 "converged": cat("converged"), "backends": {r["backend"] for r in results},
                 "algorithms": {r["algorithm"] for r in results}, "stats": stats}
 
-    def _shift_data(self, client, futs, seeds, center, fit_id, shift_args):
+    def _shift_data(self, client, futs, seeds, center, fit_id, shift_args, progress=None):
         """The shift loop on the client; each step's sums come from the chunks.
 
         The same arithmetic and bookkeeping as the NumPy backend's loop, so
@@ -901,6 +960,7 @@ class MeanShift(_LocalMeanShift):
                 groups.setdefault(w, []).append(i)
             submitted = [
                 (idx, client.submit(_round_task, [futs[i] for i in idx], q, center, inv_h, kernel, truncate,
+                                    self.max_memory,
                                     key=f"gms-partial-{fit_id}-{it}-{g}",
                                     workers=[w] if w else None, allow_other_workers=True))
                 for g, (w, idx) in enumerate(groups.items())
@@ -941,6 +1001,8 @@ class MeanShift(_LocalMeanShift):
             it += 1
             if hook is not None:
                 hook("data", it)
+            if progress is not None:
+                progress(min(it, max_iter), active.size)
         intensity[orphaned] = 0
         modes = (pos.astype(np.float64) * h + center).astype(dtype)
         stats = {"strategy": "data", "rounds": it, "task_seconds": task_seconds}
@@ -990,6 +1052,7 @@ class MeanShift(_LocalMeanShift):
         threshold = self._predict_threshold(X, outlier_threshold)
         centers = self._centers_host.astype(X.dtype, copy=False)
         return X.map_blocks(_label_block, centers, threshold, self.backend, self.n_jobs,
+                            getattr(self, "max_memory", None),
                             drop_axis=1, dtype=np.int64, meta=_label_meta(X))
 
     def fit_predict(self, X, y=None):

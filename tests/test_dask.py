@@ -239,6 +239,57 @@ def test_invalid_input(client, X):
         gdask.MeanShift(bandwidth=1.0, backend="numpy").fit(da.from_array(bad, chunks=CHUNK))
 
 
+@pytest.mark.parametrize("strategy", ["seeds", "data"])
+@pytest.mark.parametrize("kernel", ["gaussian", "flat"])
+def test_max_memory_does_not_change_the_result(client, X, strategy, kernel):
+    """A limit that forces blocks of a few rows on every worker: same fit."""
+    params = dict(bandwidth=BANDWIDTH, kernel=kernel, bin_seeding=True)
+    ours = gdask.MeanShift(backend="numpy", strategy=strategy, n_jobs=1,
+                           max_memory=1024 * 32, **params)
+    assert ours.get_params()["max_memory"] == 1024 * 32
+    ours.fit(da.from_array(X, chunks=CHUNK))
+    assert_same_fit(ours, reference(X, **params))
+
+
+def test_max_memory_rejected_when_too_small_or_for_a_backend_object(client, X):
+    from gpumeanshift.backends.numpy_backend import NumpyBackend
+
+    Xd = da.from_array(X, chunks=CHUNK)
+    with pytest.raises(ValueError, match="max_memory=1000 bytes is too small"):
+        gdask.MeanShift(bandwidth=1.0, backend="numpy", max_memory=1000).fit(Xd)
+    with pytest.raises(ValueError, match="max_memory applies to a backend given by name"):
+        gdask.MeanShift(bandwidth=1.0, backend=NumpyBackend(), max_memory=10**6).fit(Xd)
+    with pytest.raises(ValueError, match="max_memory"):
+        gdask.MeanShift(bandwidth=1.0, backend="numpy", max_memory=0).fit(Xd)
+
+
+@pytest.mark.parametrize("strategy", ["seeds", "data"])
+def test_verbose_logs_start_rounds_and_end(client, X, caplog, strategy):
+    Xd = da.from_array(X, chunks=CHUNK)
+    with caplog.at_level(logging.INFO, logger="gpumeanshift"):
+        ms = gdask.MeanShift(bandwidth=BANDWIDTH, bin_seeding=True, backend="numpy",
+                             strategy=strategy, verbose=1).fit(Xd)
+    text = [r.getMessage() for r in caplog.records if r.name == "gpumeanshift"]
+    assert any(t.startswith("dask fit: 600 points x 2 features in 4 chunks") for t in text)
+    rounds = [t for t in text if t.startswith("shift: iteration")]
+    if strategy == "data":
+        assert len(rounds) == ms.n_iter_ + 1  # every round, the stopping one included
+    else:
+        assert len(rounds) == 1
+    # As on one machine: the rounds run, the stopping one included.
+    assert rounds[-1].startswith(f"shift: iteration {ms.n_iter_ + 1} of at most 300")
+    assert "0 of" in rounds[-1]
+    assert any(t.startswith(f"dask fit: {len(ms.cluster_centers_)} clusters") for t in text)
+
+
+def test_verbose_off_logs_nothing_at_info(client, X, caplog):
+    with caplog.at_level(logging.INFO, logger="gpumeanshift"):
+        gdask.MeanShift(bandwidth=BANDWIDTH, backend="numpy", strategy="data").fit(
+            da.from_array(X, chunks=CHUNK))
+    assert not [r for r in caplog.records if r.name == "gpumeanshift" and r.levelno >= logging.INFO
+                and r.getMessage().startswith(("dask fit", "shift:"))]
+
+
 def test_core_package_does_not_import_dask():
     code = ("import sys, gpumeanshift; "
             "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
