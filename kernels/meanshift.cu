@@ -1,7 +1,9 @@
 // meanshift.cu -- the fused mean-shift iteration.
 //
 // Inputs are centered and pre-scaled by 1/bandwidth on the host, so the
-// neighbourhood test is u2 <= 1 and the Gaussian weight is exp(-u2/2).
+// neighbourhood test is u2 <= r2 with r2 = 1 and the Gaussian weight is
+// exp(-u2/2). For integer-valued data under the flat kernel the host leaves
+// the data in their own units and passes r2 = h^2 (see ms_weight_r).
 //
 // ms_shift_fused<T, D, KERNEL>   (the main kernel; many seeds)
 //   grid  = ceil(n_active / blockDim.x) blocks, 1-D; block = 128 threads.
@@ -34,7 +36,7 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
                T* __restrict__ pos, T* __restrict__ scratch,
                int* __restrict__ n_iter, int* __restrict__ intensity,
                int* __restrict__ state, const int* __restrict__ active,
-               int n_active, int max_iter, int steps, T tol2) {
+               int n_active, int max_iter, int steps, T tol2, T r2) {
     MS_DYNAMIC_SHARED(T, sh);
     const int dd = D > 0 ? D : d;
     const int slot = blockIdx.x * blockDim.x + threadIdx.x;
@@ -89,8 +91,8 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
                             u2 += diff * diff;
                         }
                     }
-                    const T w = ms_weight<T, KERNEL>(u2);
-                    cnt += u2 <= T(1) ? 1 : 0;
+                    const T w = ms_weight_r<T, KERNEL>(u2, r2);
+                    cnt += u2 <= r2 ? 1 : 0;
                     wsum += w;
                     if (D > 0) {
 #pragma unroll
@@ -120,7 +122,7 @@ __global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
 ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
                  const T* __restrict__ pos, const int* __restrict__ state,
                  const int* __restrict__ active, int n_active,
-                 T* __restrict__ partial, int* __restrict__ pcount) {
+                 T* __restrict__ partial, int* __restrict__ pcount, T r2) {
     MS_DYNAMIC_SHARED(T, sh);
     const int dd = D > 0 ? D : d;
     const int slot = blockIdx.x * blockDim.x + threadIdx.x;
@@ -171,8 +173,8 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
                         u2 += diff * diff;
                     }
                 }
-                const T w = ms_weight<T, KERNEL>(u2);
-                cnt += u2 <= T(1) ? 1 : 0;
+                const T w = ms_weight_r<T, KERNEL>(u2, r2);
+                cnt += u2 <= r2 ? 1 : 0;
                 wsum += w;
                 if (D > 0) {
 #pragma unroll

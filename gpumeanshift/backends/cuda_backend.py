@@ -62,6 +62,19 @@ _SHARED_BUDGET = 16 * 1024  # bytes of shared memory per block we aim for
 _SHARED_MAX = 48 * 1024     # no opt-in above this
 
 
+def _integer_valued(X, xp) -> bool:
+    """float64 data whose every value is an integer, with ``n * max|x| <
+    2**53`` (sums over all rows exact). Host data are checked before the
+    upload; device data cost one 1-byte device-to-host read."""
+    if getattr(X, "dtype", None) != np.float64 or X.ndim != 2 or not X.size:
+        return False
+    if isinstance(X, np.ndarray):
+        top = float(np.abs(X).max())
+        return top * len(X) < 2.0**53 and bool(np.array_equal(X, np.round(X)))
+    ok = (xp.abs(X).max() * len(X) < 2.0**53) & xp.all(X == xp.round(X))
+    return bool(ok)
+
+
 class CudaBackend:
     """Mean shift with the custom CUDA kernels, on any runtime.
 
@@ -228,6 +241,13 @@ class CudaBackend:
 
     def _shift(self, X, seeds, h, kernel, max_iter, tol, progress=None, grid=False):
         rt, xp = self.runtime, self.runtime.xp
+        # Integer-valued data under the flat kernel (pixel coordinates,
+        # counts, lattices) stay in their own units: the kernels then decide
+        # exact boundary ties as sum (x - q)^2 <= h^2, the positions are means
+        # of integers (exact sums), as scikit-learn computes them; see
+        # ms_weight_r in kernels/common.cuh. The cell-list kernel keeps the
+        # scaled coordinates its cells are laid out in.
+        lattice = kernel == "flat" and not grid and _integer_valued(X, xp)
         X, seeds = self._inputs(X, seeds)
         if X.shape[0] == 0:
             raise ValueError("shift() needs at least one data point")
@@ -243,8 +263,11 @@ class CudaBackend:
         # mean, the sums, hence the stopping iteration and the modes do not
         # depend on the order in which the rows were given.
         X = X[xp.lexsort(X.T[::-1])]
-        center = midrange(X, xp)  # exact for identical rows; never overflows
-        inv_h = 1.0 / h
+        if lattice:
+            center, inv_h, unit = xp.zeros(X.shape[1]), 1.0, h
+        else:
+            center = midrange(X, xp)  # exact for identical rows; never overflows
+            inv_h, unit = 1.0 / h, 1.0
         Xs = self._alloc((n, d), dtype, "shift")
         Xs[...] = (X - center) * inv_h
         modes = self._alloc((m, d), dtype, "shift")
@@ -287,7 +310,8 @@ class CudaBackend:
             steps = self.split_steps if sp else self.iters_per_launch
             max_rounds = -(-(max_iter + 1) // steps)
             common = (np.int32(max_iter),)
-            tol2 = T(min(tol * tol, float(np.finfo(dtype).max)))
+            tol2 = T(min((tol * unit) ** 2, float(np.finfo(dtype).max)))
+            r2 = T(unit * unit)  # the flat radius^2 in the kernels' units
             n_active, rounds = mb, 0
             while n_active > 0:
                 if rounds >= max_rounds:  # cannot happen unless a kernel is wrong
@@ -299,7 +323,7 @@ class CudaBackend:
                         rt.launch(_rt.kernel_name("ms_shift_partial", dtype, D, kernel),
                                   (g, ns), (_rt.BLOCK,),
                                   (Xs, np.int32(n), np.int32(d), np.int32(tile), np.int32(ch),
-                                   pos, state, active, np.int32(n_active), partial, pcount),
+                                   pos, state, active, np.int32(n_active), partial, pcount, r2),
                                   smem)
                         rt.launch(_rt.kernel_name("ms_shift_finalize", dtype),
                                   (g,), (_rt.BLOCK,),
@@ -320,7 +344,7 @@ class CudaBackend:
                               (g,), (_rt.BLOCK,),
                               (Xs, np.int32(n), np.int32(d), np.int32(tile), pos, scratch,
                                it, inten, state, active, np.int32(n_active), *common,
-                               np.int32(steps), tol2),
+                               np.int32(steps), tol2, r2),
                               smem)
                 counter[...] = 0
                 rt.launch("ms_compact", (g,), (_rt.BLOCK,),
@@ -332,7 +356,8 @@ class CudaBackend:
                     # Seeds of later batches count as still moving.
                     progress(min(rounds * steps, max_iter), n_active + (m - hi))
             self.last_plan["rounds"] += rounds
-            modes[lo:hi] = pos.astype(np.float64) * h + center  # float64: pos * h may pass float32
+            # float64: pos * h may pass float32
+            modes[lo:hi] = pos if lattice else pos.astype(np.float64) * h + center
             n_iter[lo:hi] = it
             intensity[lo:hi] = inten
             converged[lo:hi] = state == _rt.CONVERGED

@@ -44,6 +44,7 @@ inline int emu_or_flag = 0;
 #define MS_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(emu_dyn_smem)
 
 using std::exp;
+using std::fma;  // float and double overloads, as CUDA's
 using std::sqrt;
 using ::expf;
 using ::sqrtf;

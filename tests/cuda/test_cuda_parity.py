@@ -227,3 +227,37 @@ def test_shift_is_invariant_to_row_order(make_backend, kernel):
     b = be.shift(X[P], X[:40], bandwidth=1.4, kernel=kernel, max_iter=300, tol=1e-3)
     np.testing.assert_array_equal(to_numpy(a.modes), to_numpy(b.modes))
     np.testing.assert_array_equal(to_numpy(a.n_iter), to_numpy(b.n_iter))
+
+
+@pytest.mark.parametrize("scheme", ["fused", "split"])
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("bandwidth", [1.0, 1.5])
+def test_integer_lattice_matches_sklearn(make_backend, d, bandwidth, scheme):
+    """Integer data put points at exactly one bandwidth from climbing seeds:
+    the kernels must take scikit-learn's side of every such boundary (data in
+    their own units, sum (x - q)^2 <= h^2, correctly rounded means). Labels
+    are compared except where a point's two nearest centers are equally far
+    in exact arithmetic (rationals: the centers are means of integers)."""
+    from fractions import Fraction
+
+    from sklearn.cluster import MeanShift as SkMeanShift
+
+    import gpumeanshift as gms
+
+    rng = np.random.default_rng(d * 10 + int(bandwidth * 2))
+    X = rng.integers(0, 6, size=(300, d)).astype(np.float64)
+    opts = {"split": False} if scheme == "fused" else {"split": True, "n_splits": 3}
+    for bin_seeding in (False, True):
+        ours = gms.MeanShift(bandwidth=bandwidth, kernel="flat", bin_seeding=bin_seeding,
+                             backend=make_backend(**opts)).fit(X)
+        ref = SkMeanShift(bandwidth=bandwidth, bin_seeding=bin_seeding).fit(X)
+        centers = to_numpy(ours.cluster_centers_)
+        assert centers.shape == ref.cluster_centers_.shape
+        np.testing.assert_array_equal(centers, ref.cluster_centers_)
+        assert ours.n_iter_ == ref.n_iter_
+        C = [[Fraction(v).limit_denominator(len(X)) for v in c] for c in ref.cluster_centers_]
+        tied = np.array([
+            len(C) > 1 and (lambda s: s[0] == s[1])(sorted(
+                sum((Fraction(int(a)) - b) ** 2 for a, b in zip(x, c)) for c in C))
+            for x in X])
+        np.testing.assert_array_equal(to_numpy(ours.labels_)[~tied], ref.labels_[~tied])
