@@ -32,7 +32,8 @@ def test_blobs_match_sklearn(n_features, bin_seeding, cluster_all):
 @pytest.mark.parametrize("n_features", [1, 2, 3])
 @pytest.mark.parametrize("bandwidth", [1.0, 1.5, 2.0])
 @pytest.mark.parametrize("bin_seeding", [False, True])
-def test_integer_lattice_matches_sklearn(n_features, bandwidth, bin_seeding):
+@pytest.mark.parametrize("algorithm", ["brute", "grid"])
+def test_integer_lattice_matches_sklearn(n_features, bandwidth, bin_seeding, algorithm):
     """Integer data put many points at exactly one bandwidth from a climbing
     seed (at 1.0 and 2.0 from integer positions, at 1.5 from bin seeds on
     half-integers, and at non-integer means such as (1.6, 1, 0.2) from
@@ -48,7 +49,10 @@ def test_integer_lattice_matches_sklearn(n_features, bandwidth, bin_seeding):
 
     rng = np.random.default_rng(n_features * 10 + int(bandwidth * 2))
     X = rng.integers(0, 6, size=(300, n_features)).astype(float)
-    ours, ref = _both(X, bandwidth=bandwidth, bin_seeding=bin_seeding)
+    ours = gms.MeanShift(kernel="flat", backend="numpy", bandwidth=bandwidth,
+                         bin_seeding=bin_seeding, algorithm=algorithm).fit(X)
+    ref = skc.MeanShift(bandwidth=bandwidth, bin_seeding=bin_seeding).fit(X)
+    assert ours.algorithm_ == algorithm
     assert ours.cluster_centers_.shape == ref.cluster_centers_.shape
     np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
     assert ours.n_iter_ == ref.n_iter_

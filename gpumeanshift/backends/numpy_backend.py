@@ -341,6 +341,12 @@ class NumpyBackend:
         big = max(_absmax(Y), _absmax(S)) > 0.25 * SAFE_ABS[np.dtype(dtype)]
 
         reach = neighbourhood_reach(kernel, dtype, algorithm)
+        lattice = kernel == "flat" and not big and _integer_valued(X)
+        if lattice:
+            # See below. A point at exactly one bandwidth can land a rounding
+            # error beyond 1 in scaled units: visit a hair further (the
+            # weights themselves are decided pair by pair).
+            reach += 64 * float(np.finfo(dtype).eps) * (1.0 + max(_absmax(Y), _absmax(S)))
         index = make_index(Y, reach, algorithm)
         Ys = index.Y
         # Each point as [x, 1, -|x|^2/2]: the first d + 1 columns give the
@@ -368,7 +374,6 @@ class NumpyBackend:
         # every pair whose scaled distance lies within rounding of the
         # boundary is decided by sum_j (x_j - q_j)^2 <= h^2, summed over
         # features in order as scikit-learn's ball tree does.
-        lattice = kernel == "flat" and not big and _integer_valued(X)
         if lattice:
             Xo1 = np.empty((n, d + 1))
             Xo1[:, :d] = np.take(X, index.order, axis=0)
