@@ -959,8 +959,8 @@ class MeanShift(_LocalMeanShift):
             for i, w in enumerate(where):
                 groups.setdefault(w, []).append(i)
             submitted = [
-                (idx, client.submit(_round_task, [futs[i] for i in idx], q, center, inv_h, kernel, truncate,
-                                    self.max_memory,
+                (idx, client.submit(_round_task, [futs[i] for i in idx], q, center, inv_h, kernel,
+                                    truncate, self.max_memory,
                                     key=f"gms-partial-{fit_id}-{it}-{g}",
                                     workers=[w] if w else None, allow_other_workers=True))
                 for g, (w, idx) in enumerate(groups.items())

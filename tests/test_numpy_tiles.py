@@ -109,7 +109,8 @@ def test_plan_separates_far_seeds_and_joins_close_ones():
     seeds of each tight group share a tile."""
     rng = np.random.default_rng(0)
     Y = np.concatenate([rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2)) + [40.0, 0.0]])
-    P = np.concatenate([rng.normal(scale=0.01, size=(6, 2)), rng.normal(scale=0.01, size=(6, 2)) + [40.0, 0.0]])
+    P = np.concatenate([rng.normal(scale=0.01, size=(6, 2)),
+                        rng.normal(scale=0.01, size=(6, 2)) + [40.0, 0.0]])
     order, tiles = plan(NumpyBackend(n_threads=1), Y, P)
     assert len(tiles) == 2
     for a, b in tiles:

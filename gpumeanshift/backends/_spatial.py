@@ -88,6 +88,28 @@ def _by_column(reduce, A):
     return np.array([reduce(A[:, j]) for j in range(d)], dtype=A.dtype)
 
 
+def integer_valued(X, xp=np) -> bool:
+    """True for 2-D float64 data whose every value is an integer, with
+    ``n * max|x| < 2**53`` (sums over all rows exact in any order): the data
+    on which both backends decide flat-kernel boundary ties as scikit-learn
+    does. NumPy arrays are checked on the host; device arrays cost one
+    1-byte device-to-host read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends._spatial import integer_valued
+    >>> integer_valued(np.array([[1.0, 2.0], [3.0, -4.0]])), integer_valued(np.array([[0.5]]))
+    (True, False)
+    """
+    if getattr(X, "dtype", None) != np.float64 or X.ndim != 2 or not X.size:
+        return False
+    if isinstance(X, np.ndarray):
+        xp = np
+    ok = (xp.abs(X).max() * len(X) < 2.0**53) & xp.all(X == xp.round(X))
+    return bool(ok)
+
+
 def midrange(X, xp=np):
     """Per-feature centre ``(min + max) / 2`` in float64, computed without overflow.
 
@@ -309,7 +331,8 @@ class DensityGrid:
         self._sat = sat.tolist()  # Python ints: the planner reads it one cell at a time
 
     def _cell(self, v, k):
-        return np.clip(np.floor((v - self.lo[k]) / self.width[k]), 0, self.shape[k] - 1).astype(np.int64)
+        c = np.floor((v - self.lo[k]) / self.width[k])
+        return np.clip(c, 0, self.shape[k] - 1).astype(np.int64)
 
     def boxes(self, P, reach: float):
         """Per row of ``P``: ``i0, i1, j0, j1`` (lists), the half-open cell

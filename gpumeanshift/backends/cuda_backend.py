@@ -54,25 +54,12 @@ from typing import Any
 import numpy as np
 
 from . import runtime as _rt
-from ._spatial import GAUSSIAN_GRID_RADIUS, SAFE_ABS, midrange, pow2_at_least
+from ._spatial import GAUSSIAN_GRID_RADIUS, SAFE_ABS, integer_valued, midrange, pow2_at_least
 from .base import KERNELS, ShiftResult
 
 _SHIFT_FIELDS = {f.name for f in dataclasses.fields(ShiftResult)}
 _SHARED_BUDGET = 16 * 1024  # bytes of shared memory per block we aim for
 _SHARED_MAX = 48 * 1024     # no opt-in above this
-
-
-def _integer_valued(X, xp) -> bool:
-    """float64 data whose every value is an integer, with ``n * max|x| <
-    2**53`` (sums over all rows exact). Host data are checked before the
-    upload; device data cost one 1-byte device-to-host read."""
-    if getattr(X, "dtype", None) != np.float64 or X.ndim != 2 or not X.size:
-        return False
-    if isinstance(X, np.ndarray):
-        top = float(np.abs(X).max())
-        return top * len(X) < 2.0**53 and bool(np.array_equal(X, np.round(X)))
-    ok = (xp.abs(X).max() * len(X) < 2.0**53) & xp.all(X == xp.round(X))
-    return bool(ok)
 
 
 class CudaBackend:
@@ -247,7 +234,7 @@ class CudaBackend:
         # of integers (exact sums), as scikit-learn computes them; see
         # ms_weight_r in kernels/common.cuh. The cell-list kernel keeps the
         # scaled coordinates its cells are laid out in.
-        lattice = kernel == "flat" and not grid and _integer_valued(X, xp)
+        lattice = kernel == "flat" and not grid and integer_valued(X, xp)
         X, seeds = self._inputs(X, seeds)
         if X.shape[0] == 0:
             raise ValueError("shift() needs at least one data point")

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ._spatial import coincident_rows, make_index, neighbourhood_reach, resolve_leaders
+from ._spatial import (coincident_rows, integer_valued, make_index, neighbourhood_reach,
+                       resolve_leaders)
 from ._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
 from .base import ShiftResult
 
@@ -72,15 +73,28 @@ def _sequential_sum(X, idx):
                      for j in range(X.shape[1])])
 
 
-def _integer_valued(X) -> bool:
-    """True for float data whose every value is an integer small enough that
-    sums over all rows are exact in float64 (``n * max|x| < 2**53``)."""
-    if X.dtype != np.float64 or not X.size:
-        return False
-    top = _absmax(X)
-    if not top * len(X) < 2.0**53:
-        return False
-    return bool(np.array_equal(X, np.round(X)))
+def _augment_points(P, dtype):
+    """Rows ``[p, 1, -|p|^2/2]``: against :func:`_augment_queries` rows one
+    product gives ``-|q - p|^2 / 2``, and the first ``d + 1`` columns give
+    the weighted sums and the weight total."""
+    n, d = P.shape
+    out = np.empty((n, d + 2), dtype)
+    out[:, :d] = P
+    out[:, d] = 1.0
+    out[:, d + 1] = np.einsum("ij,ij->i", P, P)
+    out[:, d + 1] *= -0.5
+    return out
+
+
+def _augment_queries(Q, dtype):
+    """Rows ``[q, -|q|^2/2, 1]`` (see :func:`_augment_points`)."""
+    t, d = Q.shape
+    out = np.empty((t, d + 2), dtype)
+    out[:, :d] = Q
+    out[:, d] = np.einsum("ij,ij->i", Q, Q)
+    out[:, d] *= -0.5
+    out[:, d + 1] = 1.0
+    return out
 
 
 def _within_exact(C, Q, h: float):
@@ -297,13 +311,13 @@ class NumpyBackend:
         box = [i0[0], i1[0], j0[0], j1[0]]
         cur = count(*box)
         start = 0
+        c = self._CANDIDATE_PAIRS
         for k in range(1, m):
             t = k - start
             joined_box = [min(box[0], i0[k]), max(box[1], i1[k]),
                           min(box[2], j0[k]), max(box[3], j1[k])]
             joined = count(*joined_box)
             alone = count(i0[k], i1[k], j0[k], j1[k])
-            c = self._CANDIDATE_PAIRS
             if (t < self._SEED_TILE and (t + 1 + c) * joined
                     <= (t + c) * cur + (1 + c) * alone + self._TILE_OVERHEAD_PAIRS):
                 box, cur = joined_box, joined
@@ -341,7 +355,7 @@ class NumpyBackend:
         big = max(_absmax(Y), _absmax(S)) > 0.25 * SAFE_ABS[np.dtype(dtype)]
 
         reach = neighbourhood_reach(kernel, dtype, algorithm)
-        lattice = kernel == "flat" and not big and _integer_valued(X)
+        lattice = kernel == "flat" and not big and integer_valued(X)
         if lattice:
             # See below. A point at exactly one bandwidth can land a rounding
             # error beyond 1 in scaled units: visit a hair further (the
@@ -352,11 +366,7 @@ class NumpyBackend:
         # Each point as [x, 1, -|x|^2/2]: the first d + 1 columns give the
         # weighted sum and the weight total in one product; with the last
         # one, the squared distance is one product too (see ``step``).
-        Ya = np.empty((n, d + 2), dtype)
-        Ya[:, :d] = Ys
-        Ya[:, d] = 1.0
-        Ya[:, d + 1] = np.einsum("ij,ij->i", Ys, Ys)
-        Ya[:, d + 1] *= -0.5
+        Ya = _augment_points(Ys, dtype)
         # float64 data within _GLOBAL_FRAME_MAX bandwidths of their centre
         # expand |q - x|^2 in that frame directly (error <= ~1e-12 in units
         # of the bandwidth squared); otherwise each tile re-centres its
@@ -407,24 +417,13 @@ class NumpyBackend:
             # [q, -|q|^2/2, 1] . [x, 1, -|x|^2/2]. Scaling by -1/2 is exact, so
             # e is bitwise -d2/2 of the plain expansion, and the Gaussian
             # weight is exp(e) with no further pass over the block.
-            qa = np.empty((t, d + 2), dtype)
-            qa[:, :d] = qc
-            qa[:, d] = np.einsum("ij,ij->i", qc, qc)
-            qa[:, d] *= -0.5
-            qa[:, d + 1] = 1.0
+            qa = _augment_queries(qc, dtype)
             acc = np.zeros((t, d + 1), dtype=dtype)
             # Tiles are sized in bytes: float32 blocks hold twice the elements.
             step_cols = max(1, self.tile_elements * (8 // dtype.itemsize) // t)
             for c0 in range(0, len(cand), step_cols):
                 part = cand[c0:c0 + step_cols]
-                if global_frame:
-                    xa = part
-                else:
-                    xa = np.empty((len(part), d + 2), dtype)
-                    np.subtract(part[:, :d], mid, out=xa[:, :d])
-                    xa[:, d] = 1.0
-                    xa[:, d + 1] = np.einsum("ij,ij->i", xa[:, :d], xa[:, :d])
-                    xa[:, d + 1] *= -0.5
+                xa = part if global_frame else _augment_points(part[:, :d] - mid, dtype)
                 e = _neg_half_sqdist(qc, xa[:, :d]) if big else qa @ xa.T
                 if lattice:
                     # Rounding of the scaled expansion: a few ulps of its terms.
@@ -457,12 +456,7 @@ class NumpyBackend:
             """Float 0/1 matrix of |q - y|^2 <= 1 for the index rows ``sel``."""
             if global_frame:
                 # The loop's own expansion (step), so the sets agree with it.
-                qa = np.empty((len(q), d + 2), dtype)
-                qa[:, :d] = q
-                qa[:, d] = np.einsum("ij,ij->i", q, q)
-                qa[:, d] *= -0.5
-                qa[:, d + 1] = 1.0
-                e = qa @ _rows(Ya, sel).T
+                e = _augment_queries(q, dtype) @ _rows(Ya, sel).T
                 return np.greater_equal(e, -0.5, out=e, casting="unsafe")
             return self._within_unit(q, _rows(Ys, sel))
 
@@ -485,6 +479,7 @@ class NumpyBackend:
             wsum = np.concatenate([r[1] for r in results])
 
             orphan = ~(wsum > 0)
+            old = pos[active]
             if lattice:
                 # scikit-learn's rule: |new - old| <= tol * h, in the data's units.
                 oldX = posX[active]
@@ -494,10 +489,8 @@ class NumpyBackend:
                 with np.errstate(over="ignore"):
                     new = ((new - center) * inv_h).astype(dtype)
             else:
-                old = pos[active]
                 moved2 = np.einsum("ij,ij->i", new - old, new - old)
                 done_tol = (moved2 <= thresh2) & ~orphan
-            old = pos[active]
             stop = orphan | done_tol | (it >= max_iter)
             if kernel == "flat":
                 intensity[active] = np.rint(wsum).astype(np.int64)
@@ -519,7 +512,8 @@ class NumpyBackend:
 
         if leader is not None:
             root = resolve_leaders(leader)
-            for a in (pos, prev, n_iter, intensity, converged, orphaned) + ((posX,) if lattice else ()):
+            per_seed = (pos, prev, n_iter, intensity, converged, orphaned)
+            for a in per_seed + ((posX,) if lattice else ()):
                 a[:] = a[root]
         if lattice:
             # The last step's mean and count, exact already (see above).
