@@ -263,6 +263,51 @@ def calibration() -> dict:
     }
 
 
+def pass_costs(d: int, dtype: str, *, reps: int = 20) -> dict:
+    """Single-thread cost per pair of the three passes of a Gaussian step.
+
+    One block as the NumPy backend runs it for case 3 (256 seeds against the
+    columns its default tile holds; float64 in the global frame): the
+    product giving ``-|q - x|^2 / 2``, ``exp`` in place, and the product
+    giving the weighted sums and the weight total. Their sum is what one core
+    spends per pair when nothing else costs anything, so ``cores / sum`` is
+    the most pairs/s this way of computing the step can give here. Best of
+    ``reps`` per pass, BLAS held to one thread.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from gpumeanshift.backends.numpy_backend import (NumpyBackend, _augment_points,
+                                                     _augment_queries)
+
+    case = throughput_case(d, dtype)
+    dt = np.dtype(dtype)
+    t = NumpyBackend._SEED_TILE
+    cols = NumpyBackend().tile_elements * (8 // dt.itemsize) // t
+    Y = ((case.X - case.X.mean(axis=0)) / case.bandwidth).astype(dt)
+    qa = _augment_queries(Y[:t], dt)
+    xa = _augment_points(Y[:cols], dt)
+    e = np.empty((t, cols), dt)
+    acc = np.empty((t, d + 1), dt)
+
+    def best(fn):
+        out = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            out = min(out, time.perf_counter() - t0)
+        return out / (t * cols) * 1e9
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        np.dot(qa, xa.T, out=e)
+        x = e.copy()
+        costs = {
+            "distances": best(lambda: np.dot(qa, xa.T, out=e)),
+            "exp": best(lambda: np.exp(x, out=e)),
+            "sums": best(lambda: np.dot(e, xa[:, :d + 1], out=acc)),
+        }
+    return {k: round(v, 3) for k, v in costs.items()} | {"total": round(sum(costs.values()), 3)}
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "memory-child":
         _child(sys.argv[2], int(sys.argv[3]))

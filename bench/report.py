@@ -3,6 +3,7 @@
     python bench/report.py               # the table for the README
     python bench/report.py --repeat 3    # best of 3 for every in-process timing
     python bench/report.py --diagnostics # also n_jobs=1 and BLAS limited to 1 thread
+    python bench/report.py --floor       # also what case 3's passes cost per pair
 
 The cases and their checks are those of the pytest-benchmark suite
 (``bench/_cases.py``): the same data, the same fits, the same assertions
@@ -67,6 +68,9 @@ def main(argv=None):
     ap.add_argument("--diagnostics", action="store_true",
                     help="also time n_jobs=1 and the default under threadpool_limits(1)")
     ap.add_argument("--skip-memory", action="store_true", help="skip case 4 (1M points)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also the single-thread cost per pair of case 3's three passes "
+                         "and the pairs/s they allow on this machine's cores")
     args = ap.parse_args(argv)
     r = max(1, args.repeat)
 
@@ -158,6 +162,21 @@ def main(argv=None):
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+    if args.floor:
+        print()
+        print("Case 3, one core per pair (ns, best of 20, BLAS 1 thread), and the most "
+              f"pairs/s that leaves {info['cores']} cores with nothing else to do:")
+        print()
+        print("| d, dtype | distances (product) | exp | sums (product) | total "
+              "| ceiling, pairs/s |")
+        print("|---|---|---|---|---|---|")
+        for d in (2, 16):
+            for dtype in _cases.THROUGHPUT_DTYPES:
+                c = _cases.pass_costs(d, dtype)
+                print(f"| {d}, {dtype} | {c['distances']:.2f} | {c['exp']:.2f} | "
+                      f"{c['sums']:.2f} | {c['total']:.2f} | "
+                      f"{info['cores'] / c['total'] * 1e9:.2e} |")
 
 
 if __name__ == "__main__":
