@@ -241,7 +241,9 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
             xa[:, d + 1] = (xa[:, :d] * xa[:, :d]).sum(axis=1)
             xa[:, :d] *= -2.0
             xa[:, d] = 1.0
-            d2 = qa @ xa.T
+            # xp.dot, not @: NumPy's matmul keeps the GIL for outputs under 500
+            # elements, which stalls the worker's other task threads.
+            d2 = xp.dot(qa, xa.T)
             inside = d2 <= 1.0
             c_blk += xp.count_nonzero(inside, axis=1)
             if kernel == "flat":
@@ -253,7 +255,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
                 w = xp.exp(d2, out=d2)
                 if far is not None:
                     w[far] = 0.0
-            a_blk += w @ part
+            a_blk += xp.dot(w, part)
         acc[rows] = a_blk
         cnt[rows] = c_blk
     return _driver.to_numpy(acc), _driver.to_numpy(cnt)
