@@ -15,8 +15,8 @@ expansion |s|^2 + |x|^2 - 2 s.x accurate) and a second gives the weighted
 sums and the weight total at once (the data carry a column of ones). Memory
 is bounded by the tile size, never n x m. Converged seeds leave the active
 set. Tiles run on a small thread pool: NumPy's loops and BLAS release the
-GIL (products go through np.dot, which releases it at any size; see
-``shift``).
+GIL (products go through ``_product``: np.matmul keeps it for small
+outputs).
 """
 
 from __future__ import annotations
@@ -47,6 +47,20 @@ def _rows(A, sel):
     """``A[sel]`` for a slice (a view) or an index array: ``np.take`` along
     axis 0, several times faster than fancy indexing for narrow rows."""
     return A[sel] if isinstance(sel, slice) else np.take(A, sel, axis=0)
+
+
+def _product(a, b, out=None):
+    """``a @ b`` for 2-D arrays, without holding the GIL.
+
+    np.matmul keeps the GIL when its output has fewer than 500 elements (a
+    few seeds' ``(t, d + 1)`` sums), which serialised the tile threads:
+    measured 0.95x one thread with two for a (128, 512) @ (512, 3) product.
+    np.dot releases it at any size but runs 3-8% slower than np.matmul on
+    large outputs, so it takes only the small ones.
+    """
+    if a.shape[0] * b.shape[1] < 500:
+        return np.dot(a, b, out=out)
+    return np.matmul(a, b, out=out)
 
 
 def _sorted_union(idx, n: int):
@@ -413,11 +427,6 @@ class NumpyBackend:
                 prod = local.p = np.empty((t, d + 1), dtype)
             return buf, prod
 
-        # Products are np.dot, not ``@``: np.matmul keeps the GIL when its
-        # output has fewer than 500 elements (a few seeds' (t, d + 1) sums),
-        # which serialised the tiles' threads; np.dot releases it for any
-        # size (measured: 2 threads 0.95x one thread with matmul, 1.6-1.9x
-        # with dot, for a (128, 512) @ (512, 3) product).
         def step(idx):
             """One shift step for the seed rows ``idx``: new positions, weight totals."""
             q = pos[idx]
@@ -451,7 +460,7 @@ class NumpyBackend:
                 if big:
                     e = _neg_half_sqdist(qc, xa[:, :d])
                 else:
-                    e = np.dot(qa, xa.T, out=ebuf[:t * len(part)].reshape(t, len(part)))
+                    e = _product(qa, xa.T, out=ebuf[:t * len(part)].reshape(t, len(part)))
                 if lattice:
                     # Rounding of the scaled expansion: a few ulps of its terms.
                     slack = 64 * (d + 2) * eps * (1.0 + float(np.abs(qa[:, d]).max())
@@ -460,7 +469,7 @@ class NumpyBackend:
                     w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
                     if rows.size:
                         w[rows, cols] = _within_exact(cand_o[c0 + cols, :d], qX[rows], h)
-                    acc += np.dot(w, cand_o[c0:c0 + step_cols])
+                    acc += _product(w, cand_o[c0:c0 + step_cols])
                     continue
                 if kernel == "flat":
                     w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
@@ -472,7 +481,7 @@ class NumpyBackend:
                     # points: a weight of 1 + O(eps), harmless, and cheaper
                     # than clamping the whole block.
                     w = np.exp(e, out=e)
-                acc += np.dot(w, part[:, :d + 1], out=pbuf)
+                acc += _product(w, part[:, :d + 1], out=pbuf)
             wsum = acc[:, d]
             ok = wsum > 0
             new = (qX if lattice else q).copy()
@@ -483,7 +492,7 @@ class NumpyBackend:
             """Float 0/1 matrix of |q - y|^2 <= 1 for the index rows ``sel``."""
             if global_frame:
                 # The loop's own expansion (step), so the sets agree with it.
-                e = np.dot(_augment_queries(q, dtype), _rows(Ya, sel).T)
+                e = _product(_augment_queries(q, dtype), _rows(Ya, sel).T)
                 return np.greater_equal(e, -0.5, out=e, casting="unsafe")
             return self._within_unit(q, _rows(Ys, sel))
 
@@ -619,7 +628,7 @@ class NumpyBackend:
             sig = np.zeros((m, 2))
 
             def fn(rows, part, within):
-                sig[rows] += np.dot(within, np.take(R, part, axis=0))
+                sig[rows] += _product(within, np.take(R, part, axis=0))
 
             self._unit_pass(index, P, fn, within)
             _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
@@ -651,7 +660,7 @@ class NumpyBackend:
             d2 = _neg_half_sqdist(qc, cc)
             d2 *= -2.0  # exact
             return np.less_equal(d2, 1.0, out=d2, casting="unsafe")
-        d2 = np.dot(qc, cc.T)
+        d2 = _product(qc, cc.T)
         d2 *= -2.0
         d2 += np.einsum("ij,ij->i", qc, qc)[:, None]
         d2 += np.einsum("ij,ij->i", cc, cc)[None, :]
@@ -696,7 +705,7 @@ class NumpyBackend:
             a, b = ab
             q = Qc[a:b]
             qq = np.einsum("ij,ij->i", q, q)
-            d2 = np.dot(q, Xc.T)
+            d2 = _product(q, Xc.T)
             d2 *= -2.0
             d2 += qq[:, None]
             d2 += xx[None, :]
