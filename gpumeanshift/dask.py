@@ -241,9 +241,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
             xa[:, d + 1] = (xa[:, :d] * xa[:, :d]).sum(axis=1)
             xa[:, :d] *= -2.0
             xa[:, d] = 1.0
-            # xp.dot, not @: NumPy's matmul keeps the GIL for outputs under 500
-            # elements, which stalls the worker's other task threads.
-            d2 = xp.dot(qa, xa.T)
+            d2 = qa @ xa.T
             inside = d2 <= 1.0
             c_blk += xp.count_nonzero(inside, axis=1)
             if kernel == "flat":
@@ -255,6 +253,8 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
                 w = xp.exp(d2, out=d2)
                 if far is not None:
                     w[far] = 0.0
+            # xp.dot, not @: NumPy's matmul keeps the GIL for outputs under
+            # 500 elements (few seeds), stalling the worker's other threads.
             a_blk += xp.dot(w, part)
         acc[rows] = a_blk
         cnt[rows] = c_blk
