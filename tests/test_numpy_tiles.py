@@ -13,7 +13,7 @@ import pytest
 
 from gpumeanshift import get_bin_seeds
 from gpumeanshift.backends._spatial import DensityGrid, SortedIndex, col_max, col_min
-from gpumeanshift.backends.numpy_backend import NumpyBackend, _sequential_sum
+from gpumeanshift.backends.numpy_backend import NumpyBackend, _product, _sequential_sum
 
 
 def blobs(n, d, seed=0, spread=6.0):
@@ -175,3 +175,24 @@ def test_col_min_max_equal_axis0(shape, order):
 def test_col_min_of_empty_raises_like_numpy():
     with pytest.raises(ValueError, match="zero-size"):
         col_min(np.zeros((0, 2)))
+
+
+# ------------------------------------------------------------------ products
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("t, c, k", [(1, 700, 3), (16, 512, 3), (166, 40, 3), (167, 40, 3),
+                                     (256, 512, 18), (3, 2, 5)])
+def test_product_is_the_matrix_product(dtype, t, c, k):
+    """Both routes of ``_product`` (np.dot below 500 output elements, np.matmul
+    above) give ``a @ b`` to rounding, on transposed and sliced operands, with
+    and without ``out``."""
+    rng = np.random.default_rng(t * c + k)
+    a = rng.random((t, c)).astype(dtype)
+    b = rng.random((k + 2, c)).astype(dtype)[:k].T  # (c, k), not contiguous
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    got = _product(a, b)
+    assert got.dtype == dtype and got.shape == (t, k)
+    np.testing.assert_allclose(got, ref, rtol=rtol)
+    out = np.full((t, k), np.nan, dtype=dtype)
+    assert _product(a, b, out=out) is out
+    np.testing.assert_allclose(out, ref, rtol=rtol)
