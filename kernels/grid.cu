@@ -1,8 +1,10 @@
 // grid.cu -- mean shift over a cell list (algorithm="grid"), d = 1, 2, 3.
 //
 // Data: centered and pre-scaled by 1/bandwidth on the host, then sorted by
-// cell id. Cells are cubes of side `cell` (= the kernel's reach: 1 bandwidth
-// for flat, MS_GRID_RADIUS for the truncated Gaussian); the cell of a point y
+// cell id; integer-valued data under the flat kernel stay in their own units
+// instead, with r2 = h^2 (as in meanshift.cu; r2 = 1 otherwise). Cells are
+// cubes of side `cell` (= the kernel's reach: 1 bandwidth for flat,
+// MS_GRID_RADIUS for the truncated Gaussian, in the data's units); the cell of a point y
 // is floor((y - origin) / cell) per axis, ids row-major (last axis fastest).
 // Only non-empty cells are listed: cell_ids (sorted, int64) and cell_start
 // (n_cells + 1 offsets into the sorted data, cell_start[n_cells] = n).
@@ -44,7 +46,7 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
               const long long* __restrict__ gstride, double cell, double reach,
               T* __restrict__ pos, int* __restrict__ n_iter, int* __restrict__ intensity,
               int* __restrict__ state, const int* __restrict__ active, int n_active,
-              int max_iter, int steps, T tol2) {
+              int max_iter, int steps, T tol2, T r2) {
     const int slot = blockIdx.x * blockDim.x + threadIdx.x;
     if (slot >= n_active) return;
     const int seed = active[slot];
@@ -96,8 +98,8 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
                         const T diff = xr[k] - p[k];
                         u2 += diff * diff;
                     }
-                    const T w = ms_weight<T, KERNEL>(u2);
-                    cnt += u2 <= T(1) ? 1 : 0;
+                    const T w = ms_weight_r<T, KERNEL>(u2, r2);
+                    cnt += u2 <= r2 ? 1 : 0;
                     wsum += w;
 #pragma unroll
                     for (int k = 0; k < D; ++k) acc[k] += w * xr[k];

@@ -232,9 +232,9 @@ class CudaBackend:
         # counts, lattices) stay in their own units: the kernels then decide
         # exact boundary ties as sum (x - q)^2 <= h^2, the positions are means
         # of integers (exact sums), as scikit-learn computes them; see
-        # ms_weight_r in kernels/common.cuh. The cell-list kernel keeps the
-        # scaled coordinates its cells are laid out in.
-        lattice = kernel == "flat" and not grid and integer_valued(X, xp)
+        # ms_weight_r in kernels/common.cuh. The cell list is then laid out in
+        # the data's units too (cells of side h).
+        lattice = kernel == "flat" and integer_valued(X, xp)
         X, seeds = self._inputs(X, seeds)
         if X.shape[0] == 0:
             raise ValueError("shift() needs at least one data point")
@@ -270,7 +270,7 @@ class CudaBackend:
         split, n_splits, chunk = self._plan_split(min(m, 1 << 30), n, tile)
         cells = None
         if grid:  # each seed visits its neighbouring cells only; no split scheme
-            cells = self._cell_list(Xs, kernel)
+            cells = self._cell_list(Xs, kernel, unit)
             split, n_splits, chunk = False, 1, n
         per_seed = 2 * d * isz + 5 * 4 + (n_splits * ((d + 1) * isz + 4) if split else 0)
         self.last_plan = {"split": split, "n_splits": n_splits, "chunk": chunk,
@@ -324,7 +324,7 @@ class CudaBackend:
                               (c["X"], np.int32(n), c["ids"], c["start"], np.int32(c["n_cells"]),
                                c["origin"], c["shape"], c["stride"], np.float64(c["cell"]),
                                np.float64(c["cell"]), pos, it, inten, state, active,
-                               np.int32(n_active), *common, np.int32(steps), tol2),
+                               np.int32(n_active), *common, np.int32(steps), tol2, r2),
                               0)
                 else:
                     rt.launch(_rt.kernel_name("ms_shift_fused", dtype, D, kernel),
@@ -352,8 +352,11 @@ class CudaBackend:
         self._batched(m, per_seed, 0, run, "shift")
         return ShiftResult(modes, n_iter, intensity, converged)
 
-    def _cell_list(self, Xs, kernel: str) -> dict:
-        """The cell list of the scaled data ``Xs`` for ``ms_shift_grid``.
+    def _cell_list(self, Xs, kernel: str, unit: float = 1.0) -> dict:
+        """The cell list of the data ``Xs`` for ``ms_shift_grid``: ``Xs`` in
+        bandwidths (``unit`` = 1) or in the data's own units (``unit`` = h,
+        integer data under the flat kernel); cells are ``unit`` times the
+        kernel's reach wide.
 
         Built on the device with array-module operations: the data are
         already there, a (stable) device sort of n keys is far cheaper than
@@ -366,7 +369,7 @@ class CudaBackend:
         """
         rt, xp = self.runtime, self.runtime.xp
         n, d = Xs.shape
-        cell = 1.0 if kernel == "flat" else float(GAUSSIAN_GRID_RADIUS)
+        cell = unit * (1.0 if kernel == "flat" else float(GAUSSIAN_GRID_RADIUS))
         origin = xp.ascontiguousarray(Xs.min(axis=0).astype(np.float64))
         coords = xp.floor((Xs.astype(np.float64) - origin) / cell).astype(np.int64)
         shape = rt.to_host(coords.max(axis=0)).astype(np.int64) + 1

@@ -229,13 +229,14 @@ def test_shift_is_invariant_to_row_order(make_backend, kernel):
     np.testing.assert_array_equal(to_numpy(a.n_iter), to_numpy(b.n_iter))
 
 
-@pytest.mark.parametrize("scheme", ["fused", "split"])
+@pytest.mark.parametrize("scheme", ["fused", "split", "grid"])
 @pytest.mark.parametrize("d", [2, 3])
 @pytest.mark.parametrize("bandwidth", [1.0, 1.5])
 def test_integer_lattice_matches_sklearn(make_backend, d, bandwidth, scheme):
     """Integer data put points at exactly one bandwidth from climbing seeds:
     the kernels must take scikit-learn's side of every such boundary (data in
-    their own units, sum (x - q)^2 <= h^2, correctly rounded means). Labels
+    their own units, sum (x - q)^2 <= h^2, correctly rounded means), the
+    all-points kernels (fused, split) and the cell-list kernel alike. Labels
     are compared except where a point's two nearest centers are equally far
     in exact arithmetic (rationals: the centers are means of integers)."""
     from fractions import Fraction
@@ -246,10 +247,12 @@ def test_integer_lattice_matches_sklearn(make_backend, d, bandwidth, scheme):
 
     rng = np.random.default_rng(d * 10 + int(bandwidth * 2))
     X = rng.integers(0, 6, size=(300, d)).astype(np.float64)
-    opts = {"split": False} if scheme == "fused" else {"split": True, "n_splits": 3}
+    opts = {"split": True, "n_splits": 3} if scheme == "split" else {"split": False}
+    algorithm = "grid" if scheme == "grid" else "brute"
     for bin_seeding in (False, True):
         ours = gms.MeanShift(bandwidth=bandwidth, kernel="flat", bin_seeding=bin_seeding,
-                             backend=make_backend(**opts)).fit(X)
+                             algorithm=algorithm, backend=make_backend(**opts)).fit(X)
+        assert ours.algorithm_ == algorithm
         ref = SkMeanShift(bandwidth=bandwidth, bin_seeding=bin_seeding).fit(X)
         centers = to_numpy(ours.cluster_centers_)
         assert centers.shape == ref.cluster_centers_.shape
