@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from gpumeanshift import get_bin_seeds
-from gpumeanshift.backends._spatial import DensityGrid, SortedIndex, col_max, col_min
+from gpumeanshift.backends._spatial import (CellIndex, DensityGrid, SortedIndex, col_max,
+                                           col_min)
 from gpumeanshift.backends.numpy_backend import NumpyBackend, _product, _sequential_sum
 
 
@@ -87,16 +88,20 @@ def test_density_grid_of_constant_axis():
 
 
 # ------------------------------------------------------------------ tile plan
-def plan(backend, Y, P, reach=1.0):
-    return backend._plan_tiles(SortedIndex(Y), P, reach)
+INDEXES = {"sorted": SortedIndex, "cells": lambda Y: CellIndex(Y, 1.0)}
 
 
+def plan(backend, Y, P, reach=1.0, index="sorted"):
+    return backend._plan_tiles(INDEXES[index](Y), P, reach)
+
+
+@pytest.mark.parametrize("index", sorted(INDEXES))
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("m", [1, 2, 5, 44, 300])
-def test_plan_partitions_the_seeds(n_threads, m):
+def test_plan_partitions_the_seeds(n_threads, m, index):
     Y = blobs(5000, 2)
     P = Y[np.random.default_rng(m).integers(0, len(Y), m)]
-    order, tiles = plan(NumpyBackend(n_threads=n_threads), Y, P)
+    order, tiles = plan(NumpyBackend(n_threads=n_threads), Y, P, index=index)
     assert sorted(order.tolist()) == list(range(m))
     assert tiles[0][0] == 0 and tiles[-1][1] == m
     assert all(a < b and b - a <= NumpyBackend._SEED_TILE for a, b in tiles)
@@ -104,14 +109,15 @@ def test_plan_partitions_the_seeds(n_threads, m):
     assert len(tiles) >= min(n_threads, m)
 
 
-def test_plan_separates_far_seeds_and_joins_close_ones():
+@pytest.mark.parametrize("index", sorted(INDEXES))
+def test_plan_separates_far_seeds_and_joins_close_ones(index):
     """Two groups of seeds 40 bandwidths apart: never one tile for both; the
     seeds of each tight group share a tile."""
     rng = np.random.default_rng(0)
     Y = np.concatenate([rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2)) + [40.0, 0.0]])
     P = np.concatenate([rng.normal(scale=0.01, size=(6, 2)),
                         rng.normal(scale=0.01, size=(6, 2)) + [40.0, 0.0]])
-    order, tiles = plan(NumpyBackend(n_threads=1), Y, P)
+    order, tiles = plan(NumpyBackend(n_threads=1), Y, P, index=index)
     assert len(tiles) == 2
     for a, b in tiles:
         group = P[order[a:b], 0] > 20.0
@@ -125,12 +131,13 @@ def test_many_seeds_keep_fixed_tiles():
 
 
 # ------------------------------------------------- results do not depend on it
+@pytest.mark.parametrize("algorithm", ["brute", "grid"])
 @pytest.mark.parametrize("kernel", ["flat", "gaussian"])
 @pytest.mark.parametrize("d", [1, 2, 3])
-def test_planned_tiles_give_the_fixed_tiles_result(kernel, d):
+def test_planned_tiles_give_the_fixed_tiles_result(kernel, d, algorithm):
     X = blobs(4000, d, seed=3)
     seeds = get_bin_seeds(X, 1.5)
-    kw = dict(bandwidth=1.5, kernel=kernel, max_iter=300, tol=1e-3)
+    kw = dict(bandwidth=1.5, kernel=kernel, max_iter=300, tol=1e-3, algorithm=algorithm)
     a = NumpyBackend(n_threads=2).shift(X, seeds, **kw)
     b = FixedTiles(n_threads=2).shift(X, seeds, **kw)
     np.testing.assert_array_equal(a.n_iter, b.n_iter)

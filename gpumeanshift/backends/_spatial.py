@@ -245,13 +245,7 @@ class SortedIndex:
         """A coarse count of the points over the sorted axis and the next
         widest one (built on first use), for planning tiles of few seeds."""
         if self._density is None:
-            ext = self._hi - self._lo
-            axes = [self.axis]
-            if len(ext) > 1:
-                ext2 = ext.astype(np.float64).copy()
-                ext2[self.axis] = -1.0
-                axes.append(int(np.argmax(ext2)))
-            self._density = DensityGrid(self.Y, axes, self._lo, self._hi)
+            self._density = _widest_density(self.Y, self._lo, self._hi, self.axis)
         return self._density
 
     # A gathered candidate row (np.take) costs about as much as this many
@@ -288,6 +282,16 @@ class SortedIndex:
         if kept * (t + self._GATHER_PAIRS) >= (b - a) * t:
             return slice(a, b)
         return np.flatnonzero(inside) + a
+
+
+def _widest_density(Y, lo, hi, first: int) -> "DensityGrid":
+    """The density grid of ``Y`` over axis ``first`` and the widest other one."""
+    axes = [first]
+    if Y.shape[1] > 1:
+        ext = (hi - lo).astype(np.float64)
+        ext[first] = -1.0
+        axes.append(int(np.argmax(ext)))
+    return DensityGrid(Y, axes, lo, hi)
 
 
 class DensityGrid:
@@ -378,6 +382,16 @@ class CellIndex:
         self.cell_end = self.cell_start + counts
         self.offsets = np.array(list(itertools.product(range(-self.span, self.span + 1), repeat=d)),
                                 dtype=np.int64)
+        self._density = None
+
+    def density(self) -> "DensityGrid":
+        """A coarse count of the points over the two widest axes (built on
+        first use), for planning tiles of few seeds: a tile's candidates are
+        the cells around its seeds, within the box the plan counts."""
+        if self._density is None:
+            lo, hi = col_min(self.Y), col_max(self.Y)
+            self._density = _widest_density(self.Y, lo, hi, int(np.argmax(hi - lo)))
+        return self._density
 
     def _coords(self, P: np.ndarray) -> np.ndarray:
         return np.floor((np.asarray(P, np.float64) - self.origin) / self.cell).astype(np.int64)
