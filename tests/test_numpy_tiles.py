@@ -203,3 +203,26 @@ def test_product_is_the_matrix_product(dtype, t, c, k):
     out = np.full((t, k), np.nan, dtype=dtype)
     assert _product(a, b, out=out) is out
     np.testing.assert_allclose(out, ref, rtol=rtol)
+
+
+# ------------------------------------------------------------------- threads
+def test_pool_holds_blas_to_one_thread_and_restores_it():
+    """Inside the backend's pool every BLAS library runs one thread (the
+    tiles are the parallelism); on leaving, the previous limits come back.
+    Twice, since the controller that sets them is kept between calls."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "no BLAS library found"
+    be = NumpyBackend(n_threads=2)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        outer = blas_threads()
+        for _ in range(2):
+            with be._parallel():
+                assert blas_threads() == [1] * len(before)
+            assert blas_threads() == outer
+    assert blas_threads() == before
