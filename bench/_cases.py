@@ -96,15 +96,20 @@ class ThroughputCase:
     max_iter: int
 
     def pairs(self, res) -> int:
-        """Pair evaluations counted: points x (sum over seeds of counted iterations).
+        """Gaussian weights evaluated: points x (sum over seeds of n_iter + 1).
 
-        With ``tol=0`` a seed only stops early when a step leaves it exactly
-        where it was (this happens in float32), so nearly every seed runs
-        ``max_iter`` steps; its ``n_iter`` says how many. The final stopping
-        step and the intensity count that ``shift`` also performs are not
-        counted, so the figure is a lower bound.
+        A seed takes ``n_iter + 1`` steps: the ``n_iter`` it completes, then
+        the step whose mean stops it (within ``tol``, or at ``max_iter``),
+        computed like every other (scikit-learn's rule, which ``n_iter_``
+        follows). With ``tol=0`` a seed only stops early when a step leaves it
+        exactly where it was (this happens in float32), so nearly every seed
+        takes ``max_iter + 1`` steps. Under brute force with nothing culled
+        each step weighs every point: tests/test_numpy_tiles.py counts the
+        products ``shift`` makes and finds exactly this many pairs. The
+        intensity count that ``shift`` also performs (flat comparisons) is in
+        the time and not in the count.
         """
-        return len(self.X) * int(np.asarray(res.n_iter).sum())
+        return len(self.X) * int((np.asarray(res.n_iter) + 1).sum())
 
 
 def throughput_case(d: int, dtype: str, *, n=THROUGHPUT_N, m=THROUGHPUT_SEEDS,

@@ -226,3 +226,31 @@ def test_pool_holds_blas_to_one_thread_and_restores_it():
                 assert blas_threads() == [1] * len(before)
             assert blas_threads() == outer
     assert blas_threads() == before
+
+
+# ------------------------------------------------------- the benchmark's count
+@pytest.mark.parametrize("d, dtype", [(2, np.float64), (3, np.float64), (16, np.float32)])
+def test_gaussian_step_weighs_every_point_n_iter_plus_one_times(monkeypatch, d, dtype):
+    """Under brute force with nothing culled, each seed's steps (the n_iter it
+    completes and the one that stops it) weigh every point once: the pair
+    count of bench/ case 3 (points x sum of n_iter + 1). Counted on the
+    distance products of the step (``out=`` a block of t x candidates)."""
+    from gpumeanshift.backends import numpy_backend
+
+    weighed = [0]
+    product = numpy_backend._product
+
+    def counting(a, b, out=None):
+        if out is not None and a.shape[1] == d + 2 and b.shape[0] == d + 2:
+            weighed[0] += out.size
+        return product(a, b, out=out)
+
+    monkeypatch.setattr(numpy_backend, "_product", counting)
+    rng = np.random.default_rng(d)
+    X = rng.normal(size=(3000, d)).astype(dtype)
+    bandwidth = float(np.ptp(X, axis=0).max()) / 8.0  # all within the Gaussian's reach
+    res = NumpyBackend(n_threads=2).shift(X, X[:300], bandwidth=bandwidth, kernel="gaussian",
+                                          max_iter=7, tol=0.0, algorithm="brute")
+    steps = int((np.asarray(res.n_iter) + 1).sum())
+    assert steps >= 300 * 7
+    assert weighed[0] == len(X) * steps
