@@ -174,7 +174,8 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
     }
 
 
-def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory=None):
+def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory=None,
+                  radius=None):
     """"data" strategy: one chunk's contribution to one shift step.
 
     ``seeds`` are positions in bandwidth units relative to ``center`` (the
@@ -191,11 +192,22 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     single-machine ``algorithm="grid"`` does. ``max_memory`` bounds the
     seed x point blocks (about 4 live values of 8 bytes per element) as the
     NumPy backend's does; the chunk's own copies come on top.
+
+    ``radius`` (integer-valued float64 data, flat kernel): the chunk and the
+    seeds stay in the data's own units (``center`` and ``inv_h`` unused) and
+    a point is within when ``sum_j (y_j - q_j)^2 <= radius^2``, summed in
+    feature order for the pairs within rounding of the boundary, as the NumPy
+    backend and scikit-learn decide it; the sums of integer rows are exact.
     """
     xp = _xp(chunk)
     dtype = chunk.dtype
-    Y = (chunk - xp.asarray(center, dtype=np.float64).astype(dtype)) * dtype.type(inv_h)
-    Y = Y.astype(dtype, copy=False)
+    if radius is None:
+        Y = (chunk - xp.asarray(center, dtype=np.float64).astype(dtype)) * dtype.type(inv_h)
+        Y = Y.astype(dtype, copy=False)
+        r2 = 1.0
+    else:
+        Y = chunk
+        r2 = float(radius) ** 2
     n, d = Y.shape
     S = xp.asarray(seeds, dtype=dtype)
     m = S.shape[0]
@@ -206,6 +218,12 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     reach = 1.0 if kernel == "flat" else math.sqrt(_GAUSS_D2_CUTOFF[np.dtype(dtype)])
     if truncate is not None and kernel != "flat":
         reach = min(reach, float(truncate))
+    eps = float(np.finfo(dtype).eps)
+    if radius is not None:
+        # A point at exactly the radius may land a rounding error past it in
+        # the box test: reach a hair further (each pair is decided below).
+        big = max(float(xp.abs(Y).max()), float(xp.abs(S).max()))
+        reach = float(radius) + 64 * eps * (float(radius) + big)
     cull_dims = min(d, 8)
     tile_elements = _TILE_ELEMENTS if max_memory is None else max(1, min(
         _TILE_ELEMENTS, int(max_memory) // _BYTES_PER_ELEMENT))
@@ -242,7 +260,18 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
             xa[:, :d] *= -2.0
             xa[:, d] = 1.0
             d2 = qa @ xa.T
-            inside = d2 <= 1.0
+            inside = d2 <= r2
+            if radius is not None:
+                # Rounding of the expansion: a few ulps of its terms.
+                slack = 64 * (d + 2) * eps * (r2 + float(xp.abs(qa[:, d]).max())
+                                              + float(xp.abs(xa[:, d + 1]).max()))
+                rows_b, cols_b = xp.nonzero(xp.abs(d2 - r2) <= slack)
+                if rows_b.size:
+                    exact = xp.zeros(rows_b.shape[0], dtype=np.float64)
+                    for j in range(d):
+                        diff = part[cols_b, j] - q[rows_b, j]
+                        exact += diff * diff
+                    inside[rows_b, cols_b] = exact <= r2
             c_blk += xp.count_nonzero(inside, axis=1)
             if kernel == "flat":
                 w = inside.astype(dtype)
@@ -261,7 +290,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     return _driver.to_numpy(acc), _driver.to_numpy(cnt)
 
 
-def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None):
+def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None, radius=None):
     """One worker's share of a "data" round: the partial sums of its chunks.
 
     One task per worker and round (not per chunk) keeps the scheduler's
@@ -269,7 +298,8 @@ def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None)
     adds them in chunk order, whichever worker computed them.
     """
     t0 = time.perf_counter()
-    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate, max_memory) for c in chunks]
+    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate, max_memory, radius)
+            for c in chunks]
     return {"sums": sums, "xp": _xp(chunks[0]).__name__.split(".")[0],
             "seconds": time.perf_counter() - t0, "worker": _worker_address()}
 
@@ -407,12 +437,18 @@ def _workers(client):
 
 
 def _finite_and_center(client, X):
-    center, finite = client.compute(
-        [X.mean(axis=0, dtype=np.float64), da.isfinite(X).all()], sync=True
-    )
-    if not bool(_driver.to_numpy(finite)):
+    """The column means (float64) and whether X is integer-valued float64
+    with ``n * max|x| < 2**53`` (``_spatial.integer_valued``), in one pass;
+    ValueError on NaN or infinity."""
+    wanted = [X.mean(axis=0, dtype=np.float64), da.isfinite(X).all()]
+    if X.dtype == np.float64:
+        wanted += [(X == da.round(X)).all(), da.absolute(X).max()]
+    got = client.compute(wanted, sync=True)
+    if not bool(_driver.to_numpy(got[1])):
         raise ValueError("X contains NaN or infinity; all values must be finite")
-    return _driver.to_numpy(center).astype(np.float64)
+    integer = (len(got) == 4 and X.shape[0] > 0 and bool(_driver.to_numpy(got[2]))
+               and float(_driver.to_numpy(got[3])) * X.shape[0] < 2.0**53)
+    return _driver.to_numpy(got[0]).astype(np.float64), integer
 
 
 def _rule_bandwidth(client, X, rule):
@@ -700,7 +736,10 @@ class MeanShift(_LocalMeanShift):
         X = _as_dask_array(X)
         device_input = is_device_array(X._meta)
         X, futs = _chunk_futures(client, X)
-        center = _finite_and_center(client, X)
+        center, integer = _finite_and_center(client, X)
+        # Integer data, flat kernel: the "data" loop decides boundary ties
+        # exactly, in the data's own units, as the single-machine fit does.
+        lattice = integer and self.kernel == "flat"
         h = self._resolve_bandwidth(client, X)
 
         seeds = self._initial_seeds(client, X, futs, h, params["min_bin_freq"])
@@ -719,7 +758,7 @@ class MeanShift(_LocalMeanShift):
             progress = ShiftProgress(n_seeds, params["max_iter"])
         try:
             shifted = self._shift(client, X, futs, seeds, center, fit_id, shift_args, strategy,
-                                  progress)
+                                  progress, lattice=lattice)
         finally:
             if progress is not None:
                 progress.close()
@@ -741,7 +780,7 @@ class MeanShift(_LocalMeanShift):
                 point_modes = modes
             else:
                 point_modes = self._shift(client, X, futs, None, center, f"{fit_id}-basin",
-                                          shift_args, strategy)["modes"]
+                                          shift_args, strategy, lattice=lattice)["modes"]
             labels = _basin_labels(X, point_modes, centers, None if self.cluster_all else h)
         else:
             threshold = None if self.cluster_all else h
@@ -874,7 +913,7 @@ class MeanShift(_LocalMeanShift):
         return choice
 
     def _shift(self, client, X, futs, seeds, center, fit_id, shift_args, strategy,
-               progress=None):
+               progress=None, lattice=False):
         """The shift of ``seeds`` (None: every point, in row order) by ``strategy``.
 
         ``progress(iteration, n_active)`` (a :class:`ShiftProgress`) is told
@@ -893,7 +932,8 @@ class MeanShift(_LocalMeanShift):
             seeds = np.concatenate([_driver.to_numpy(c)
                                     for c in _gather(client, futs, "seeding")])
         seeds = np.ascontiguousarray(_driver.to_numpy(seeds), dtype=X.dtype)
-        return self._shift_data(client, futs, seeds, center, fit_id, shift_args, progress)
+        return self._shift_data(client, futs, seeds, center, fit_id, shift_args, progress,
+                                lattice)
 
     def _shift_seeds(self, client, X, futs, seeds, fit_id, shift_args):
         """Data assembled once (one task), seeds sharded one shard per worker."""
@@ -924,17 +964,25 @@ class MeanShift(_LocalMeanShift):
                 "converged": cat("converged"), "backends": {r["backend"] for r in results},
                 "algorithms": {r["algorithm"] for r in results}, "stats": stats}
 
-    def _shift_data(self, client, futs, seeds, center, fit_id, shift_args, progress=None):
+    def _shift_data(self, client, futs, seeds, center, fit_id, shift_args, progress=None,
+                    lattice=False):
         """The shift loop on the client; each step's sums come from the chunks.
 
         The same arithmetic and bookkeeping as the NumPy backend's loop, so
         the stopping rule, ``n_iter`` and intensity are the single-machine ones.
+        ``lattice`` (integer-valued float64 data, flat kernel): positions stay
+        in the data's own units, each a mean of integer rows (exact sums, so
+        np.mean's bits), boundary ties decided exactly (``_partial_sums``).
         """
         h, kernel = shift_args["bandwidth"], shift_args["kernel"]
         max_iter, tol = shift_args["max_iter"], shift_args["tol"]
         dtype = seeds.dtype
-        inv_h = 1.0 / h
-        S = ((seeds - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
+        if lattice:
+            center, inv_h, radius = np.zeros_like(center), 1.0, h
+            S = seeds.copy()
+        else:
+            inv_h, radius = 1.0 / h, None
+            S = ((seeds - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
         m, d = S.shape
         pos = S.copy()
         n_iter = np.zeros(m, dtype=np.int64)
@@ -962,7 +1010,7 @@ class MeanShift(_LocalMeanShift):
                 groups.setdefault(w, []).append(i)
             submitted = [
                 (idx, client.submit(_round_task, [futs[i] for i in idx], q, center, inv_h, kernel,
-                                    truncate, self.max_memory,
+                                    truncate, self.max_memory, radius,
                                     key=f"gms-partial-{fit_id}-{it}-{g}",
                                     workers=[w] if w else None, allow_other_workers=True))
                 for g, (w, idx) in enumerate(groups.items())
@@ -992,7 +1040,10 @@ class MeanShift(_LocalMeanShift):
             new[ok] = acc[ok, :d] / wsum[ok, None]
             orphan = ~ok
             moved2 = np.einsum("ij,ij->i", new - old, new - old)
-            done_tol = (moved2 <= thresh2) & ~orphan
+            if lattice:  # scikit-learn's rule in the data's units: |new - old| <= tol * h
+                done_tol = (np.sqrt(moved2) <= float(tol) * h) & ~orphan
+            else:
+                done_tol = (moved2 <= thresh2) & ~orphan
             stop = orphan | done_tol | (it >= max_iter)
             intensity[active] = cnt  # from where this step started
             pos[active[ok]] = new[ok]
@@ -1006,7 +1057,7 @@ class MeanShift(_LocalMeanShift):
             if progress is not None:
                 progress(min(it, max_iter), active.size)
         intensity[orphaned] = 0
-        modes = (pos.astype(np.float64) * h + center).astype(dtype)
+        modes = pos if lattice else (pos.astype(np.float64) * h + center).astype(dtype)
         stats = {"strategy": "data", "rounds": it, "task_seconds": task_seconds}
         return {"modes": modes, "n_iter": n_iter, "intensity": intensity, "converged": converged,
                 "backends": names, "algorithms": {"grid" if self.algorithm == "grid" else "brute"},

@@ -81,6 +81,26 @@ def test_matches_single_machine(client, X, strategy, kernel, bin_seeding):
 
 
 @pytest.mark.parametrize("strategy", ["seeds", "data"])
+@pytest.mark.parametrize("d, bandwidth", [(2, 1.0), (2, 1.5), (3, 1.0), (3, 1.5)])
+def test_integer_lattice_matches_single_machine_exactly(client, strategy, d, bandwidth):
+    """Integer data put points at exactly one bandwidth from climbing seeds;
+    both strategies take the single-machine fit's (scikit-learn's) side of
+    every such boundary: the same centers bit for bit, labels, n_iter_ and
+    intensities."""
+    X = np.random.default_rng(d * 10 + int(bandwidth * 2)).integers(
+        0, 6, size=(300, d)).astype(np.float64)
+    for bin_seeding in (False, True):
+        params = dict(bandwidth=bandwidth, kernel="flat", bin_seeding=bin_seeding)
+        ours = gdask.MeanShift(backend="numpy", strategy=strategy, **params)
+        ours.fit(da.from_array(X, chunks=70))
+        ref = reference(X, **params)
+        np.testing.assert_array_equal(np.asarray(ours.cluster_centers_), ref.cluster_centers_)
+        np.testing.assert_array_equal(ours.labels_.compute(), ref.labels_)
+        assert ours.n_iter_ == ref.n_iter_
+        np.testing.assert_array_equal(ours.center_intensity_, ref.center_intensity_)
+
+
+@pytest.mark.parametrize("strategy", ["seeds", "data"])
 def test_float32_within_float32_rounding(client, X, strategy):
     X32 = X.astype(np.float32)
     params = dict(bandwidth=BANDWIDTH, kernel="gaussian", bin_seeding=True)
