@@ -124,10 +124,17 @@ def test_plan_separates_far_seeds_and_joins_close_ones(index):
         assert group.all() or not group.any()
 
 
-def test_many_seeds_keep_fixed_tiles():
+@pytest.mark.parametrize("n_threads, m, sizes", [
+    (2, 600, [150] * 4), (2, 2000, [250] * 8), (3, 2000, [222] * 7 + [223] * 2),
+    (1, 600, [200] * 3), (2, 512, [256] * 2)])
+def test_many_seeds_get_equal_tiles_in_a_multiple_of_the_threads(n_threads, m, sizes):
+    """Many seeds: the index's order in tiles of at most _SEED_TILE, equal to
+    one seed, as many as a multiple of the threads (no thread waits on
+    another's last tile)."""
     Y = blobs(3000, 2)
-    order, tiles = plan(NumpyBackend(n_threads=2), Y, Y[:600])
-    assert [b - a for a, b in tiles] == [256, 256, 88]
+    P = Y[np.random.default_rng(0).integers(0, len(Y), m)]
+    order, tiles = plan(NumpyBackend(n_threads=n_threads), Y, P)
+    assert sorted(b - a for a, b in tiles) == sorted(sizes)
 
 
 # ------------------------------------------------- results do not depend on it

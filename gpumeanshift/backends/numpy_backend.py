@@ -319,8 +319,15 @@ class NumpyBackend:
         return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
     def _seed_tiles(self, m: int, tile: int = 256):
-        tile = max(1, min(tile, -(-m // self.n_threads)))
-        return [(a, min(a + tile, m)) for a in range(0, m, tile)]
+        """``[a, b)`` tiles of at most ``tile`` seeds, as many as a multiple of
+        the thread count and of equal size (to one seed), so that no thread
+        waits for another's last tile at the end of a round."""
+        if m == 0:
+            return []
+        n_tiles = -(-m // tile)
+        n_tiles = min(m, -(-n_tiles // self.n_threads) * self.n_threads)
+        bounds = (np.arange(n_tiles + 1) * m) // n_tiles
+        return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def _plan_tiles(self, index, P, reach):
         """The order of the seeds ``P`` and the ``[a, b)`` tiles of that order.
