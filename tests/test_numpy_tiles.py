@@ -241,15 +241,16 @@ def test_gaussian_step_weighs_every_point_n_iter_plus_one_times(monkeypatch, d, 
     """Under brute force with nothing culled, each seed's steps (the n_iter it
     completes and the one that stops it) weigh every point once: the pair
     count of bench/ case 3 (points x sum of n_iter + 1). Counted on the
-    distance products of the step (``out=`` a block of t x candidates)."""
+    step's products of a weight block (t x candidates) with the points'
+    ``[x, 1]`` rows."""
     from gpumeanshift.backends import numpy_backend
 
     weighed = [0]
     product = numpy_backend._product
 
     def counting(a, b, out=None):
-        if out is not None and a.shape[1] == d + 2 and b.shape[0] == d + 2:
-            weighed[0] += out.size
+        if b.shape == (a.shape[1], d + 1):
+            weighed[0] += a.size
         return product(a, b, out=out)
 
     monkeypatch.setattr(numpy_backend, "_product", counting)

@@ -89,15 +89,20 @@ def _sequential_sum(X, idx):
                      for j in range(X.shape[1])])
 
 
-def _augment_points(P, dtype):
-    """Rows ``[p, 1, -|p|^2/2]``: against :func:`_augment_queries` rows one
-    product gives ``-|q - p|^2 / 2``, and the first ``d + 1`` columns give
-    the weighted sums and the weight total."""
+def _augment_points(P, dtype, mid=None):
+    """Rows ``[p, 1, -|p|^2/2]`` of ``p = P - mid`` (``P`` when ``mid`` is
+    None): against :func:`_augment_queries` rows one product gives
+    ``-|q - p|^2 / 2``, and the first ``d + 1`` columns give the weighted
+    sums and the weight total."""
     n, d = P.shape
     out = np.empty((n, d + 2), dtype)
-    out[:, :d] = P
+    p = out[:, :d]
+    if mid is None:
+        p[...] = P
+    else:
+        np.subtract(P, mid, out=p)
     out[:, d] = 1.0
-    out[:, d + 1] = np.einsum("ij,ij->i", P, P)
+    out[:, d + 1] = np.einsum("ij,ij->i", p, p)
     out[:, d + 1] *= -0.5
     return out
 
@@ -441,19 +446,6 @@ class NumpyBackend:
         converged = np.zeros(m, dtype=bool)
         active = np.arange(m)
 
-        local = threading.local()
-
-        def scratch(n_block: int, t: int):
-            """This thread's block buffer (at least ``n_block`` elements) and a
-            ``(t, d + 1)`` product buffer, reused across tiles and rounds."""
-            buf = getattr(local, "e", None)
-            if buf is None or buf.size < n_block:
-                buf = local.e = np.empty(n_block, dtype)
-            prod = getattr(local, "p", None)
-            if prod is None or prod.shape[0] != t:
-                prod = local.p = np.empty((t, d + 1), dtype)
-            return buf, prod
-
         def step(idx):
             """One shift step for the seed rows ``idx``: new positions, weight totals."""
             q = pos[idx]
@@ -477,17 +469,10 @@ class NumpyBackend:
             acc = np.zeros((t, d + 1), dtype=dtype)
             # Tiles are sized in bytes: float32 blocks hold twice the elements.
             step_cols = max(1, self.tile_elements * (8 // dtype.itemsize) // t)
-            # The block and the product land in this thread's scratch: a
-            # fresh block of a megabyte is fresh pages, and faulting them in
-            # cost ~10% of a Gaussian step (measured, float64, d=2).
-            ebuf, pbuf = scratch(t * min(step_cols, len(cand)), t)
             for c0 in range(0, len(cand), step_cols):
                 part = cand[c0:c0 + step_cols]
-                xa = part if global_frame else _augment_points(part[:, :d] - mid, dtype)
-                if big:
-                    e = _neg_half_sqdist(qc, xa[:, :d])
-                else:
-                    e = _product(qa, xa.T, out=ebuf[:t * len(part)].reshape(t, len(part)))
+                xa = part if global_frame else _augment_points(part[:, :d], dtype, mid)
+                e = _neg_half_sqdist(qc, xa[:, :d]) if big else _product(qa, xa.T)
                 if lattice:
                     # Rounding of the scaled expansion: a few ulps of its terms.
                     slack = 64 * (d + 2) * eps * (1.0 + float(np.abs(qa[:, d]).max())
@@ -508,7 +493,7 @@ class NumpyBackend:
                     # points: a weight of 1 + O(eps), harmless, and cheaper
                     # than clamping the whole block.
                     w = np.exp(e, out=e)
-                acc += _product(w, part[:, :d + 1], out=pbuf)
+                acc += _product(w, part[:, :d + 1])
             wsum = acc[:, d]
             ok = wsum > 0
             new = (qX if lattice else q).copy()
