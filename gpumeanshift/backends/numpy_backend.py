@@ -49,7 +49,7 @@ def _rows(A, sel):
     return A[sel] if isinstance(sel, slice) else np.take(A, sel, axis=0)
 
 
-def _product(a, b, out=None):
+def _product(a, b):
     """``a @ b`` for 2-D arrays, without holding the GIL.
 
     np.matmul keeps the GIL when its output has fewer than 500 elements (a
@@ -59,8 +59,8 @@ def _product(a, b, out=None):
     large outputs, so it takes only the small ones.
     """
     if a.shape[0] * b.shape[1] < 500:
-        return np.dot(a, b, out=out)
-    return np.matmul(a, b, out=out)
+        return np.dot(a, b)
+    return np.matmul(a, b)
 
 
 def _sorted_union(idx, n: int):
