@@ -30,6 +30,42 @@
 // ms_update (the shared update rule) lives in common.cuh: the grid kernel
 // (grid.cu) applies the same rule.
 
+// One seed against the `rows` points of a shared-memory tile: squared
+// distance by differences, the kernel weight, the weighted sums, the weight
+// total and the count within r2. The seed and its sums are in registers
+// (preg, areg) for a fixed D > 0, else in memory (p, acc; dd columns).
+// Both the fused and the split kernels weigh their tiles with it.
+template <typename T, int D, int KERNEL>
+__device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, const T* preg,
+                                              const T* p, T* areg, T* acc, T r2, T& wsum,
+                                              int& cnt) {
+    for (int r = 0; r < rows; ++r) {
+        const T* x = sh + r * dd;
+        T u2 = T(0);
+        if (D > 0) {
+#pragma unroll
+            for (int k = 0; k < (D > 0 ? D : 1); ++k) {
+                const T diff = x[k] - preg[k];
+                u2 += diff * diff;
+            }
+        } else {
+            for (int k = 0; k < dd; ++k) {
+                const T diff = x[k] - p[k];
+                u2 += diff * diff;
+            }
+        }
+        const T w = ms_weight_r<T, KERNEL>(u2, r2);
+        cnt += u2 <= r2 ? 1 : 0;
+        wsum += w;
+        if (D > 0) {
+#pragma unroll
+            for (int k = 0; k < (D > 0 ? D : 1); ++k) areg[k] += w * x[k];
+        } else if (w != T(0)) {
+            for (int k = 0; k < dd; ++k) acc[k] += w * x[k];
+        }
+    }
+}
+
 template <typename T, int D, int KERNEL>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
 ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
@@ -75,33 +111,7 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
             const int rows = ms_min(tile, n - (int)base);
             ms_load_tile(sh, X, base, rows, dd);
             __syncthreads();  // tile loaded
-            if (live) {
-                for (int r = 0; r < rows; ++r) {
-                    const T* x = sh + r * dd;
-                    T u2 = T(0);
-                    if (D > 0) {
-#pragma unroll
-                        for (int k = 0; k < (D > 0 ? D : 1); ++k) {
-                            const T diff = x[k] - preg[k];
-                            u2 += diff * diff;
-                        }
-                    } else {
-                        for (int k = 0; k < dd; ++k) {
-                            const T diff = x[k] - p[k];
-                            u2 += diff * diff;
-                        }
-                    }
-                    const T w = ms_weight_r<T, KERNEL>(u2, r2);
-                    cnt += u2 <= r2 ? 1 : 0;
-                    wsum += w;
-                    if (D > 0) {
-#pragma unroll
-                        for (int k = 0; k < (D > 0 ? D : 1); ++k) areg[k] += w * x[k];
-                    } else if (w != T(0)) {
-                        for (int k = 0; k < dd; ++k) acc[k] += w * x[k];
-                    }
-                }
-            }
+            if (live) ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
             __syncthreads();  // tile consumed
         }
         if (live)
@@ -157,33 +167,7 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
         const int rows = ms_min(tile, end - (int)base);
         ms_load_tile(sh, X, base, rows, dd);
         __syncthreads();  // tile loaded
-        if (live) {
-            for (int r = 0; r < rows; ++r) {
-                const T* x = sh + r * dd;
-                T u2 = T(0);
-                if (D > 0) {
-#pragma unroll
-                    for (int k = 0; k < (D > 0 ? D : 1); ++k) {
-                        const T diff = x[k] - preg[k];
-                        u2 += diff * diff;
-                    }
-                } else {
-                    for (int k = 0; k < dd; ++k) {
-                        const T diff = x[k] - p[k];
-                        u2 += diff * diff;
-                    }
-                }
-                const T w = ms_weight_r<T, KERNEL>(u2, r2);
-                cnt += u2 <= r2 ? 1 : 0;
-                wsum += w;
-                if (D > 0) {
-#pragma unroll
-                    for (int k = 0; k < (D > 0 ? D : 1); ++k) areg[k] += w * x[k];
-                } else if (w != T(0)) {
-                    for (int k = 0; k < dd; ++k) acc[k] += w * x[k];
-                }
-            }
-        }
+        if (live) ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
         __syncthreads();  // tile consumed
     }
     if (live) {
