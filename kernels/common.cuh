@@ -96,6 +96,58 @@ __device__ __forceinline__ int ms_num_tiles(int count, int tile) {
 
 __device__ __forceinline__ int ms_min(int a, int b) { return a < b ? a : b; }
 
+// Rows [begin, end) of X stream through shared memory `sh` in tiles of up to
+// `tile` rows: the whole block loads each tile and waits on it, then the
+// threads with `take` call fn(base, rows) on it (rows base .. base + rows - 1
+// of X are sh[0 .. rows * d)), and the block waits again before the next
+// load. Every thread of the block must call it (it holds barriers).
+template <typename T, typename F>
+__device__ __forceinline__ void ms_for_tiles(T* sh, const T* __restrict__ X, int begin, int end,
+                                             int tile, int d, bool take, F fn) {
+    const int ntiles = ms_num_tiles(end > begin ? end - begin : 0, tile);
+    for (int t = 0; t < ntiles; ++t) {
+        const long long base = (long long)begin + (long long)t * tile;
+        const int rows = ms_min(tile, end - (int)base);
+        ms_load_tile(sh, X, base, rows, d);
+        __syncthreads();  // tile loaded
+        if (take) fn(base, rows);
+        __syncthreads();  // tile consumed
+    }
+}
+
+// Squared distance between a query (registers when D > 0, memory otherwise)
+// and a shared-memory row, summed over the features in order.
+template <typename T, int D>
+__device__ __forceinline__ T ms_dist2(const T* q, const T* x, int dd) {
+    T u2 = T(0);
+    if (D > 0) {
+#pragma unroll
+        for (int k = 0; k < (D > 0 ? D : 1); ++k) {
+            const T diff = x[k] - q[k];
+            u2 += diff * diff;
+        }
+    } else {
+        for (int k = 0; k < dd; ++k) {
+            const T diff = x[k] - q[k];
+            u2 += diff * diff;
+        }
+    }
+    return u2;
+}
+
+// Loads the query row: into registers (D > 0) or points at global memory.
+template <typename T, int D>
+__device__ __forceinline__ const T* ms_query(const T* __restrict__ Q, int row, bool valid,
+                                             int dd, T* reg) {
+    const T* q = Q + (long long)(valid ? row : 0) * dd;
+    if (D > 0) {
+#pragma unroll
+        for (int k = 0; k < (D > 0 ? D : 1); ++k) reg[k] = valid ? q[k] : T(0);
+        return reg;
+    }
+    return q;
+}
+
 // Shared update rule (scikit-learn's loop body). Returns true while the seed
 // stays active. p and acc may live in registers (D > 0) or global memory.
 template <typename T>

@@ -33,56 +33,30 @@ log_kernel_density(const T* __restrict__ X, int n, const T* __restrict__ Q, int 
     const int row = blockIdx.x * blockDim.x + threadIdx.x;
     const bool valid = row < m;
     T reg[D > 0 ? D : 1];
-    const T* q = Q + (long long)(valid ? row : 0) * dd;
-    if (D > 0) {
-#pragma unroll
-        for (int k = 0; k < (D > 0 ? D : 1); ++k) reg[k] = valid ? q[k] : T(0);
-        q = reg;
-    }
+    const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
     T mx = T(0);
     T s = T(0);  // 0 until the first term: then mx is that term's exponent
     int cnt = 0;
-    const int ntiles = ms_num_tiles(n, tile);
-    for (int t = 0; t < ntiles; ++t) {
-        const long long base = (long long)t * tile;
-        const int rows = ms_min(tile, n - (int)base);
-        ms_load_tile(sh, X, base, rows, dd);
-        __syncthreads();  // tile loaded
-        if (valid) {
-            for (int r = 0; r < rows; ++r) {
-                const T* x = sh + r * dd;
-                T u2 = T(0);
-                if (D > 0) {
-#pragma unroll
-                    for (int k = 0; k < (D > 0 ? D : 1); ++k) {
-                        const T diff = x[k] - q[k];
-                        u2 += diff * diff;
-                    }
+    ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
+        for (int r = 0; r < rows; ++r) {
+            const T u2 = ms_dist2<T, D>(q, sh + r * dd, dd);
+            if (KERNEL == MS_FLAT) {
+                cnt += u2 <= r2 ? 1 : 0;
+            } else {
+                // finite even when the squared distance overflowed
+                const T e = T(-0.5) * (u2 < ms_limits<T>::max() ? u2 : ms_limits<T>::max());
+                if (s == T(0)) {
+                    mx = e;
+                    s = T(1);
+                } else if (e > mx) {
+                    s = s * ms_exp(mx - e) + T(1);
+                    mx = e;
                 } else {
-                    for (int k = 0; k < dd; ++k) {
-                        const T diff = x[k] - q[k];
-                        u2 += diff * diff;
-                    }
-                }
-                if (KERNEL == MS_FLAT) {
-                    cnt += u2 <= r2 ? 1 : 0;
-                } else {
-                    // finite even when the squared distance overflowed
-                    const T e = T(-0.5) * (u2 < ms_limits<T>::max() ? u2 : ms_limits<T>::max());
-                    if (s == T(0)) {
-                        mx = e;
-                        s = T(1);
-                    } else if (e > mx) {
-                        s = s * ms_exp(mx - e) + T(1);
-                        mx = e;
-                    } else {
-                        s += ms_exp(e - mx);
-                    }
+                    s += ms_exp(e - mx);
                 }
             }
         }
-        __syncthreads();  // tile consumed
-    }
+    });
     if (valid) {
         if (KERNEL == MS_FLAT) out[row] = log((double)cnt);  // log(0) = -inf
         else out[row] = (double)mx + log((double)s);

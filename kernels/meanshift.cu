@@ -41,19 +41,7 @@ __device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, con
                                               int& cnt) {
     for (int r = 0; r < rows; ++r) {
         const T* x = sh + r * dd;
-        T u2 = T(0);
-        if (D > 0) {
-#pragma unroll
-            for (int k = 0; k < (D > 0 ? D : 1); ++k) {
-                const T diff = x[k] - preg[k];
-                u2 += diff * diff;
-            }
-        } else {
-            for (int k = 0; k < dd; ++k) {
-                const T diff = x[k] - p[k];
-                u2 += diff * diff;
-            }
-        }
+        const T u2 = ms_dist2<T, D>(D > 0 ? preg : p, x, dd);
         const T w = ms_weight_r<T, KERNEL>(u2, r2);
         cnt += u2 <= r2 ? 1 : 0;
         wsum += w;
@@ -98,7 +86,6 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
             acc = scratch + (long long)seed * dd;
         }
     }
-    const int ntiles = ms_num_tiles(n, tile);
     for (int s = 0; s < steps; ++s) {
         if (!__syncthreads_or(live)) break;
         T wsum = T(0);
@@ -106,14 +93,9 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
         if (live) {
             for (int k = 0; k < dd; ++k) acc[k] = T(0);
         }
-        for (int t = 0; t < ntiles; ++t) {
-            const long long base = (long long)t * tile;
-            const int rows = ms_min(tile, n - (int)base);
-            ms_load_tile(sh, X, base, rows, dd);
-            __syncthreads();  // tile loaded
-            if (live) ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
-            __syncthreads();  // tile consumed
-        }
+        ms_for_tiles(sh, X, 0, n, tile, dd, live, [&](long long, int rows) {
+            ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
+        });
         if (live)
             live = ms_update<T>(p, acc, wsum, cnt, dd, tol2, max_iter, it, state + seed,
                                 intensity + seed);
@@ -158,18 +140,11 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
     if (!__syncthreads_or(live)) return;  // uniform: the whole block leaves
     const int begin = blockIdx.y * chunk;
     const int end = ms_min(n, begin + chunk);
-    const int count = end > begin ? end - begin : 0;
-    const int ntiles = ms_num_tiles(count, tile);
     T wsum = T(0);
     int cnt = 0;
-    for (int t = 0; t < ntiles; ++t) {
-        const long long base = (long long)begin + (long long)t * tile;
-        const int rows = ms_min(tile, end - (int)base);
-        ms_load_tile(sh, X, base, rows, dd);
-        __syncthreads();  // tile loaded
-        if (live) ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
-        __syncthreads();  // tile consumed
-    }
+    ms_for_tiles(sh, X, begin, end, tile, dd, live, [&](long long, int rows) {
+        ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
+    });
     if (live) {
         if (D > 0) {
 #pragma unroll

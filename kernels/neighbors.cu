@@ -52,39 +52,6 @@ __device__ __forceinline__ double ms_from_bits(unsigned long long u) {
     return c.f;
 }
 
-// Squared distance between a query (registers when D > 0, global otherwise)
-// and a shared-memory row.
-template <typename T, int D>
-__device__ __forceinline__ T ms_dist2(const T* q, const T* x, int dd) {
-    T u2 = T(0);
-    if (D > 0) {
-#pragma unroll
-        for (int k = 0; k < (D > 0 ? D : 1); ++k) {
-            const T diff = x[k] - q[k];
-            u2 += diff * diff;
-        }
-    } else {
-        for (int k = 0; k < dd; ++k) {
-            const T diff = x[k] - q[k];
-            u2 += diff * diff;
-        }
-    }
-    return u2;
-}
-
-// Loads the query row: into registers (D > 0) or points at global memory.
-template <typename T, int D>
-__device__ __forceinline__ const T* ms_query(const T* __restrict__ Q, int row, bool valid,
-                                             int dd, T* reg) {
-    const T* q = Q + (long long)(valid ? row : 0) * dd;
-    if (D > 0) {
-#pragma unroll
-        for (int k = 0; k < (D > 0 ? D : 1); ++k) reg[k] = valid ? q[k] : T(0);
-        return reg;
-    }
-    return q;
-}
-
 template <typename T, int D>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
 nearest_center(const T* __restrict__ X, int n, const T* __restrict__ C, int n_centers,
@@ -97,23 +64,15 @@ nearest_center(const T* __restrict__ X, int n, const T* __restrict__ C, int n_ce
     const T* q = ms_query<T, D>(X, row, valid, dd, reg);
     T best = T(0);
     int best_j = -1;
-    const int ntiles = ms_num_tiles(n_centers, tile);
-    for (int t = 0; t < ntiles; ++t) {
-        const long long base = (long long)t * tile;
-        const int rows = ms_min(tile, n_centers - (int)base);
-        ms_load_tile(sh, C, base, rows, dd);
-        __syncthreads();  // tile loaded
-        if (valid) {
-            for (int r = 0; r < rows; ++r) {
-                const T u2 = ms_dist2<T, D>(q, sh + r * dd, dd);
-                if (best_j < 0 || u2 < best) {
-                    best = u2;
-                    best_j = (int)base + r;
-                }
+    ms_for_tiles(sh, C, 0, n_centers, tile, dd, valid, [&](long long base, int rows) {
+        for (int r = 0; r < rows; ++r) {
+            const T u2 = ms_dist2<T, D>(q, sh + r * dd, dd);
+            if (best_j < 0 || u2 < best) {
+                best = u2;
+                best_j = (int)base + r;
             }
         }
-        __syncthreads();  // tile consumed
-    }
+    });
     if (valid) {
         labels[row] = best_j;
         dist[row] = ms_sqrt(best);
@@ -131,18 +90,9 @@ count_within(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int
     T reg[D > 0 ? D : 1];
     const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
     long long cnt = 0;
-    const int ntiles = ms_num_tiles(n, tile);
-    for (int t = 0; t < ntiles; ++t) {
-        const long long base = (long long)t * tile;
-        const int rows = ms_min(tile, n - (int)base);
-        ms_load_tile(sh, X, base, rows, dd);
-        __syncthreads();  // tile loaded
-        if (valid) {
-            for (int r = 0; r < rows; ++r)
-                cnt += ms_dist2<T, D>(q, sh + r * dd, dd) <= r2 ? 1 : 0;
-        }
-        __syncthreads();  // tile consumed
-    }
+    ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
+        for (int r = 0; r < rows; ++r) cnt += ms_dist2<T, D>(q, sh + r * dd, dd) <= r2 ? 1 : 0;
+    });
     if (valid) out[row] = cnt;
 }
 
@@ -157,18 +107,10 @@ kernel_sum(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d
     T reg[D > 0 ? D : 1];
     const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
     T acc = T(0);
-    const int ntiles = ms_num_tiles(n, tile);
-    for (int t = 0; t < ntiles; ++t) {
-        const long long base = (long long)t * tile;
-        const int rows = ms_min(tile, n - (int)base);
-        ms_load_tile(sh, X, base, rows, dd);
-        __syncthreads();  // tile loaded
-        if (valid) {
-            for (int r = 0; r < rows; ++r)
-                acc += ms_weight<T, KERNEL>(ms_dist2<T, D>(q, sh + r * dd, dd) * inv_h2);
-        }
-        __syncthreads();  // tile consumed
-    }
+    ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
+        for (int r = 0; r < rows; ++r)
+            acc += ms_weight<T, KERNEL>(ms_dist2<T, D>(q, sh + r * dd, dd) * inv_h2);
+    });
     if (valid) out[row] = acc;
 }
 
@@ -186,21 +128,13 @@ kth_neighbor(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int
     // Invariant: the answer's bits above `b` equal those of v. Bit b stays 0
     // when at least k squared distances are <= (v with bits b..0 = 0 then 1s).
     U v = 0;
-    const int ntiles = ms_num_tiles(n, tile);
     for (int b = ms_bits<T>::sign_bit - 1; b >= 0; --b) {
         const U bound = v | ((U(1) << b) - U(1));
         int cnt = 0;
-        for (int t = 0; t < ntiles; ++t) {
-            const long long base = (long long)t * tile;
-            const int rows = ms_min(tile, n - (int)base);
-            ms_load_tile(sh, X, base, rows, dd);
-            __syncthreads();  // tile loaded
-            if (valid) {
-                for (int r = 0; r < rows; ++r)
-                    cnt += ms_as_bits(ms_dist2<T, D>(q, sh + r * dd, dd)) <= bound ? 1 : 0;
-            }
-            __syncthreads();  // tile consumed
-        }
+        ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
+            for (int r = 0; r < rows; ++r)
+                cnt += ms_as_bits(ms_dist2<T, D>(q, sh + r * dd, dd)) <= bound ? 1 : 0;
+        });
         if (cnt < k) v |= U(1) << b;
     }
     if (valid) out[row] = ms_sqrt(ms_from_bits(v));

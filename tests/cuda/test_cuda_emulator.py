@@ -78,8 +78,9 @@ def test_correct_source_passes_parity():
 
 
 def test_missing_syncthreads_is_caught():
-    # Drop the barrier between loading a tile and reading it, in every kernel.
-    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile loaded", ";", 7))
+    # Drop the barrier between loading a tile and reading it: in ms_for_tiles,
+    # the one tile loop of every tiled kernel.
+    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile loaded", ";", 1))
     assert not _parity_ok(rt)
     X = blobs(300, 3, seed=12)
     lab, _ = CudaBackend(rt).nearest(X, X[::3])
@@ -88,7 +89,7 @@ def test_missing_syncthreads_is_caught():
 
 def test_missing_trailing_syncthreads_is_caught():
     # Drop the barrier that keeps the next tile from overwriting the current one.
-    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile consumed", ";", 7))
+    rt = EmulatedRuntime(source=_broken("__syncthreads();  // tile consumed", ";", 1))
     assert not _parity_ok(rt)
 
 
