@@ -182,8 +182,10 @@ def _blas_controller():
     ``threadpool_limits`` scans every loaded library on each call (2.7 ms
     measured, ~10% of a 100,000-point bin-seeding fit that enters the pool a
     few times); a kept controller limits in 0.02 ms. NumPy's BLAS, the one
-    the tiles call, is loaded with NumPy, before any backend call. None
-    without threadpoolctl.
+    the tiles call, is loaded with NumPy, before any backend call, so it is
+    always among the controller's; a BLAS loaded after the first call
+    (SciPy's, say) is not, and the tiles never call it. None without
+    threadpoolctl.
     """
     if not _CONTROLLER:
         try:
