@@ -175,7 +175,7 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
 
 
 def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory=None,
-                  radius=None):
+                  exact=None):
     """"data" strategy: one chunk's contribution to one shift step.
 
     ``seeds`` are positions in bandwidth units relative to ``center`` (the
@@ -193,21 +193,23 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     seed x point blocks (about 4 live values of 8 bytes per element) as the
     NumPy backend's does; the chunk's own copies come on top.
 
-    ``radius`` (integer-valued float64 data, flat kernel): the chunk and the
-    seeds stay in the data's own units (``center`` and ``inv_h`` unused) and
-    a point is within when ``sum_j (y_j - q_j)^2 <= radius^2``, summed in
+    ``exact = (radius, bound)`` (integer-valued float64 data, flat kernel;
+    ``bound`` >= every |coordinate| of the data and the seeds): the chunk and
+    the seeds stay in the data's own units (``center`` and ``inv_h`` unused)
+    and a point is within when ``sum_j (y_j - q_j)^2 <= radius^2``, summed in
     feature order for the pairs within rounding of the boundary, as the NumPy
     backend and scikit-learn decide it; the sums of integer rows are exact.
     """
     xp = _xp(chunk)
     dtype = chunk.dtype
+    radius = None if exact is None else float(exact[0])
     if radius is None:
         Y = (chunk - xp.asarray(center, dtype=np.float64).astype(dtype)) * dtype.type(inv_h)
         Y = Y.astype(dtype, copy=False)
         r2 = 1.0
     else:
         Y = chunk
-        r2 = float(radius) ** 2
+        r2 = radius * radius
     n, d = Y.shape
     S = xp.asarray(seeds, dtype=dtype)
     m = S.shape[0]
@@ -222,8 +224,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     if radius is not None:
         # A point at exactly the radius may land a rounding error past it in
         # the box test: reach a hair further (each pair is decided below).
-        big = max(float(xp.abs(Y).max()), float(xp.abs(S).max()))
-        reach = float(radius) + 64 * eps * (float(radius) + big)
+        reach = radius + 64 * eps * (radius + float(exact[1]))
     cull_dims = min(d, 8)
     tile_elements = _TILE_ELEMENTS if max_memory is None else max(1, min(
         _TILE_ELEMENTS, int(max_memory) // _BYTES_PER_ELEMENT))
@@ -290,7 +291,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     return _driver.to_numpy(acc), _driver.to_numpy(cnt)
 
 
-def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None, radius=None):
+def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None, exact=None):
     """One worker's share of a "data" round: the partial sums of its chunks.
 
     One task per worker and round (not per chunk) keeps the scheduler's
@@ -298,7 +299,7 @@ def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None,
     adds them in chunk order, whichever worker computed them.
     """
     t0 = time.perf_counter()
-    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate, max_memory, radius)
+    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate, max_memory, exact)
             for c in chunks]
     return {"sums": sums, "xp": _xp(chunks[0]).__name__.split(".")[0],
             "seconds": time.perf_counter() - t0, "worker": _worker_address()}
@@ -437,18 +438,21 @@ def _workers(client):
 
 
 def _finite_and_center(client, X):
-    """The column means (float64) and whether X is integer-valued float64
-    with ``n * max|x| < 2**53`` (``_spatial.integer_valued``), in one pass;
-    ValueError on NaN or infinity."""
+    """The column means (float64) and, when X is integer-valued float64 with
+    ``n * max|x| < 2**53`` (``_spatial.integer_valued``), ``max|x|`` (else
+    None), in one pass; ValueError on NaN or infinity."""
     wanted = [X.mean(axis=0, dtype=np.float64), da.isfinite(X).all()]
     if X.dtype == np.float64:
         wanted += [(X == da.round(X)).all(), da.absolute(X).max()]
     got = client.compute(wanted, sync=True)
     if not bool(_driver.to_numpy(got[1])):
         raise ValueError("X contains NaN or infinity; all values must be finite")
-    integer = (len(got) == 4 and X.shape[0] > 0 and bool(_driver.to_numpy(got[2]))
-               and float(_driver.to_numpy(got[3])) * X.shape[0] < 2.0**53)
-    return _driver.to_numpy(got[0]).astype(np.float64), integer
+    center = _driver.to_numpy(got[0]).astype(np.float64)
+    if len(got) == 4 and X.shape[0] > 0 and bool(_driver.to_numpy(got[2])):
+        absmax = float(_driver.to_numpy(got[3]))
+        if absmax * X.shape[0] < 2.0**53:
+            return center, absmax
+    return center, None
 
 
 def _rule_bandwidth(client, X, rule):
@@ -736,10 +740,10 @@ class MeanShift(_LocalMeanShift):
         X = _as_dask_array(X)
         device_input = is_device_array(X._meta)
         X, futs = _chunk_futures(client, X)
-        center, integer = _finite_and_center(client, X)
+        center, int_bound = _finite_and_center(client, X)
         # Integer data, flat kernel: the "data" loop decides boundary ties
         # exactly, in the data's own units, as the single-machine fit does.
-        lattice = integer and self.kernel == "flat"
+        lattice = int_bound if self.kernel == "flat" else None
         h = self._resolve_bandwidth(client, X)
 
         seeds = self._initial_seeds(client, X, futs, h, params["min_bin_freq"])
@@ -913,7 +917,7 @@ class MeanShift(_LocalMeanShift):
         return choice
 
     def _shift(self, client, X, futs, seeds, center, fit_id, shift_args, strategy,
-               progress=None, lattice=False):
+               progress=None, lattice=None):
         """The shift of ``seeds`` (None: every point, in row order) by ``strategy``.
 
         ``progress(iteration, n_active)`` (a :class:`ShiftProgress`) is told
@@ -965,23 +969,24 @@ class MeanShift(_LocalMeanShift):
                 "algorithms": {r["algorithm"] for r in results}, "stats": stats}
 
     def _shift_data(self, client, futs, seeds, center, fit_id, shift_args, progress=None,
-                    lattice=False):
+                    lattice=None):
         """The shift loop on the client; each step's sums come from the chunks.
 
         The same arithmetic and bookkeeping as the NumPy backend's loop, so
         the stopping rule, ``n_iter`` and intensity are the single-machine ones.
-        ``lattice`` (integer-valued float64 data, flat kernel): positions stay
-        in the data's own units, each a mean of integer rows (exact sums, so
-        np.mean's bits), boundary ties decided exactly (``_partial_sums``).
+        ``lattice`` (integer-valued float64 data, flat kernel: max|x|, else
+        None): positions stay in the data's own units, each a mean of integer
+        rows (exact sums, so np.mean's bits), boundary ties decided exactly
+        (``_partial_sums``).
         """
         h, kernel = shift_args["bandwidth"], shift_args["kernel"]
         max_iter, tol = shift_args["max_iter"], shift_args["tol"]
         dtype = seeds.dtype
-        if lattice:
-            center, inv_h, radius = np.zeros_like(center), 1.0, h
+        if lattice is not None:
+            center, inv_h = np.zeros_like(center), 1.0
             S = seeds.copy()
         else:
-            inv_h, radius = 1.0 / h, None
+            inv_h = 1.0 / h
             S = ((seeds - center.astype(dtype)) * dtype.type(inv_h)).astype(dtype, copy=False)
         m, d = S.shape
         pos = S.copy()
@@ -1002,6 +1007,7 @@ class MeanShift(_LocalMeanShift):
         it = 0
         while active.size:
             q = np.ascontiguousarray(pos[active])
+            exact = None if lattice is None else (h, max(lattice, float(np.abs(q).max())))
             # One task per worker, pinned to the worker holding its chunks;
             # loosely: a lost worker's chunks are recomputed elsewhere and
             # their task follows them.
@@ -1010,7 +1016,7 @@ class MeanShift(_LocalMeanShift):
                 groups.setdefault(w, []).append(i)
             submitted = [
                 (idx, client.submit(_round_task, [futs[i] for i in idx], q, center, inv_h, kernel,
-                                    truncate, self.max_memory, radius,
+                                    truncate, self.max_memory, exact,
                                     key=f"gms-partial-{fit_id}-{it}-{g}",
                                     workers=[w] if w else None, allow_other_workers=True))
                 for g, (w, idx) in enumerate(groups.items())
@@ -1040,7 +1046,7 @@ class MeanShift(_LocalMeanShift):
             new[ok] = acc[ok, :d] / wsum[ok, None]
             orphan = ~ok
             moved2 = np.einsum("ij,ij->i", new - old, new - old)
-            if lattice:  # scikit-learn's rule in the data's units: |new - old| <= tol * h
+            if lattice is not None:  # scikit-learn's rule, data's units: |new - old| <= tol * h
                 done_tol = (np.sqrt(moved2) <= float(tol) * h) & ~orphan
             else:
                 done_tol = (moved2 <= thresh2) & ~orphan
@@ -1057,7 +1063,7 @@ class MeanShift(_LocalMeanShift):
             if progress is not None:
                 progress(min(it, max_iter), active.size)
         intensity[orphaned] = 0
-        modes = pos if lattice else (pos.astype(np.float64) * h + center).astype(dtype)
+        modes = pos if lattice is not None else (pos.astype(np.float64) * h + center).astype(dtype)
         stats = {"strategy": "data", "rounds": it, "task_seconds": task_seconds}
         return {"modes": modes, "n_iter": n_iter, "intensity": intensity, "converged": converged,
                 "backends": names, "algorithms": {"grid" if self.algorithm == "grid" else "brute"},
