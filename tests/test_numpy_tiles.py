@@ -200,7 +200,8 @@ def test_col_min_of_empty_raises_like_numpy():
                                      (256, 512, 18), (3, 2, 5)])
 def test_product_is_the_matrix_product(dtype, t, c, k):
     """Both routes of ``_product`` (np.dot below 500 output elements, np.matmul
-    above) give ``a @ b`` to rounding, on transposed and sliced operands."""
+    above) give ``a @ b`` to rounding, on transposed and sliced operands, with
+    and without ``out``."""
     rng = np.random.default_rng(t * c + k)
     a = rng.random((t, c)).astype(dtype)
     b = rng.random((k + 2, c)).astype(dtype)[:k].T  # (c, k), not contiguous
@@ -209,6 +210,9 @@ def test_product_is_the_matrix_product(dtype, t, c, k):
     got = _product(a, b)
     assert got.dtype == dtype and got.shape == (t, k)
     np.testing.assert_allclose(got, ref, rtol=rtol)
+    out = np.full((t, k), np.nan, dtype=dtype)
+    assert _product(a, b, out=out) is out
+    np.testing.assert_allclose(out, ref, rtol=rtol)
 
 
 # ------------------------------------------------------------------- threads
@@ -260,10 +264,10 @@ def test_gaussian_step_weighs_every_point_n_iter_plus_one_times(monkeypatch, d, 
     weighed = [0]
     product = numpy_backend._product
 
-    def counting(a, b):
+    def counting(a, b, out=None):
         if b.shape == (a.shape[1], d + 1):
             weighed[0] += a.size
-        return product(a, b)
+        return product(a, b, out=out)
 
     monkeypatch.setattr(numpy_backend, "_product", counting)
     rng = np.random.default_rng(d)
