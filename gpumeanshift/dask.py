@@ -62,6 +62,10 @@ from ._estimator import OUTPUT_TYPES, _convert_output
 from ._estimator import MeanShift as _LocalMeanShift
 from ._progress import ShiftProgress
 from ._validation import check_array, check_bandwidth, check_int, check_real, is_device_array
+# GAUSSIAN_GRID_RADIUS: where the single-machine algorithm="grid" truncates
+# the Gaussian, in bandwidths.
+from .backends._spatial import GAUSSIAN_GRID_RADIUS as _GAUSSIAN_GRID_RADIUS
+from .backends._spatial import within_exact
 from .backends.base import KERNELS, cuda_available, resolve_backend
 from .bandwidth import RULES, _check_random_state
 from .bandwidth import estimate_bandwidth as _local_estimate_bandwidth
@@ -86,11 +90,6 @@ _BYTES_PER_ELEMENT = 32  # about 4 live float64 blocks per seed x point element
 # Squared distance (in bandwidths) past which exp(-d2/2) is exactly 0.0.
 _GAUSS_D2_CUTOFF = {np.dtype(np.float64): 2.0 * 746.0, np.dtype(np.float32): 2.0 * 104.0}
 ALGORITHMS = ("auto", "brute", "grid")
-# Where the single-machine algorithm="grid" truncates the Gaussian, in bandwidths.
-try:
-    from .backends._spatial import GAUSSIAN_GRID_RADIUS as _GAUSSIAN_GRID_RADIUS
-except ImportError:  # pragma: no cover - older core package
-    _GAUSSIAN_GRID_RADIUS = 6.0
 LABEL_ASSIGNMENTS = ("nearest", "basin")
 # Failures that mean "a worker and what it held are gone for good".
 _LOST = (KilledWorker, FutureCancelledError)
@@ -253,6 +252,8 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
         a_blk = xp.zeros((t, d + 1), dtype=dtype)
         c_blk = xp.zeros(t, dtype=np.int64)
         x_step = max(1, tile_elements // t)
+        if radius is not None:
+            q2max = float(qa[:, d].max())  # the block's largest |q - mid|^2
         for x0 in range(0, cand.shape[0], x_step):
             part = cand[x0:x0 + x_step]
             xa = xp.empty((part.shape[0], d + 2), dtype=dtype)
@@ -264,15 +265,11 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
             inside = d2 <= r2
             if radius is not None:
                 # Rounding of the expansion: a few ulps of its terms.
-                slack = 64 * (d + 2) * eps * (r2 + float(xp.abs(qa[:, d]).max())
-                                              + float(xp.abs(xa[:, d + 1]).max()))
+                slack = 64 * (d + 2) * eps * (r2 + q2max + float(xa[:, d + 1].max()))
                 rows_b, cols_b = xp.nonzero(xp.abs(d2 - r2) <= slack)
                 if rows_b.size:
-                    exact = xp.zeros(rows_b.shape[0], dtype=np.float64)
-                    for j in range(d):
-                        diff = part[cols_b, j] - q[rows_b, j]
-                        exact += diff * diff
-                    inside[rows_b, cols_b] = exact <= r2
+                    inside[rows_b, cols_b] = within_exact(part[cols_b, :d], q[rows_b],
+                                                          radius, xp)
             c_blk += xp.count_nonzero(inside, axis=1)
             if kernel == "flat":
                 w = inside.astype(dtype)

@@ -110,6 +110,27 @@ def integer_valued(X, xp=np) -> bool:
     return bool(ok)
 
 
+def within_exact(C, Q, h: float, xp=np):
+    """``sum_j (c_j - q_j)^2 <= h * h`` for paired rows of float64 ``C`` and
+    ``Q``, the features summed in order: the test scikit-learn's ball tree
+    makes (on squared distances: at (1.6, 1, 0.2) the point (1, 1, 1) is
+    out, though the square root of its rounded sum, 1 + 2**-52, rounds to 1).
+    The exact side of flat-kernel boundary ties on integer data, for every
+    backend; ``xp`` is the array module of ``C`` and ``Q``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> within_exact(np.array([[1.0, 1.0, 1.0]]), np.array([[1.6, 1.0, 0.2]]), 1.0)
+    array([False])
+    """
+    acc = xp.zeros(C.shape[0], dtype=np.float64)
+    for j in range(C.shape[1]):
+        diff = C[:, j] - Q[:, j]
+        acc += diff * diff
+    return acc <= h * h
+
+
 def midrange(X, xp=np):
     """Per-feature centre ``(min + max) / 2`` in float64, computed without overflow.
 

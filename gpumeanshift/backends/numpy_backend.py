@@ -30,7 +30,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ._spatial import (coincident_rows, integer_valued, make_index, neighbourhood_reach,
-                       resolve_leaders)
+                       resolve_leaders, within_exact)
 from ._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
 from .base import ShiftResult
 
@@ -116,18 +116,6 @@ def _augment_queries(Q, dtype):
     out[:, d] *= -0.5
     out[:, d + 1] = 1.0
     return out
-
-
-def _within_exact(C, Q, h: float):
-    """``sum_j (c_j - q_j)^2 <= h * h`` for paired rows, in float64, the
-    features summed in order: the test scikit-learn's ball tree makes (on
-    squared distances: at (1.6, 1, 0.2) the point (1, 1, 1) is out, though
-    the square root of its rounded sum, 1 + 2**-52, rounds to 1)."""
-    acc = np.zeros(len(C))
-    for j in range(C.shape[1]):
-        diff = C[:, j] - Q[:, j]
-        acc += diff * diff
-    return acc <= h * h
 
 
 def _absmax(A) -> float:
@@ -494,26 +482,29 @@ class NumpyBackend:
             # in cache; a fresh block each time was 10-20% slower (float32,
             # d = 2, side by side), though it cost no page faults.
             ebuf, pbuf = scratch(t * min(step_cols, len(cand)), t)
+            if lattice:
+                q_half2 = float(np.abs(qa[:, d]).max())  # the tile's largest |q|^2 / 2
             for c0 in range(0, len(cand), step_cols):
                 part = cand[c0:c0 + step_cols]
                 if global_frame:
                     xa = part
                 else:
-                    if c0 % chunk_rows == 0:
+                    off = c0 % chunk_rows
+                    if off == 0:
                         centred = _augment_points(cand[c0:c0 + chunk_rows, :d], dtype, mid)
-                    xa = centred[c0 % chunk_rows:c0 % chunk_rows + len(part)]
+                    xa = centred[off:off + len(part)]
                 if big:
                     e = _neg_half_sqdist(qc, xa[:, :d])
                 else:
                     e = _product(qa, xa.T, out=ebuf[:t * len(part)].reshape(t, len(part)))
                 if lattice:
                     # Rounding of the scaled expansion: a few ulps of its terms.
-                    slack = 64 * (d + 2) * eps * (1.0 + float(np.abs(qa[:, d]).max())
+                    slack = 64 * (d + 2) * eps * (1.0 + q_half2
                                                   + float(np.abs(xa[:, d + 1]).max()))
                     rows, cols = np.nonzero(np.abs(e + 0.5) <= slack)
                     w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
                     if rows.size:
-                        w[rows, cols] = _within_exact(cand_o[c0 + cols, :d], qX[rows], h)
+                        w[rows, cols] = within_exact(cand_o[c0 + cols, :d], qX[rows], h)
                     acc += _product(w, cand_o[c0:c0 + step_cols])
                     continue
                 if kernel == "flat":
