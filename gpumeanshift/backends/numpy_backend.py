@@ -32,6 +32,7 @@ import numpy as np
 from ._spatial import (coincident_rows, integer_valued, make_index, neighbourhood_reach,
                        resolve_leaders, within_exact)
 from ._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
+from . import _kth
 from .base import ShiftResult
 
 def _parallel_method(method):
@@ -803,6 +804,36 @@ class NumpyBackend:
             raise ValueError(f"k must be in [1, {n}], got {k}")
         X64 = np.asarray(X, dtype=np.float64)
         Q64 = np.asarray(queries, dtype=np.float64)
+        self._row_chunks(len(Q64), n)  # a leaf's band may hold every point: the same bound
+        if not _kth.applies(X64, Q64):
+            return self._kth_by_blocks(X64, Q64, k)
+        # Data boxes and query tiles from k-d trees (see _kth): exact, and only
+        # a thin band of candidates per query gets distances.
+        index = _kth.KthIndex(X64)
+        order, tiles = _kth.query_tiles(Q64, self.n_threads)
+        Qs = Q64[order]
+        r2 = np.empty(len(Q64))
+
+        def tile(t):
+            a, b, leaves = t
+            r2[a:b] = index.tile(Qs[a:b], leaves, k, self.tile_elements)
+
+        self._map(tile, tiles)
+        out = np.empty(len(Q64))
+        out[order] = np.sqrt(r2)
+        # A tiny k-th distance may owe its value to squares rounded by
+        # underflow: those rows are recomputed by the overflow- and
+        # underflow-safe path (data with tiny coordinates only).
+        redo = np.flatnonzero(r2 < _kth.UNDERFLOW_RISK) if _kth.may_underflow(X64, Q64) \
+            else np.zeros(0, dtype=np.int64)
+        if redo.size:
+            out[order[redo]] = self._kth_by_blocks(X64, Qs[redo], k)
+        return out
+
+    def _kth_by_blocks(self, X64, Q64, k):
+        """k-th neighbour distances from full blocks of expanded squared
+        distances (any dimension, any magnitude)."""
+        n = len(X64)
         out = np.empty(len(Q64), dtype=np.float64)
 
         def fn(a, b, d2, g):
@@ -816,7 +847,7 @@ class NumpyBackend:
             width = int(np.count_nonzero(d2 <= upper[:, None], axis=1).max())
             near = np.argpartition(d2, width - 1, axis=1)[:, :width] if width < n else \
                 np.broadcast_to(np.arange(n), (b - a, n))
-            rows = max(1, self.tile_elements // max(1, width * X.shape[1]))
+            rows = max(1, self.tile_elements // max(1, width * X64.shape[1]))
             for r0 in range(0, b - a, rows):
                 idx = near[r0:r0 + rows]
                 qrows = np.repeat(np.arange(a + r0, a + r0 + len(idx)), width)
