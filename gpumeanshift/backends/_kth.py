@@ -175,8 +175,8 @@ class KthIndex:
         for the children of the tile whose leaves have the ``edges``, down to
         the leaves, where the points are selected."""
         n_leaves = len(edges) - 1
-        if n_leaves == 1:
-            self._select(Q[edges[0]:edges[1]], cand, k - below, max_elements,
+        if n_leaves == 1:  # a tile of one leaf: no band yet
+            self._select(Q[edges[0]:edges[1]], cand, k - below, 0.0, 0.0, max_elements,
                          out[edges[0]:edges[1]])
             return
         per = -(-n_leaves // _FAN)
@@ -189,19 +189,53 @@ class KthIndex:
         t_hi = np.maximum.reduceat(rows, starts - edges[0], axis=0)
         near, far = _bounds(t_lo, t_hi, self.lo[cand], self.hi[cand])
         L, U = _band(near, far, counts, k - below)
+        keep = (near <= U[:, None]) & (far >= L[:, None])
+        nearer = np.where(far < L[:, None], counts, 0).sum(axis=1)
         for i in range(len(starts)):
-            keep = (near[i] <= U[i]) & (far[i] >= L[i])
-            nearer = int(counts[far[i] < L[i]].sum())
             child = edges[i * per:(i + 1) * per + 1]
-            self._descend(Q, child, cand[keep], counts[keep], below + nearer, k,
-                          max_elements, out)
+            if len(child) == 2:  # a leaf: select among its band's points
+                self._select(Q[child[0]:child[1]], cand[keep[i]], k - below - int(nearer[i]),
+                             L[i], U[i], max_elements, out[child[0]:child[1]])
+            else:
+                self._descend(Q, child, cand[keep[i]], counts[keep[i]],
+                              below + int(nearer[i]), k, max_elements, out)
 
-    def _select(self, q, boxes, kk, max_elements, out):
+    def _select(self, q, boxes, kk, lo, hi, max_elements, out):
         P = self._gather(boxes)
         step = max(1, max_elements // max(1, len(P)))
         for r0 in range(0, len(q), step):
-            d2 = _sqdist(q[r0:r0 + step], P)
-            out[r0:r0 + step] = np.partition(d2, kk - 1, axis=1)[:, kk - 1]
+            out[r0:r0 + step] = _kth_in_band(_sqdist(q[r0:r0 + step], P), kk, lo, hi)
+
+
+_KEYS = 65536
+
+
+def _kth_in_band(d2, kk, lo, hi):
+    """The kk-th smallest entry of each row of ``d2``, known to lie in
+    ``[lo, hi]``.
+
+    The rows are partitioned on 16-bit keys (0 below ``lo``, 65535 above
+    ``hi``, the band in between: about 2.5x faster than on the float64
+    values), then the entries sharing the k-th key are sorted. The keys are
+    a monotone function of the values, so the k-th key is the k-th value's,
+    and the entries with smaller keys are exactly the smaller values.
+    """
+    scale = (_KEYS - 3) / (hi - lo) if hi > lo else 0.0
+    if not 0.0 < scale < np.inf:
+        return np.partition(d2, kk - 1, axis=1)[:, kk - 1]
+    key = d2 - lo
+    key *= scale
+    key += 1.0
+    np.clip(key, 0.0, _KEYS - 1, out=key)
+    key = key.astype(np.uint16)
+    kth = np.partition(key, kk - 1, axis=1)[:, kk - 1][:, None]
+    below = np.count_nonzero(key < kth, axis=1)
+    tie = key == kth
+    count = np.count_nonzero(tie, axis=1)
+    vals = d2[tie]  # row by row
+    row = np.repeat(np.arange(len(d2)), count)
+    order = np.lexsort((vals, row))
+    return vals[order[np.cumsum(count) - count + (kk - 1 - below)]]
 
 
 def query_tiles(Q, n_threads: int = 1):
