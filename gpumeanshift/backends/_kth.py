@@ -33,6 +33,7 @@ _BINS = 1024  # histogram bins of the bounds, per tile
 _DATA_LEAF = 2  # points per data box (at most)
 _QUERY_LEAF = 16  # queries per small tile (at most)
 _GROUP = 64  # small tiles per large tile (the unit of work of a thread), at most
+_FAN = 4  # children per tile on the way down
 #: Squared distances below this may have lost bits to underflow in their
 #: squares; nonzero coordinates of at least ``_NO_UNDERFLOW`` in magnitude
 #: differ by at least ulp(2**-400) = 2**-452, whose square is normal.
@@ -54,17 +55,22 @@ def may_underflow(X, Q) -> bool:
     """Whether some nonzero coordinate is small enough for the square of a
     difference to underflow."""
     return any(bool(((A != 0) & (np.abs(A) < _NO_UNDERFLOW)).any()) for A in (X, Q))
-_FAN = 4  # children per tile on the way down
 
 
-def kd_leaves(P, leaf: int):
+def kd_leaves(P, leaf: int, levels=None):
     """Order of the rows of ``P`` and the starts of k-d tree leaves of at
     most ``leaf`` rows: each level splits every larger leaf at its median
-    along its widest axis."""
+    along its widest axis. Each level's starts are appended to ``levels``
+    (a list): a level's leaves are contiguous in the final order too, since
+    later levels only reorder rows within a leaf."""
     m = len(P)
     order = np.arange(m)
     starts = np.zeros(1, dtype=np.int64)
-    while m and (np.diff(np.r_[starts, m]).max() > leaf):
+    while True:
+        if levels is not None:
+            levels.append(starts)
+        if not m or np.diff(np.r_[starts, m]).max() <= leaf:
+            break
         sizes = np.diff(np.r_[starts, m])
         Ps = P[order]
         lo = np.minimum.reduceat(Ps, starts, axis=0)
@@ -149,7 +155,9 @@ class KthIndex:
     """The data's boxes, ready for :meth:`group`."""
 
     def __init__(self, X):
-        order, starts = kd_leaves(X, _DATA_LEAF)
+        self.levels = []
+        order, starts = kd_leaves(X, _DATA_LEAF, self.levels)
+        self.order = order
         self.points = X[order]
         self.starts = starts
         self.counts = np.diff(np.r_[starts, len(X)])
@@ -238,12 +246,18 @@ def _kth_in_band(d2, kk, lo, hi):
     return vals[order[np.cumsum(count) - count + (kk - 1 - below)]]
 
 
-def query_tiles(Q, n_threads: int = 1):
+def query_tiles(Q, n_threads: int = 1, index=None):
     """Order of the queries and their tiles ``(a, b, leaf_starts)``: rows
     ``[a, b)`` of the ordered queries, small tiles' starts relative to ``a``.
-    At least four tiles per thread where there are enough queries."""
-    order, starts = kd_leaves(Q, _QUERY_LEAF)
+    At least four tiles per thread where there are enough queries. With the
+    ``index`` of the same points, its tree gives the tiles (no second tree).
+    """
     m = len(Q)
+    if index is None:
+        order, starts = kd_leaves(Q, _QUERY_LEAF)
+    else:
+        order = index.order
+        starts = next(s for s in index.levels if np.diff(np.r_[s, m]).max() <= _QUERY_LEAF)
     group = max(1, min(_GROUP, len(starts) // (4 * max(1, n_threads))))
     tiles = []
     for g in range(0, len(starts), group):

@@ -824,7 +824,8 @@ class NumpyBackend:
         # Data boxes and query tiles from k-d trees (see _kth): exact, and only
         # a thin band of candidates per query gets distances.
         index = _kth.KthIndex(X64)
-        order, tiles = _kth.query_tiles(Q64, self.n_threads)
+        same = Q64 is X64 or (Q64.shape == X64.shape and np.array_equal(Q64, X64))
+        order, tiles = _kth.query_tiles(Q64, self.n_threads, index if same else None)
         Qs = Q64[order]
         r2 = np.empty(len(Q64))
 
