@@ -131,6 +131,21 @@ def test_kth_neighbor_parity(make_backend, dtype, d):
             assert (out[:20] == 0).all()  # a query in the data is its own 1st neighbour
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_kth_neighbor_every_rank_on_a_lattice(make_backend, dtype):
+    """Every k from 1 to n, on integer points (exact squared distances, many
+    ties): the radix-4 search over the bit pattern lands on each rank."""
+    rng = np.random.default_rng(11)
+    X = rng.integers(-4, 5, size=(45, 2)).astype(dtype)
+    Q = np.r_[X[:6], [[0.5, 0.0], [9.0, -9.0]]].astype(dtype)
+    D = np.sqrt(((Q[:, None, :].astype(np.float64) - X[None].astype(np.float64)) ** 2).sum(-1))
+    ref = np.sort(D, axis=1)
+    be = make_backend()
+    for k in range(1, len(X) + 1):
+        out = to_numpy(be.kth_neighbor_distance(X, Q, k))
+        np.testing.assert_array_equal(out, ref[:, k - 1].astype(dtype), err_msg=f"k={k}")
+
+
 def test_kth_neighbor_exact_with_duplicates(make_backend):
     X = np.array([[0.0], [1.0], [1.0], [1.0], [3.0]])
     out = to_numpy(make_backend().kth_neighbor_distance(X, np.array([[0.0]]), 3))
