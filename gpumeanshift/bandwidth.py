@@ -46,7 +46,9 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     quantile : float, default=0.3
         Between 0 and 1; 0.5 means the median of all pairwise distances is used.
     n_samples : int, default=None
-        Number of samples to use; None uses all (cost O(n^2)).
+        Number of samples to use; None uses all (in 1-3 dimensions the NumPy
+        backend computes distances only for the points near each k-th
+        neighbour's distance; otherwise every pair).
     random_state : int, RandomState instance or None, default=0
         Which points are sampled when ``n_samples`` is given.
     backend : str or Backend, default="numpy"
