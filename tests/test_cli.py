@@ -336,7 +336,7 @@ ERRORS = [
     (["cluster", "dupes.csv"], 1, r"estimated bandwidth \(quantile 0\.3\) is 0: too many duplicate points"),
     (["cluster", "pts.csv", "-o", "nodir/labels.csv"], 1, r"cannot write nodir/labels\.csv: directory 'nodir' does not exist"),
     (["predict", "missing.npz", "pts.csv"], 1, r"model file 'missing\.npz' does not exist"),
-    (["predict", "pts.csv", "pts.csv"], 1, r"pts\.csv is not a readable gpumeanshift model file"),
+    (["predict", "pts.csv", "pts.csv"], 1, r"pts\.csv is not a valid gpumeanshift model: not an \.npz archive"),
     (["predict", "model.npz", "pts3.csv"], 1, r"pts3\.csv has 3 columns but the model was fitted on 2 features; choose them with --columns"),
     (["predict", "model.npz", "missing.csv"], 1, r"missing\.csv does not exist"),
 ]
