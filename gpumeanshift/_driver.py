@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_array, check_bandwidth, check_int, check_real
-from .backends._spatial import ALGORITHMS
-from .backends.base import KERNELS, Backend, resolve_backend
-from .bandwidth import RULES, estimate_bandwidth, rule_of_thumb_bandwidth
+from ._params import DEFAULTS, validate_params
+from ._validation import check_array, check_bandwidth
+from .backends.base import Backend, ShiftResult, resolve_backend
+from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
 from ._progress import ShiftProgress
 from .exceptions import warn_convergence
 from .seeding import get_bin_seeds
 
 logger = logging.getLogger("gpumeanshift")
-
-LABEL_ASSIGNMENTS = ("nearest", "basin")
 
 
 @dataclass
@@ -58,9 +57,11 @@ def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
     """
     from .backends.base import available_backends, cuda_available
 
+    checked = validate_params({"backend": backend, "n_jobs": n_jobs, "max_memory": max_memory})
+    n_jobs, max_memory = checked["n_jobs"], checked["max_memory"]
     options = {}
     if max_memory is not None:
-        options["max_memory"] = check_int(max_memory, "max_memory", low=1)
+        options["max_memory"] = max_memory
         if not isinstance(backend, str):
             raise ValueError(
                 "max_memory applies to a backend given by name ('auto', 'numpy', 'cupy'); "
@@ -69,13 +70,21 @@ def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
     if backend == "auto":
         name = "cupy" if "cupy" in available_backends() and cuda_available() else "numpy"
         logger.info("backend='auto' chose %r", name)
-    if n_jobs is not None and name == "numpy":
-        n_jobs = check_int(n_jobs, "n_jobs", low=-1)
-        if n_jobs == 0:
-            raise ValueError("n_jobs must be a positive integer or -1, got 0")
-        if n_jobs > 0:
-            options["n_threads"] = n_jobs
+    if n_jobs is not None and n_jobs > 0 and name == "numpy":
+        options["n_threads"] = n_jobs
     return resolve_backend(name, **options)
+
+
+def device_backend(backend):
+    """The backend of an image or tracking call, or None for the NumPy path.
+
+    Takes every value ``MeanShift(backend=...)`` takes (None as "numpy");
+    "auto" and NumPy backends mean the host path.
+    """
+    if backend is None:
+        return None
+    be = make_backend(backend)
+    return None if be.name == "numpy" else be
 
 
 def check_scaled_extent(X: np.ndarray, seeds: np.ndarray, h: float) -> None:
@@ -98,79 +107,106 @@ def check_scaled_extent(X: np.ndarray, seeds: np.ndarray, h: float) -> None:
             "bandwidth" + (" or float64 data." if X.dtype == np.float32 else "."))
 
 
-def resolve_bandwidth(X: np.ndarray, bandwidth, backend: Backend) -> float:
-    """The bandwidth a fit uses: given, estimated (None) or by rule ("scott"...)."""
+def gaussian_from_flat(radius: float, n_features: int) -> float:
+    """The Gaussian bandwidth with the per-coordinate variance of a flat ball.
+
+    :func:`~gpumeanshift.estimate_bandwidth` describes a flat kernel: a ball
+    of radius ``r``. Points uniform in that ball have per-coordinate variance
+    ``r**2 / (d + 2)``; the Gaussian with the same variance has
+    ``sigma = r / sqrt(d + 2)``.
+    """
+    return float(radius) / math.sqrt(n_features + 2)
+
+
+def resolve_bandwidth(X: np.ndarray, bandwidth, backend: Backend, kernel: str = "flat") -> float:
+    """The bandwidth a fit uses: given, estimated (None) or by rule ("scott"...).
+
+    None estimates it as scikit-learn does; for the Gaussian kernel the
+    estimate is converted with :func:`gaussian_from_flat`. An estimate of 0
+    (every point's k-th neighbour is a duplicate) is returned as 0.0: the fit
+    then puts each distinct point in its own cluster, as scikit-learn does.
+    """
     if bandwidth is None:
-        h = estimate_bandwidth(X, backend=backend)
-        if h == 0.0:
-            if (X.max(axis=0) == X.min(axis=0)).all():
-                # All points identical: any bandwidth gives the same single cluster.
-                return 1.0
-            if int(X.shape[0] * 0.3) < 2:
-                raise ValueError(
-                    f"The estimated bandwidth is 0: with {X.shape[0]} points, "
-                    "estimate_bandwidth's quantile=0.3 selects k = max(1, int(0.3 * n)) = 1, "
-                    "and every point's 1st nearest neighbour is the point itself. "
-                    "Pass bandwidth explicitly (or give at least 7 points)."
-                )
-            raise ValueError(
-                "The estimated bandwidth is 0: at least 30% of the points are exact "
-                "duplicates of their neighbours. Pass bandwidth explicitly."
-            )
-        return h
+        h = float(estimate_bandwidth(X, backend=backend))
+        return gaussian_from_flat(h, X.shape[1]) if kernel == "gaussian" else h
     if isinstance(bandwidth, str):
-        if bandwidth not in RULES:
-            raise ValueError(
-                f"bandwidth must be a positive number, None, or one of {RULES}; got {bandwidth!r}"
-            )
         return rule_of_thumb_bandwidth(X, bandwidth)
     return check_bandwidth(bandwidth)
 
 
-def fit(
-    X,
-    *,
-    bandwidth=None,
-    kernel="gaussian",
-    seeds=None,
-    bin_seeding=False,
-    min_bin_freq=1,
-    cluster_all=True,
-    max_iter=300,
-    tol=1e-3,
-    backend="auto",
-    n_jobs=None,
-    algorithm="auto",
-    label_assignment="nearest",
-    verbose=0,
-    max_memory=None,
-) -> FitResult:
-    """Run the whole mean-shift fit; see :class:`gpumeanshift.MeanShift`."""
-    t0 = time.perf_counter()
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if label_assignment not in LABEL_ASSIGNMENTS:
+def _host_row_key(rows: np.ndarray) -> np.ndarray:
+    # -0.0 and 0.0 are one point (distance 0), as for scikit-learn's neighbours.
+    return np.ascontiguousarray(rows + rows.dtype.type(0))
+
+
+def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of X and how often each occurs."""
+    uniq, counts = np.unique(_host_row_key(X), axis=0, return_counts=True)
+    return uniq, counts.astype(np.int64)
+
+
+def zero_bandwidth_shift(uniq: np.ndarray, counts: np.ndarray, seeds: np.ndarray) -> ShiftResult:
+    """What the shift loop gives with bandwidth 0, without running it.
+
+    Only a seed's exact duplicates lie within distance 0, so every seed
+    stays where it is after 0 iterations; its intensity is the number of data
+    rows equal to it (0, an orphan, when it is not a data point). This is
+    scikit-learn's result for ``bandwidth=0``.
+    """
+    seeds = _host_row_key(seeds)
+    both = np.concatenate([uniq, seeds.astype(uniq.dtype, copy=False)])
+    _, inverse = np.unique(both, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    count_of = np.zeros(int(inverse.max()) + 1 if inverse.size else 0, dtype=np.int64)
+    count_of[inverse[:len(uniq)]] = counts
+    m = len(seeds)
+    return ShiftResult(modes=seeds, n_iter=np.zeros(m, np.int64),
+                       intensity=count_of[inverse[len(uniq):]],
+                       converged=np.ones(m, dtype=bool), algorithm="brute")
+
+
+def finish(modes, n_iter, intensity, converged, h, max_iter, tol, *, stacklevel=4):
+    """Drop orphan seeds, warn about unconverged ones, merge the modes.
+
+    Returns the centers (strongest first), their intensities and the number
+    of seeds stopped by ``max_iter``.
+    """
+    alive = intensity > 0
+    if not alive.any():
         raise ValueError(
-            f"label_assignment must be one of {LABEL_ASSIGNMENTS}, got {label_assignment!r}"
+            f"No point was within bandwidth={h:f} of any seed. "
+            "Try a different seeding strategy or increase the bandwidth."
         )
-    max_iter = check_int(max_iter, "max_iter", low=0)
-    min_bin_freq = check_int(min_bin_freq, "min_bin_freq", low=1)
-    tol = check_real(tol, "tol", low=0.0)
-    verbose = (int(verbose) if isinstance(verbose, (bool, np.bool_))
-               else check_int(verbose, "verbose", low=0))
-    if not isinstance(bin_seeding, (bool, np.bool_)):
-        raise TypeError(f"bin_seeding must be True or False, got {bin_seeding!r}")
-    if not isinstance(cluster_all, (bool, np.bool_)):
-        raise TypeError(f"cluster_all must be True or False, got {cluster_all!r}")
-    be = make_backend(backend, n_jobs=n_jobs, max_memory=max_memory)
+    n_unconverged = int(np.count_nonzero(alive & ~converged))
+    if n_unconverged:
+        warn_convergence(
+            f"{n_unconverged} of {int(alive.sum())} seeds did not converge within "
+            f"max_iter={max_iter} iterations (tol={tol} x bandwidth); "
+            "increase max_iter or tol.",
+            stacklevel=stacklevel,
+        )
+    centers, center_intensity = deduplicate(modes[alive], intensity[alive], h)
+    return centers, center_intensity, n_unconverged
+
+
+def fit(X, params) -> FitResult:
+    """Run the whole mean-shift fit; see :class:`gpumeanshift.MeanShift`.
+
+    ``params`` maps parameter names (see :mod:`gpumeanshift._params`) to
+    values; names not given take their defaults.
+    """
+    t0 = time.perf_counter()
+    p = dict(DEFAULTS)
+    p.update(validate_params(params))
+    kernel, max_iter, tol, verbose = p["kernel"], p["max_iter"], p["tol"], p["verbose"]
+    be = make_backend(p["backend"], n_jobs=p["n_jobs"], max_memory=p["max_memory"])
 
     X = check_array(X)
-    h = resolve_bandwidth(X, bandwidth, be)
+    h = resolve_bandwidth(X, p["bandwidth"], be, kernel)
 
+    seeds = p["seeds"]
     if seeds is None:
-        seeds = get_bin_seeds(X, h, min_bin_freq) if bin_seeding else X
+        seeds = get_bin_seeds(X, h, p["min_bin_freq"]) if p["bin_seeding"] else X
     else:
         seeds = check_array(seeds, name="seeds")
         if seeds.shape[1] != X.shape[1]:
@@ -178,7 +214,8 @@ def fit(
                 f"seeds has {seeds.shape[1]} features but X has {X.shape[1]}"
             )
     seeds = np.ascontiguousarray(seeds, dtype=X.dtype)
-    check_scaled_extent(X, seeds, h)
+    if h > 0:
+        check_scaled_extent(X, seeds, h)
 
     seeds_are_data = seeds is X
     extra = {}
@@ -191,9 +228,14 @@ def fit(
             takes_progress = False
         if takes_progress:
             extra["progress"] = ShiftProgress(len(seeds), max_iter)
+    uniq = None
     try:
-        res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
-                       algorithm=algorithm, **extra)
+        if h == 0:
+            uniq, counts = distinct_rows(X)
+            res = zero_bandwidth_shift(uniq, counts, seeds)
+        else:
+            res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
+                           algorithm=p["algorithm"], **extra)
     finally:
         if extra:
             extra["progress"].close()
@@ -202,39 +244,29 @@ def fit(
     intensity = to_numpy(res.intensity)
     converged = to_numpy(res.converged)
 
-    alive = intensity > 0
-    if not alive.any():
-        raise ValueError(
-            f"No point was within bandwidth={h:f} of any seed. "
-            "Try a different seeding strategy or increase the bandwidth."
-        )
-    n_unconverged = int(np.count_nonzero(alive & ~converged))
-    if n_unconverged:
-        warn_convergence(
-            f"{n_unconverged} of {int(alive.sum())} seeds did not converge within "
-            f"max_iter={max_iter} iterations (tol={tol} x bandwidth); "
-            "increase max_iter or tol."
-        )
-    centers, center_intensity = deduplicate(modes[alive], intensity[alive], h)
+    centers, center_intensity, n_unconverged = finish(
+        modes, n_iter, intensity, converged, h, max_iter, tol)
     centers = centers.astype(X.dtype, copy=False)
 
-    if label_assignment == "basin":
+    if p["label_assignment"] == "basin":
         # Each point takes the cluster its own climb reached: the center
         # nearest to the mode of the seed started at that point.
         if seeds_are_data:
             point_modes = modes
+        elif h == 0:
+            point_modes = X
         else:
             point_modes = to_numpy(be.shift(X, X, bandwidth=h, kernel=kernel, max_iter=max_iter,
                                              tol=tol, algorithm=res.algorithm).modes)
         labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype), centers)
         labels = to_numpy(labels).astype(np.int64, copy=False)
-        if not cluster_all:
+        if not p["cluster_all"]:
             diff = X.astype(np.float64) - centers[labels]
             labels = np.where(np.einsum("ij,ij->i", diff, diff) <= h * h, labels, -1)
     else:
         labels, dist = be.nearest(X, centers)
         labels = to_numpy(labels).astype(np.int64, copy=False)
-        if not cluster_all:
+        if not p["cluster_all"]:
             labels = np.where(to_numpy(dist) <= h, labels, -1)
 
     seconds = time.perf_counter() - t0

@@ -8,10 +8,12 @@ import math
 import numpy as np
 
 from . import _driver
-from ._validation import check_array, check_real, is_device_array
+from ._params import OUTPUT_TYPES, validate_params
+from ._validation import (check_array, check_feature_names, check_real, feature_names,
+                          is_device_array)
 from .exceptions import not_fitted_error
 
-OUTPUT_TYPES = ("input", "numpy", "cupy")
+__all__ = ["MeanShift", "mean_shift", "OUTPUT_TYPES"]
 
 
 def _convert_output(a: np.ndarray, output_type: str, input_was_device: bool):
@@ -34,12 +36,16 @@ class MeanShift:
     ----------
     bandwidth : float, {"scott", "silverman"} or None, default=None
         Kernel bandwidth. None estimates it with :func:`estimate_bandwidth`
-        (scikit-learn's default, ``quantile=0.3``); "scott" and "silverman"
-        use the normal-reference rules of
+        (scikit-learn's default, ``quantile=0.3``); for the Gaussian kernel
+        that flat-kernel radius ``r`` becomes ``r / sqrt(n_features + 2)``,
+        the Gaussian with the same per-coordinate variance. An estimate of 0
+        (every point's neighbours are its duplicates) puts each distinct
+        point in its own cluster, as scikit-learn does. "scott" and
+        "silverman" use the normal-reference rules of
         :func:`gpumeanshift.bandwidth.rule_of_thumb_bandwidth`.
-    kernel : {"gaussian", "flat"}, default="gaussian"
-        "gaussian" weighs every point by ``exp(-|x - s|^2 / (2 h^2))``;
-        "flat" averages the points within distance h (scikit-learn's kernel).
+    kernel : {"flat", "gaussian"}, default="flat"
+        "flat" averages the points within distance h (scikit-learn's kernel);
+        "gaussian" weighs every point by ``exp(-|x - s|^2 / (2 h^2))``.
     seeds : array-like of shape (n_seeds, n_features), default=None
         Where the climbs start. None uses the bins of ``bin_seeding`` or every point.
     bin_seeding : bool, default=False
@@ -102,6 +108,11 @@ class MeanShift:
         Largest number of iterations any seed performed.
     n_features_in_ : int
         Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when X was a DataFrame whose
+        column names are all strings. ``predict`` and ``score_samples``
+        then refuse data whose columns are named differently or in another
+        order (ValueError), and warn when only one side has names.
     bandwidth_ : float
         The bandwidth actually used.
     backend_ : str
@@ -117,12 +128,6 @@ class MeanShift:
     --------
     mean_shift : The function form.
     estimate_bandwidth : scikit-learn's bandwidth estimate.
-
-    Notes
-    -----
-    When ``bandwidth=None`` and every point is identical, the estimate is 0;
-    the fit then uses ``bandwidth_ = 1.0`` (any positive value gives the same
-    single cluster).
 
     Examples
     --------
@@ -143,7 +148,7 @@ class MeanShift:
         self,
         *,
         bandwidth=None,
-        kernel="gaussian",
+        kernel="flat",
         seeds=None,
         bin_seeding=False,
         min_bin_freq=1,
@@ -223,8 +228,8 @@ class MeanShift:
         Examples
         --------
         >>> from gpumeanshift import MeanShift
-        >>> MeanShift().set_params(bandwidth=6, kernel="flat", backend="numpy")
-        MeanShift(backend='numpy', bandwidth=6, kernel='flat')
+        >>> MeanShift().set_params(bandwidth=6, kernel="gaussian", backend="numpy")
+        MeanShift(backend='numpy', bandwidth=6, kernel='gaussian')
         >>> MeanShift().set_params(bandwith=1)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -291,26 +296,14 @@ class MeanShift:
         >>> ms.cluster_sizes_, ms.n_iter_, ms.bandwidth_, ms.backend_
         (array([3, 3]), 2, 2.0, 'numpy')
         """
-        if self.output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {self.output_type!r}")
+        params = validate_params(self.get_params())
         device_input = is_device_array(X)
-        result = _driver.fit(
-            X,
-            bandwidth=self.bandwidth,
-            kernel=self.kernel,
-            seeds=self.seeds,
-            bin_seeding=self.bin_seeding,
-            min_bin_freq=self.min_bin_freq,
-            cluster_all=self.cluster_all,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            backend=self.backend,
-            n_jobs=self.n_jobs,
-            algorithm=self.algorithm,
-            label_assignment=self.label_assignment,
-            verbose=self.verbose,
-            max_memory=self.max_memory,
-        )
+        names = feature_names(X)
+        result = _driver.fit(X, params)
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         self._device_input = device_input
         out = lambda a: _convert_output(a, self.output_type, device_input)  # noqa: E731
         self.cluster_centers_ = out(result.cluster_centers)
@@ -449,6 +442,7 @@ class MeanShift:
         """
         self._check_fitted()
         device_input = is_device_array(X)
+        check_feature_names(getattr(self, "feature_names_in_", None), X, type(self).__name__)
         X = check_array(X)
         threshold = self._predict_threshold(X, outlier_threshold)
         be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
@@ -503,7 +497,7 @@ class MeanShift:
         >>> import numpy as np
         >>> from gpumeanshift import MeanShift
         >>> X = np.array([[0.0], [0.1], [5.0], [5.1]])
-        >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
+        >>> ms = MeanShift(bandwidth=1.0, kernel="gaussian", backend="numpy").fit(X)
         >>> ms.score_samples([[0.05], [20.0]]).round(3)
         array([  -1.613, -113.108])
         """
@@ -519,12 +513,18 @@ class MeanShift:
                 "This model holds no training data (models read by load_model keep "
                 "only the centers); fit it again to use score_samples."
             )
+        check_feature_names(getattr(self, "feature_names_in_", None), X, type(self).__name__)
         X = check_array(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
+        if not self.bandwidth_ > 0:
+            raise ValueError(
+                "score_samples needs a positive bandwidth; this model's bandwidth_ is 0 "
+                "(the estimate of data whose neighbours are all duplicates), for which "
+                "the density is not defined. Fit with an explicit bandwidth.")
         dtype = np.result_type(X.dtype, self._fit_X.dtype)
         data = self._fit_X.astype(dtype, copy=False)
         X = X.astype(dtype, copy=False)
@@ -582,7 +582,7 @@ def mean_shift(
     X,
     *,
     bandwidth=None,
-    kernel="gaussian",
+    kernel="flat",
     seeds=None,
     bin_seeding=False,
     min_bin_freq=1,

@@ -28,6 +28,63 @@ def is_device_array(X: Any) -> bool:
     return hasattr(X, "__cuda_array_interface__")
 
 
+def feature_names(X: Any):
+    """The column names of a DataFrame-like X, as an object array; else None.
+
+    As in scikit-learn, names count only when every column name is a
+    string; a mix of strings and other names is a TypeError.
+    """
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    is_str = [isinstance(name, str) for name in names]
+    if not any(is_str):
+        return None
+    if not all(is_str):
+        kinds = sorted({type(name).__name__ for name in names})
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but the input has {kinds} as column name types. Convert every column name "
+            "to a string, e.g. X.columns = X.columns.astype(str).")
+    return names
+
+
+def check_feature_names(fitted, X: Any, estimator: str) -> None:
+    """Refuse X whose column names differ from the fit's; warn when one side has none.
+
+    scikit-learn's rule: names are compared in order, a mismatch is a
+    ValueError (columns renamed, reordered, added or dropped would otherwise
+    be silently paired with the wrong features).
+    """
+    import warnings
+
+    names = feature_names(X)
+    if fitted is None and names is None:
+        return
+    if fitted is None:
+        warnings.warn(f"X has feature names, but {estimator} was fitted without feature names",
+                      UserWarning, stacklevel=3)
+        return
+    if names is None:
+        warnings.warn(f"X does not have valid feature names, but {estimator} was fitted with "
+                      "feature names", UserWarning, stacklevel=3)
+        return
+    if len(names) == len(fitted) and (names == fitted).all():
+        return
+    unseen = [n for n in names if n not in set(fitted)]
+    missing = [n for n in fitted if n not in set(names)]
+    message = "The feature names should match those that were passed during fit.\n"
+    if unseen:
+        message += "Feature names unseen at fit time:\n" + "".join(f"- {n}\n" for n in unseen)
+    if missing:
+        message += ("Feature names seen at fit time, yet now missing:\n"
+                    + "".join(f"- {n}\n" for n in missing))
+    if not unseen and not missing:
+        message += "Feature names must be in the same order as they were in fit.\n"
+    raise ValueError(message)
+
+
 def _is_sparse(X: Any) -> bool:
     sparse = sys.modules.get("scipy.sparse")
     if sparse is not None and sparse.issparse(X):

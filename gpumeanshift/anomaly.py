@@ -57,7 +57,7 @@ class Anomalies:
     >>> from gpumeanshift import MeanShift
     >>> from gpumeanshift.anomaly import find_anomalies
     >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [4.0, 4.0], [4.1, 4.0], [4.0, 4.1]])
-    >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
+    >>> ms = MeanShift(bandwidth=1.0, kernel="gaussian", backend="numpy").fit(X)
     >>> found = find_anomalies(ms, [[0.05, 0.0], [9.0, 9.0]], density_threshold=-5.0,
     ...                        max_distance=2.0)
     >>> found.mask, found.low_density, found.far
@@ -146,7 +146,7 @@ def find_anomalies(
     >>> from gpumeanshift.anomaly import find_anomalies
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(0, 0.3, (50, 2)), rng.normal(4, 0.3, (50, 2))])
-    >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
+    >>> ms = MeanShift(bandwidth=1.0, kernel="gaussian", backend="numpy").fit(X)
     >>> found = find_anomalies(ms, [[0.1, 0.0], [2.0, 2.0], [9.0, -9.0]],
     ...                        density_quantile=0.05, max_distance=3.0)
     >>> found.mask

@@ -54,9 +54,13 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
 
     Returns
     -------
-    bandwidth : float
-        The estimated bandwidth (0 when ``k = 1``, or when at least ``k``
-        copies of each point exist).
+    bandwidth : numpy.float64
+        The estimated bandwidth, a NumPy scalar as scikit-learn returns it
+        (0 when ``k = 1``, or when at least ``k`` copies of each point exist).
+        It is the radius of a flat kernel; ``MeanShift(kernel="gaussian")``
+        with ``bandwidth=None`` uses ``bandwidth / sqrt(n_features + 2)``, the
+        Gaussian with the same per-coordinate variance (pass that yourself when
+        you estimate once for a Gaussian fit).
 
     Raises
     ------
@@ -69,8 +73,9 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     >>> import numpy as np
     >>> from gpumeanshift import estimate_bandwidth
     >>> X = np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]])
-    >>> round(estimate_bandwidth(X, quantile=0.5), 4)
-    1.6191
+    >>> bw = estimate_bandwidth(X, quantile=0.5)
+    >>> type(bw).__name__, round(float(bw), 4)
+    ('float64', 1.6191)
     """
     from .backends.base import resolve_backend
 
@@ -97,11 +102,11 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     unit = 1.0
     top = float(kth.max()) if kth.size else 0.0
     if top * len(kth) > np.finfo(np.float64).max / 2:
-        unit = float(np.ldexp(1.0, int(np.frexp(top)[1])))
+        unit = float(np.ldexp(1.0, min(int(np.frexp(top)[1]), 1023)))
     total = 0.0
     for start in range(0, len(kth), 500):
         total += (kth[start:start + 500] / unit).sum()
-    return float(total / X.shape[0] * unit)
+    return np.float64(total / X.shape[0] * unit)
 
 
 def _to_numpy(a):

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "quantile:Q (the same with quantile Q); scott or silverman (normal-reference "
                    f"rules). Estimates use a random subsample of {AUTO_BANDWIDTH_MAX_SAMPLES} "
                    "points for larger files. Default: auto")
-    p.add_argument("--kernel", choices=KERNELS, default="gaussian", help="kernel (default: gaussian)")
+    p.add_argument("--kernel", choices=KERNELS, default="flat", help="kernel (default: flat)")
     p.add_argument("--bin-seeding", action="store_true",
                    help="seed from the occupied cells of a grid of side bandwidth (much faster)")
     p.add_argument("--backend", choices=backends, default="auto", help="where to run (default: auto)")

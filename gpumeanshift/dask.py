@@ -58,20 +58,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _driver
-from ._estimator import OUTPUT_TYPES, _convert_output
+from ._estimator import _convert_output
 from ._estimator import MeanShift as _LocalMeanShift
 from ._progress import ShiftProgress
+from ._params import validate_params
 from ._validation import check_array, check_bandwidth, check_int, check_real, is_device_array
 # GAUSSIAN_GRID_RADIUS: where the single-machine algorithm="grid" truncates
 # the Gaussian, in bandwidths.
 from .backends._spatial import GAUSSIAN_GRID_RADIUS as _GAUSSIAN_GRID_RADIUS
 from .backends._spatial import within_exact
-from .backends.base import KERNELS, cuda_available, resolve_backend
-from .bandwidth import RULES, _check_random_state
+from .backends.base import cuda_available, resolve_backend
+from .bandwidth import _check_random_state
 from .bandwidth import estimate_bandwidth as _local_estimate_bandwidth
-from .dedup import deduplicate
 from .seeding import _cells_to_seeds
-from .exceptions import warn_convergence
 
 __all__ = ["MeanShift", "estimate_bandwidth", "STRATEGIES"]
 
@@ -89,8 +88,6 @@ _TILE_ELEMENTS = 2**19
 _BYTES_PER_ELEMENT = 32  # about 4 live float64 blocks per seed x point element
 # Squared distance (in bandwidths) past which exp(-d2/2) is exactly 0.0.
 _GAUSS_D2_CUTOFF = {np.dtype(np.float64): 2.0 * 746.0, np.dtype(np.float32): 2.0 * 104.0}
-ALGORITHMS = ("auto", "brute", "grid")
-LABEL_ASSIGNMENTS = ("nearest", "basin")
 # Failures that mean "a worker and what it held are gone for good".
 _LOST = (KilledWorker, FutureCancelledError)
 
@@ -523,7 +520,7 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
 
     Returns
     -------
-    bandwidth : float
+    bandwidth : numpy.float64
 
     Examples
     --------
@@ -532,7 +529,7 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     >>> from gpumeanshift.dask import estimate_bandwidth
     >>> client = Client(processes=False, n_workers=1, dashboard_address=":0")
     >>> X = np.array([[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]])
-    >>> round(estimate_bandwidth(da.from_array(X, chunks=3), quantile=0.5), 4)
+    >>> round(float(estimate_bandwidth(da.from_array(X, chunks=3), quantile=0.5)), 4)
     1.6191
     >>> client.close()
     """
@@ -565,7 +562,7 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     total = 0.0
     for start in range(0, len(kth), 500):  # scikit-learn's batches, its order
         total += kth[start:start + 500].sum()
-    return float(total / m)
+    return np.float64(total / m)
 
 
 class MeanShift(_LocalMeanShift):
@@ -665,7 +662,7 @@ class MeanShift(_LocalMeanShift):
         self,
         *,
         bandwidth=None,
-        kernel="gaussian",
+        kernel="flat",
         seeds=None,
         bin_seeding=False,
         min_bin_freq=1,
@@ -758,8 +755,11 @@ class MeanShift(_LocalMeanShift):
                         len(_workers(client)))
             progress = ShiftProgress(n_seeds, params["max_iter"])
         try:
-            shifted = self._shift(client, X, futs, seeds, center, fit_id, shift_args, strategy,
-                                  progress, lattice=lattice)
+            if h == 0:
+                shifted = self._shift_zero_bandwidth(client, futs, seeds)
+            else:
+                shifted = self._shift(client, X, futs, seeds, center, fit_id, shift_args,
+                                      strategy, progress, lattice=lattice)
         finally:
             if progress is not None:
                 progress.close()
@@ -771,14 +771,16 @@ class MeanShift(_LocalMeanShift):
             stats["shift_seconds"] - sum(stats["task_seconds"])) / max(1, stats["rounds"])
         modes, n_iter = shifted["modes"], shifted["n_iter"]
 
-        centers, center_intensity, n_unconverged = _finish(
+        centers, center_intensity, n_unconverged = _driver.finish(
             modes, n_iter, shifted["intensity"], shifted["converged"], h,
-            params["max_iter"], params["tol"])
+            params["max_iter"], params["tol"], stacklevel=3)
         centers = centers.astype(X.dtype, copy=False)
 
         if self.label_assignment == "basin":
-            if seeds is None:  # every point was a seed: its climb is done
+            if seeds is None and h > 0:  # every point was a seed: its climb is done
                 point_modes = modes
+            elif h == 0:  # every point stays where it is
+                point_modes = X
             else:
                 point_modes = self._shift(client, X, futs, None, center, f"{fit_id}-basin",
                                           shift_args, strategy, lattice=lattice)["modes"]
@@ -820,27 +822,12 @@ class MeanShift(_LocalMeanShift):
         return self
 
     def _check_params(self):
-        if self.kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {KERNELS}, got {self.kernel!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        if self.label_assignment not in LABEL_ASSIGNMENTS:
-            raise ValueError(
-                f"label_assignment must be one of {LABEL_ASSIGNMENTS}, "
-                f"got {self.label_assignment!r}"
-            )
-        if self.output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {self.output_type!r}")
-        if not isinstance(self.bin_seeding, (bool, np.bool_)):
-            raise TypeError(f"bin_seeding must be True or False, got {self.bin_seeding!r}")
-        if not isinstance(self.cluster_all, (bool, np.bool_)):
-            raise TypeError(f"cluster_all must be True or False, got {self.cluster_all!r}")
-        n_jobs = check_int(self.n_jobs, "n_jobs", low=-1, allow_none=True)
-        if n_jobs == 0:
-            raise ValueError("n_jobs must be a positive integer or -1, got 0")
-        max_memory = check_int(self.max_memory, "max_memory", low=1, allow_none=True)
+        params = self.get_params()
+        del params["strategy"], params["client"]
+        checked = validate_params(params)
+        max_memory = checked["max_memory"]
         if max_memory is not None and max_memory < 1024 * _BYTES_PER_ELEMENT:
             raise ValueError(
                 f"max_memory={max_memory} bytes is too small: a task needs at least "
@@ -849,35 +836,37 @@ class MeanShift(_LocalMeanShift):
             raise ValueError(
                 "max_memory applies to a backend given by name ('auto', 'numpy', 'cupy'); "
                 "configure a backend object itself")
-        return {
-            "max_memory": max_memory,
-            "verbose": (int(self.verbose) if isinstance(self.verbose, (bool, np.bool_))
-                        else check_int(self.verbose, "verbose", low=0)),
-            "max_iter": check_int(self.max_iter, "max_iter", low=0),
-            "min_bin_freq": check_int(self.min_bin_freq, "min_bin_freq", low=1),
-            "tol": check_real(self.tol, "tol", low=0.0),
-        }
+        return checked
 
     def _resolve_bandwidth(self, client, X):
         bw = self.bandwidth
         if bw is None:
-            h = estimate_bandwidth(X, backend=self.backend, n_jobs=self.n_jobs, client=client)
-            if h == 0.0:
-                ptp = client.compute((X.max(axis=0) - X.min(axis=0)).max(), sync=True)
-                if float(_driver.to_numpy(ptp)) == 0.0:
-                    return 1.0  # all points identical: one cluster whatever the bandwidth
-                raise ValueError(
-                    "The estimated bandwidth is 0: at least 30% of the points are exact "
-                    "duplicates of their neighbours. Pass bandwidth explicitly."
-                )
-            return h
+            h = float(estimate_bandwidth(X, backend=self.backend, n_jobs=self.n_jobs,
+                                         client=client))
+            return _driver.gaussian_from_flat(h, X.shape[1]) if self.kernel == "gaussian" else h
         if isinstance(bw, str):
-            if bw not in RULES:
-                raise ValueError(
-                    f"bandwidth must be a positive number, None, or one of {RULES}; got {bw!r}"
-                )
             return _rule_bandwidth(client, X, bw)
         return check_bandwidth(bw)
+
+    def _shift_zero_bandwidth(self, client, futs, seeds):
+        """The shift with bandwidth 0: see :func:`gpumeanshift._driver.zero_bandwidth_shift`."""
+        parts = _gather(client, [client.submit(_distinct_block, f, pure=False) for f in futs],
+                        "counting distinct points")
+        rows = np.concatenate([r for r, _ in parts])
+        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in parts]),
+                             minlength=len(uniq)).astype(np.int64)
+        if seeds is None:  # every point seeds: each distinct point is its own mode
+            m = len(uniq)
+            res = {"modes": uniq, "n_iter": np.zeros(m, np.int64), "intensity": counts,
+                   "converged": np.ones(m, dtype=bool)}
+        else:
+            r = _driver.zero_bandwidth_shift(uniq, counts, seeds)
+            res = {"modes": r.modes, "n_iter": r.n_iter, "intensity": r.intensity,
+                   "converged": r.converged}
+        res.update(backends={"numpy"}, algorithms={"brute"},
+                   stats={"strategy": "none", "rounds": 0, "task_seconds": []})
+        return res
 
     def _initial_seeds(self, client, X, futs, h, min_bin_freq):
         """Seeds as a host array, or None for "every point" (left on the workers)."""
@@ -889,7 +878,7 @@ class MeanShift(_LocalMeanShift):
             if seeds.shape[1] != X.shape[1]:
                 raise ValueError(f"seeds has {seeds.shape[1]} features but X has {X.shape[1]}")
             return np.ascontiguousarray(seeds, dtype=X.dtype)
-        if self.bin_seeding:
+        if self.bin_seeding and h > 0:  # bins of size 0 are the points themselves
             return _bin_seeds(client, X, futs, h, min_bin_freq)
         return None
 
@@ -992,7 +981,7 @@ class MeanShift(_LocalMeanShift):
         converged = np.zeros(m, dtype=bool)
         orphaned = np.zeros(m, dtype=bool)
         active = np.arange(m)
-        thresh2 = float(tol) ** 2
+        thresh2 = float(tol) * float(tol)  # inf, not OverflowError, past 1e154
         truncate = None
         if self.algorithm == "grid" and kernel == "gaussian":
             truncate = _GAUSSIAN_GRID_RADIUS
@@ -1142,6 +1131,10 @@ class MeanShift(_LocalMeanShift):
         return self.fit(X).labels_
 
 
+def _distinct_block(block):
+    return _driver.distinct_rows(np.ascontiguousarray(_driver.to_numpy(block)))
+
+
 def _basin_outliers(block, labels, centers, h):
     """-1 for the points of a block farther than h from their basin's center."""
     xp = _xp(block)
@@ -1166,23 +1159,3 @@ def _basin_labels(X, point_modes, centers, threshold):
         return labels
     return da.map_blocks(_basin_outliers, X, labels[:, None], centers, threshold, drop_axis=1,
                          dtype=np.int64, meta=_label_meta(X))
-
-
-def _finish(modes, n_iter, intensity, converged, h, max_iter, tol):
-    """The driver's post-shift steps: drop orphans, warn, deduplicate."""
-    alive = intensity > 0
-    if not alive.any():
-        raise ValueError(
-            f"No point was within bandwidth={h:f} of any seed. "
-            "Try a different seeding strategy or increase the bandwidth."
-        )
-    n_unconverged = int(np.count_nonzero(alive & ~converged))
-    if n_unconverged:
-        warn_convergence(
-            f"{n_unconverged} of {int(alive.sum())} seeds did not converge within "
-            f"max_iter={max_iter} iterations (tol={tol} x bandwidth); "
-            "increase max_iter or tol.",
-            stacklevel=4,
-        )
-    centers, center_intensity = deduplicate(modes[alive], intensity[alive], h)
-    return centers, center_intensity, n_unconverged

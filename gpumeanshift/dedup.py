@@ -67,7 +67,7 @@ def deduplicate(modes: np.ndarray, intensity: np.ndarray, bandwidth: float):
     intensity : ndarray of shape (k,)
         Points within one bandwidth of each mode.
     bandwidth : float
-        Suppression radius (inclusive).
+        Suppression radius (inclusive); 0 merges only equal modes.
 
     Returns
     -------
@@ -78,8 +78,10 @@ def deduplicate(modes: np.ndarray, intensity: np.ndarray, bandwidth: float):
     """
     ordered, inten = order_modes(modes, intensity)
     bandwidth = float(bandwidth)
-    if not (np.isfinite(bandwidth) and bandwidth > 0):
-        raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
+    if not (np.isfinite(bandwidth) and bandwidth >= 0):
+        raise ValueError(f"bandwidth must be a finite number >= 0, got {bandwidth!r}")
+    if bandwidth == 0:  # only equal modes merge, and order_modes has merged them
+        return ordered, inten
     # Distances in units of a power of two near the bandwidth: the squares
     # stay in range whatever the scale (r2 lies in [1, 4)).
     mant, exp = np.frexp(bandwidth)

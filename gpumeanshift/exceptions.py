@@ -40,7 +40,7 @@ class ConvergenceWarning(UserWarning):
     >>> X = np.array([[0.0], [0.5], [1.0], [5.0]])
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     _ = MeanShift(bandwidth=1.0, max_iter=1, backend="numpy").fit(X)
+    ...     _ = MeanShift(bandwidth=1.0, kernel="gaussian", max_iter=1, backend="numpy").fit(X)
     >>> [issubclass(w.category, ConvergenceWarning) for w in caught]
     [True]
     >>> print(str(caught[0].message)[:45])

@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._driver import device_backend
+
 COLOR_SPACES = ("rgb", "lab")
 
 # sRGB (D65) <-> CIE XYZ, IEC 61966-2-1.
@@ -252,7 +254,7 @@ def _filter_chunk(src, width_p, pad, y, x, colour, *, sp, threshold, max_iter, e
 
 
 def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.0,
-                      round_colors=False, n_jobs=None, chunk_size=32768, backend=None):
+                      round_colors=False, n_jobs=None, chunk_size=32768, backend="auto"):
     """Mean-shift filtering of an image in its own colour values (no conversion).
 
     The filtering step of :func:`segment_image`, on the colour values as
@@ -268,8 +270,9 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
         Pixels per unit of work (one thread works on one chunk at a time);
         the working memory is about ``(200 + 8 * spatial_radius) * chunk_size``
         bytes per thread.
-    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
-        None and "numpy": the NumPy path here. "cupy" or an object with a
+    backend : {"auto", "numpy", "cupy"}, a backend object or None, default="auto"
+        The values of ``MeanShift(backend=...)``; "auto" takes the GPU when
+        there is one. "numpy" (and None): the NumPy path here. "cupy" or an object with a
         ``filter_image`` method (:class:`~gpumeanshift.backends.cuda_backend.
         CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
         CUDA kernel, one thread per pixel, same results (1 to 4 channels).
@@ -301,8 +304,9 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
     eps = _check_positive(eps, "eps", 0.0)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
     n_threads = _n_threads(n_jobs)
-    if backend is not None and not (isinstance(backend, str) and backend == "numpy"):
-        return _filter_on_backend(backend, img, sp, sr, max_iter, eps, round_colors)
+    device = device_backend(backend)
+    if device is not None:
+        return _filter_on_backend(device, img, sp, sr, max_iter, eps, round_colors)
     h, w, n_ch = img.shape
     # float32 halves the memory traffic and holds 8-bit colours, and the sums of
     # up to (2 * 128 + 1)**2 of them, exactly; wider integers and float64 data
@@ -340,13 +344,9 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
 
 def _filter_on_backend(backend, img, sp, sr, max_iter, eps, round_colors):
     """mean_shift_filter on a device backend (its ``filter_image``), as NumPy."""
-    if isinstance(backend, str):
-        from .backends.base import resolve_backend
-
-        backend = resolve_backend(backend)
     run = getattr(backend, "filter_image", None)
     if run is None:
-        raise TypeError("backend must be None, 'numpy', 'cupy' or a backend with a "
+        raise TypeError("backend must be 'auto', 'numpy', 'cupy', None or a backend with a "
                         f"filter_image method; got {type(backend).__name__}")
     out = run(img, sp, sr, max_iter=max_iter, eps=eps, round_colors=bool(round_colors))
     return backend.runtime.to_host(out)
@@ -471,7 +471,7 @@ def label_regions(filtered, merge_radius, min_region_size=0):
 # ------------------------------------------------------------ the public API
 def segment_image(image, spatial_radius, range_radius, *, color_space="rgb", min_region_size=0,
                   max_iter=5, eps=1.0, merge_radius=None, round_colors=False, n_jobs=None,
-                  backend=None):
+                  backend="auto"):
     """Mean-shift segmentation of an image (Comaniciu and Meer, 2002).
 
     Each pixel climbs the joint spatial-range density: its window is the
@@ -519,7 +519,7 @@ def segment_image(image, spatial_radius, range_radius, *, color_space="rgb", min
         maxLevel=0)`` pixel for pixel.
     n_jobs : int, default=None
         Threads; None or -1 uses every available core.
-    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
+    backend : {"auto", "numpy", "cupy"}, a backend object or None, default="auto"
         Where the filtering step runs, as in :func:`mean_shift_filter`
         (labelling and merging run on the host).
 

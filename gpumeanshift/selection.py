@@ -46,7 +46,7 @@ class BandwidthSweep:
     >>> from gpumeanshift.selection import bandwidth_sweep
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(c, 0.3, size=(30, 2)) for c in ([0, 0], [3, 0])])
-    >>> sweep = bandwidth_sweep(X, [0.3, 1.0, 5.0], backend="numpy")
+    >>> sweep = bandwidth_sweep(X, [0.3, 1.0, 5.0], kernel="gaussian", backend="numpy")
     >>> sweep.n_clusters.tolist(), sweep.silhouette.round(3).tolist()
     ([2, 2, 1], [0.832, 0.832, nan])
     >>> sweep.score, sweep.best_index, sweep.best_bandwidth
@@ -77,7 +77,7 @@ def _best(values, higher_is_better):
     return int(np.nanargmax(v) if higher_is_better else np.nanargmin(v))
 
 
-def bandwidth_sweep(X, bandwidths, *, kernel="gaussian", score="silhouette", backend="auto",
+def bandwidth_sweep(X, bandwidths, *, kernel="flat", score="silhouette", backend="auto",
                     bin_seeding=False, max_iter=300, tol=1e-3, n_jobs=None, block_rows=None):
     """Fit mean shift at every bandwidth and pick the best by a cluster-quality score.
 
@@ -89,7 +89,7 @@ def bandwidth_sweep(X, bandwidths, *, kernel="gaussian", score="silhouette", bac
         Positive bandwidths to try, e.g. ``np.geomspace(h / 4, 2 * h, 10)``
         around :func:`~gpumeanshift.estimate_bandwidth` or
         :func:`~gpumeanshift.bandwidth.rule_of_thumb_bandwidth`.
-    kernel : {"gaussian", "flat"}, default="gaussian"
+    kernel : {"flat", "gaussian"}, default="flat"
         As for :class:`~gpumeanshift.MeanShift`.
     score : {"silhouette", "davies_bouldin", "calinski_harabasz"}, default="silhouette"
         The score that picks the best bandwidth: highest silhouette, lowest
@@ -115,7 +115,8 @@ def bandwidth_sweep(X, bandwidths, *, kernel="gaussian", score="silhouette", bac
     >>> from gpumeanshift.selection import bandwidth_sweep
     >>> rng = np.random.default_rng(0)
     >>> X = np.concatenate([rng.normal(c, 0.3, size=(100, 2)) for c in ([0, 0], [3, 0], [0, 3])])
-    >>> sweep = bandwidth_sweep(X, [0.1, 0.5, 1.0, 5.0], backend="numpy", bin_seeding=True)
+    >>> sweep = bandwidth_sweep(X, [0.1, 0.5, 1.0, 5.0], kernel="gaussian", backend="numpy",
+    ...                         bin_seeding=True)
     >>> sweep.n_clusters.tolist()
     [25, 3, 3, 1]
     >>> sweep.best_bandwidth

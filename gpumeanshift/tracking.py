@@ -23,6 +23,8 @@ import numbers
 
 import numpy as np
 
+from ._driver import device_backend
+
 DBL_EPSILON = np.finfo(np.float64).eps
 _TOLERANCE = 10  # OpenCV's CamShift grows the window by this much on each side
 COUNT, EPS = 1, 2  # cv2.TERM_CRITERIA_COUNT (== MAX_ITER) and cv2.TERM_CRITERIA_EPS
@@ -210,19 +212,15 @@ def _mean_shift(moments, windows, n_iter, eps2):
 
 def _track_on_backend(backend, p, windows, n_iter, eps2):
     """_mean_shift on a device backend (its ``track_windows``), as NumPy arrays."""
-    if isinstance(backend, str):
-        from .backends.base import resolve_backend
-
-        backend = resolve_backend(backend)
     run = getattr(backend, "track_windows", None)
     if run is None:
-        raise TypeError("backend must be None, 'numpy', 'cupy' or a backend with a "
+        raise TypeError("backend must be 'auto', 'numpy', 'cupy', None or a backend with a "
                         f"track_windows method; got {type(backend).__name__}")
     iters, out = run(p, windows, n_iter=n_iter, eps2=eps2)
     return backend.runtime.to_host(iters), backend.runtime.to_host(out)
 
 
-def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend=None):
+def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend="auto"):
     """Move windows to the local centre of mass of a probability image (``cv2.meanShift``).
 
     Each window moves by the rounded offset between its centre and the centre
@@ -247,8 +245,9 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend=None):
         own ``(type, max_count, epsilon)`` triple
         (``cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS``, ...) is accepted
         as it is.
-    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
-        None and "numpy": the NumPy path. "cupy" or an object with a
+    backend : {"auto", "numpy", "cupy"}, a backend object or None, default="auto"
+        The values of ``MeanShift(backend=...)``; "auto" takes the GPU when
+        there is one. "numpy" (and None): the NumPy path. "cupy" or an object with a
         ``track_windows`` method (:class:`~gpumeanshift.backends.cuda_backend.
         CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): all
         windows in one kernel launch, one thread per window, same results.
@@ -290,8 +289,9 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend=None):
     p = _check_prob_image(prob_image)
     windows, single = _check_windows(window)
     n_iter, eps2 = _parse_criteria(criteria)
-    if backend is not None and not (isinstance(backend, str) and backend == "numpy"):
-        iters, out = _track_on_backend(backend, p, windows, n_iter, eps2)
+    device = device_backend(backend)
+    if device is not None:
+        iters, out = _track_on_backend(device, p, windows, n_iter, eps2)
     else:
         iters, out = _mean_shift(_RectMoments(p, 1), windows, n_iter, eps2)
     if single:
@@ -299,7 +299,7 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend=None):
     return iters, out
 
 
-def cam_shift(prob_image, window, *, criteria=(10, 1.0), backend=None):
+def cam_shift(prob_image, window, *, criteria=(10, 1.0), backend="auto"):
     """Continuously adaptive mean shift: track, then fit an oriented box (``cv2.CamShift``).
 
     Runs :func:`mean_shift_track`, grows each window by 10 pixels on every
@@ -318,7 +318,7 @@ def cam_shift(prob_image, window, *, criteria=(10, 1.0), backend=None):
         Initial window(s).
     criteria : tuple, default=(10, 1.0)
         As for :func:`mean_shift_track`.
-    backend : None, "numpy", "cupy" or a CUDA backend object, default=None
+    backend : {"auto", "numpy", "cupy"}, a backend object or None, default="auto"
         As for :func:`mean_shift_track`: with a CUDA backend the mean-shift
         stage of all windows runs in one ``track_windows`` launch. The window
         adaptation (moments of the enlarged windows, new size and
@@ -355,8 +355,9 @@ def cam_shift(prob_image, window, *, criteria=(10, 1.0), backend=None):
     n_iter, eps2 = _parse_criteria(criteria)
     moments = _RectMoments(p, 2)
     width, height = moments.width, moments.height
-    if backend is not None and not (isinstance(backend, str) and backend == "numpy"):
-        _, win = _track_on_backend(backend, p, windows, n_iter, eps2)
+    device = device_backend(backend)
+    if device is not None:
+        _, win = _track_on_backend(device, p, windows, n_iter, eps2)
     else:
         _, win = _mean_shift(moments, windows, n_iter, eps2)
     win = np.array(win, dtype=np.int64)

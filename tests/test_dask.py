@@ -207,7 +207,7 @@ def test_data_strategy_never_gathers_the_data(cluster, client):
     chunk_bytes = 500 * 2 * 8
     X_local = Xd.compute(scheduler="sync")  # the reference's copy, made in this process
     chunk_keys = {row[0] for row in Xd.__dask_keys__()}
-    ref = reference(X_local, bandwidth=BANDWIDTH, bin_seeding=True)
+    ref = reference(X_local, bandwidth=BANDWIDTH, kernel="gaussian", bin_seeding=True)
 
     model, nbytes, moved = _fit_watching(cluster, client, Xd, "data")
     assert_same_fit(model, ref)

@@ -162,13 +162,13 @@ def test_score_samples_float32(kernel):
 
 def test_score_samples_of_training_points_are_the_kde_at_the_data():
     X = _blobs(300, 2, 21)
-    ms = MeanShift(bandwidth=0.9, backend="numpy", bin_seeding=True).fit(X)
+    ms = MeanShift(kernel="gaussian", bandwidth=0.9, backend="numpy", bin_seeding=True).fit(X)
     np.testing.assert_allclose(ms.score_samples(X), _sklearn(X, X, 0.9, "gaussian"), rtol=1e-6)
 
 
 def test_score_samples_uses_estimated_bandwidth():
     X = _blobs(300, 2, 22)
-    ms = MeanShift(backend="numpy", bin_seeding=True).fit(X)  # bandwidth=None
+    ms = MeanShift(kernel="gaussian", backend="numpy", bin_seeding=True).fit(X)  # bandwidth=None
     Q = _queries(X, 23)
     np.testing.assert_allclose(ms.score_samples(Q), _sklearn(X, Q, ms.bandwidth_, "gaussian"),
                                rtol=1e-6)
@@ -224,10 +224,10 @@ def test_emulated_cuda_score_samples_matches_sklearn():
     be = _cuda_backend_or_skip()
     X = _blobs(150, 2, 33)
     Q = _queries(X, 34, n_far=3)
-    ms = MeanShift(bandwidth=0.8, backend=be, bin_seeding=True).fit(X)
+    ms = MeanShift(kernel="gaussian", bandwidth=0.8, backend=be, bin_seeding=True).fit(X)
     np.testing.assert_allclose(ms.score_samples(Q), _sklearn(X, Q, 0.8, "gaussian"), rtol=1e-6)
     found = find_anomalies(ms, Q, density_quantile=0.05, max_distance=4.0)
-    ref = find_anomalies(MeanShift(bandwidth=0.8, backend="numpy", bin_seeding=True).fit(X), Q,
+    ref = find_anomalies(MeanShift(kernel="gaussian", bandwidth=0.8, backend="numpy", bin_seeding=True).fit(X), Q,
                          density_quantile=0.05, max_distance=4.0)
     np.testing.assert_array_equal(found.mask, ref.mask)
 

@@ -109,7 +109,7 @@ def assert_finite_output(ms, X):
     C = ms.cluster_centers_
     assert C.dtype == X.dtype
     assert np.isfinite(C).all(), f"non-finite centers:\n{C}"
-    assert np.isfinite(ms.bandwidth_) and ms.bandwidth_ > 0, ms.bandwidth_
+    assert np.isfinite(ms.bandwidth_) and ms.bandwidth_ >= 0, ms.bandwidth_
     assert ((ms.labels_ >= 0) & (ms.labels_ < len(C))).all(), ms.labels_
 
 
@@ -175,7 +175,9 @@ def test_magnitudes_estimated_bandwidth(case, backend, kernel):
     U, _ = two_blobs(per=15)
     X = (U * s).astype(dtype)
     unit = X.astype(np.float64) / s
-    h_unit = estimate_bandwidth(unit)
+    h_unit = float(estimate_bandwidth(unit))
+    if kernel == "gaussian":  # the Gaussian with the flat ball's variance
+        h_unit /= np.sqrt(unit.shape[1] + 2)
     ref = fit(unit, "numpy", kernel, h_unit)
 
     def check(ms):
@@ -230,18 +232,19 @@ def test_duplicated_points(case, backend, kernel):
 @pytest.mark.parametrize("case,backend,kernel", params(["3-points-x10"]))
 def test_mostly_duplicates(case, backend, kernel):
     """Three distinct points, ten copies each: every point's k-th neighbour
-    (k = 9) is a copy, the estimate is 0 and bandwidth=None is refused; with a
-    bandwidth, the centers are the three points exactly."""
+    (k = 9) is a copy, so the estimate is 0 and, as in scikit-learn, each
+    distinct point is its own cluster; with a bandwidth, the centers are the
+    three points as well."""
     P = np.array([[3.0, 3.0], [-1.0, 2.0], [0.0, -5.0]])
     which = np.random.default_rng(1).permutation(np.repeat([0, 1, 2], 10))
     X = P[which]
-    with pytest.raises(ValueError, match="Pass bandwidth explicitly"):
-        fit(X, backend, kernel, None)
-    ms = fit(X, backend, kernel, 0.5)
-    assert_finite_output(ms, X)
-    # Equal intensities: ordered by coordinates, descending.
-    np.testing.assert_allclose(ms.cluster_centers_, P[[0, 2, 1]], rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(ms.labels_, np.array([0, 2, 1])[which])
+    for bandwidth in (None, 0.5):
+        ms = fit(X, backend, kernel, bandwidth)
+        assert_finite_output(ms, X)
+        # Equal intensities: ordered by coordinates, descending.
+        np.testing.assert_allclose(ms.cluster_centers_, P[[0, 2, 1]], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(ms.labels_, np.array([0, 2, 1])[which])
+    assert ms.bandwidth_ == 0.5 and fit(X, backend, kernel, None).bandwidth_ == 0.0
 
 
 IDENTICAL = {
@@ -309,14 +312,15 @@ def test_d_larger_than_n(case, backend, kernel, d):
 @pytest.mark.parametrize("case,backend,kernel", params(["n5-d40"]))
 def test_d_larger_than_n_estimated_bandwidth(case, backend, kernel):
     """Five distinct points in 40-D: estimate_bandwidth's k = max(1, int(0.3 * 5))
-    = 1 is each point itself, so the estimate is 0 and the fit is a ValueError
-    naming that cause (not duplicates, which do not exist); with a bandwidth
+    = 1 is each point itself, so the estimate is exactly 0 and each point is
+    its own cluster (scikit-learn's rule for bandwidth 0); with a bandwidth
     the fit works."""
     X = np.random.default_rng(0).normal(size=(5, 40))
     assert len(np.unique(X, axis=0)) == len(X)  # no duplicates at all
-    with pytest.raises(ValueError, match="nearest neighbour is the point itself") as info:
-        fit(X, backend, kernel, None)
-    assert "duplicates" not in str(info.value)
+    ms = fit(X, backend, kernel, None)
+    assert ms.bandwidth_ == 0.0 and ms.n_iter_ == 0
+    assert sorted(map(tuple, ms.cluster_centers_)) == sorted(map(tuple, X))
+    np.testing.assert_array_equal(ms.cluster_centers_[ms.labels_], X)
     ms = fit(X, backend, kernel, 1e-3)
     assert_finite_output(ms, X)
     assert len(ms.cluster_centers_) == 5

@@ -184,7 +184,7 @@ def test_no_progress_bar_for_short_or_quiet_fits(monkeypatch, capsys):
 def test_progress_bar_without_tqdm_is_silent(monkeypatch, capsys):
     monkeypatch.setattr(_progress, "BAR_DELAY", 0.0)
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
-    ms = gms.MeanShift(bandwidth=0.8, backend="numpy", verbose=1).fit(X)
+    ms = gms.MeanShift(bandwidth=0.8, kernel="gaussian", backend="numpy", verbose=1).fit(X)
     assert len(ms.cluster_centers_) == 3
     assert "mean shift" not in capsys.readouterr().err
 

@@ -193,10 +193,13 @@ def fit_sep(X, backend, kernel, h):
     return fit(X, backend, bandwidth=h, kernel=kernel, tol=tol)
 
 
-def expect_estimate_error(X, backend):
-    """True when bandwidth=None must fail: estimate 0 on non-identical data."""
-    return (estimate_bandwidth(X, backend=backend) == 0.0
-            and np.ptp(X, axis=0).max() > 0)
+def assert_zero_bandwidth_fit(ms, X):
+    """An estimate of 0 (scikit-learn's rule): each distinct point its own cluster."""
+    assert ms.n_iter_ == 0
+    uniq = np.unique(X + X.dtype.type(0), axis=0)
+    assert len(ms.cluster_centers_) == len(uniq)
+    np.testing.assert_array_equal(np.unique(ms.cluster_centers_, axis=0), uniq)
+    np.testing.assert_array_equal(ms.cluster_centers_[ms.labels_], X + X.dtype.type(0))
 
 
 def assert_valid_fit(ms, X):
@@ -212,7 +215,7 @@ def assert_valid_fit(ms, X):
     lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
     slack = 32 * np.finfo(X.dtype).eps * (float(np.abs(X).max()) + (hi - lo).max())
     assert (C >= lo - slack).all() and (C <= hi + slack).all(), (C, lo, hi)
-    assert np.isfinite(ms.bandwidth_) and ms.bandwidth_ > 0
+    assert np.isfinite(ms.bandwidth_) and ms.bandwidth_ >= 0
     np.testing.assert_array_equal(ms.cluster_sizes_, np.bincount(labels[labels >= 0],
                                                                  minlength=len(C)))
 
@@ -225,10 +228,6 @@ def test_fit_invariants(backend, kernel, case, cluster_all, bin_seeding):
     X, bandwidth = case
     kw = dict(bandwidth=bandwidth, kernel=kernel, cluster_all=cluster_all,
               bin_seeding=bin_seeding)
-    if bandwidth is None and expect_estimate_error(X, backend):
-        with pytest.raises(ValueError, match="estimated bandwidth is 0"):
-            fit(X, backend, **kw)
-        return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Binning data failed")
         ms = fit(X, backend, **kw)
@@ -236,6 +235,9 @@ def test_fit_invariants(backend, kernel, case, cluster_all, bin_seeding):
     assert_valid_fit(ms, X)
     np.testing.assert_array_equal(labels_fp, ms.labels_)
     h = ms.bandwidth_
+    if bandwidth is None and estimate_bandwidth(X, backend=backend) == 0:
+        assert h == 0.0
+        assert_zero_bandwidth_fit(ms, X)
     if cluster_all:
         assert (ms.labels_ >= 0).all()
         # labels_ is the nearest center: predict(X) gives the same labels.
@@ -254,10 +256,6 @@ def test_fit_invariants(backend, kernel, case, cluster_all, bin_seeding):
 @given(case=generic(), kernel=st.sampled_from(["flat", "gaussian"]))
 def test_mean_shift_function_equals_estimator(backend, case, kernel):
     X, bandwidth = case
-    if bandwidth is None and expect_estimate_error(X, backend):
-        with pytest.raises(ValueError, match="estimated bandwidth is 0"):
-            mean_shift(X, bandwidth=bandwidth, kernel=kernel, backend=backend)
-        return
     ms = fit(X, backend, bandwidth=bandwidth, kernel=kernel)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*did not converge.*")
@@ -270,8 +268,6 @@ def test_mean_shift_function_equals_estimator(backend, case, kernel):
 @given(case=generic(), kernel=st.sampled_from(["flat", "gaussian"]))
 def test_repeated_runs_bit_identical(backend, case, kernel):
     X, bandwidth = case
-    if bandwidth is None and expect_estimate_error(X, backend):
-        return
     runs = [fit(X, backend, bandwidth=bandwidth, kernel=kernel),
             fit(X, backend, bandwidth=bandwidth, kernel=kernel)]
     # A fresh backend object too: no state may leak from one fit to the next.
@@ -294,8 +290,6 @@ def test_power_of_two_scaling_is_exact(backend, case, kernel, power):
     (no over/underflow in this range), so the centers scale bit for bit, the
     labels are identical and an estimated bandwidth scales exactly too."""
     X, bandwidth = case
-    if bandwidth is None and expect_estimate_error(X, backend):
-        return
     s = 2.0 ** power
     Xs = (X * X.dtype.type(s)).astype(X.dtype)
     a = fit(X, backend, bandwidth=bandwidth, kernel=kernel)

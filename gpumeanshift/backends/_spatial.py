@@ -106,7 +106,7 @@ def integer_valued(X, xp=np) -> bool:
         return False
     if isinstance(X, np.ndarray):
         xp = np
-    ok = (xp.abs(X).max() * len(X) < 2.0**53) & xp.all(X == xp.round(X))
+    ok = (xp.abs(X).max() < 2.0**53 / len(X)) & xp.all(X == xp.round(X))
     return bool(ok)
 
 
@@ -158,16 +158,20 @@ def midrange(X, xp=np):
 
 def pow2_at_least(x: float) -> float:
     """The smallest power of two >= ``x`` (``x`` > 0, finite): dividing by it is exact
-    (short of underflow) and brings ``x`` into (0.5, 1].
+    (short of underflow) and brings ``x`` into (0.5, 1]. Past 2**1023 (the
+    largest power of two float64 holds) it is 2**1023, which brings ``x``
+    into (1, 2).
 
     Examples
     --------
     >>> from gpumeanshift.backends._spatial import pow2_at_least
     >>> pow2_at_least(3.0), pow2_at_least(4.0), pow2_at_least(1e-300) < 1e-299
     (4.0, 4.0, True)
+    >>> pow2_at_least(1.5e308) == 2.0 ** 1023
+    True
     """
     mant, exp = np.frexp(float(x))
-    return float(np.ldexp(1.0, int(exp) - (1 if mant == 0.5 else 0)))
+    return float(np.ldexp(1.0, min(int(exp) - (1 if mant == 0.5 else 0), 1023)))
 
 
 def robust_norm(diff: np.ndarray) -> np.ndarray:

@@ -28,9 +28,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
+from .._params import KERNELS
+
 logger = logging.getLogger("gpumeanshift")
 
-KERNELS = ("gaussian", "flat")
+__all__ = ["KERNELS", "Backend", "ShiftResult", "available_backends", "register_backend",
+           "resolve_backend", "cuda_available"]
 
 
 @dataclass(frozen=True)

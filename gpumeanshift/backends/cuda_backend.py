@@ -297,7 +297,7 @@ class CudaBackend:
             steps = self.split_steps if sp else self.iters_per_launch
             max_rounds = -(-(max_iter + 1) // steps)
             common = (np.int32(max_iter),)
-            tol2 = T(min((tol * unit) ** 2, float(np.finfo(dtype).max)))
+            tol2 = T(min((tol * unit) * (tol * unit), float(np.finfo(dtype).max)))
             r2 = T(unit * unit)  # the flat radius^2 in the kernels' units
             n_active, rounds = mb, 0
             while n_active > 0:

@@ -89,6 +89,20 @@ def _sequential_sum(X, idx):
                      for j in range(X.shape[1])])
 
 
+def _sequential_mean(X, idx):
+    """``np.mean(X[idx], axis=0)`` in float64 as scikit-learn computes it, bit for bit,
+    where that sum is finite; past float64's range (data near its maximum) the
+    rows are summed in units of a power of two >= their count, so the mean is
+    finite and correct to rounding instead of inf."""
+    with np.errstate(over="ignore"):
+        total = _sequential_sum(X, idx)
+    if np.isfinite(total).all():
+        return total / idx.size
+    unit = float(2 ** int(np.ceil(np.log2(idx.size))))
+    part = np.take(X, idx, axis=0).astype(np.float64) / unit
+    return _sequential_sum(part, np.arange(idx.size)) / idx.size * unit
+
+
 def _augment_points(P, dtype, mid=None):
     """Rows ``[p, 1, -|p|^2/2]`` of ``p = P - mid`` (``P`` when ``mid`` is
     None): against :func:`_augment_queries` rows one product gives
@@ -411,7 +425,7 @@ class NumpyBackend:
         # candidates on itself to keep the expansion accurate.
         global_frame = (dtype == np.float64 and not big
                         and max(_absmax(Ys), _absmax(S)) <= self._GLOBAL_FRAME_MAX)
-        thresh2 = float(tol) ** 2  # stopping rule, in bandwidth units
+        thresh2 = float(tol) * float(tol)  # stopping rule, in bandwidth units (inf past 1e154)
 
         # Integer-valued data (pixel coordinates, counts, lattices): points at
         # exactly one bandwidth from a seed are common there, and which side
@@ -681,7 +695,7 @@ class NumpyBackend:
             counts[members] = idx.size
             if idx.size:
                 # float64 sums: float32 rows near the dtype's max would overflow.
-                modes[members] = _sequential_sum(X, idx) / idx.size
+                modes[members] = _sequential_mean(X, idx)
 
         self._map(one, range(len(first)))
         return modes, counts
