@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ._params import KERNELS, validate_params
+
 FORMAT_NAME = "gpumeanshift-model"
 # Bumped only for changes an older reader cannot handle; readers refuse newer.
 FORMAT_VERSION = 1
@@ -186,71 +188,6 @@ class SavedModel:
 
 
 # --------------------------------------------------------------------------- parameters
-def _validate_params(params: dict) -> dict:
-    """Check estimator parameters as ``set_params`` + ``fit`` do (ValueError/TypeError)."""
-    from ._estimator import OUTPUT_TYPES, MeanShift
-    from ._validation import check_bandwidth, check_int, check_real
-    from ._driver import LABEL_ASSIGNMENTS
-    from .backends._spatial import ALGORITHMS
-    from .backends.base import KERNELS, Backend, available_backends
-    from .bandwidth import RULES
-
-    valid = MeanShift._get_param_names()
-    for key in params:
-        if key not in valid:  # set_params' check
-            raise ValueError(f"Invalid parameter {key!r} for estimator MeanShift. "
-                             f"Valid parameters are: {valid!r}.")
-    checked = dict(params)
-
-    def choice(key, allowed):
-        if key in params and (not isinstance(params[key], str) or params[key] not in allowed):
-            raise ValueError(f"{key} must be one of {allowed}, got {params[key]!r}")
-
-    choice("kernel", KERNELS)
-    choice("algorithm", ALGORITHMS)
-    choice("label_assignment", LABEL_ASSIGNMENTS)
-    choice("output_type", OUTPUT_TYPES)
-    for key, low in (("max_iter", 0), ("min_bin_freq", 1)):
-        if key in params:
-            checked[key] = check_int(params[key], key, low=low)
-    if "tol" in params:
-        checked["tol"] = check_real(params["tol"], "tol", low=0.0)
-    if "verbose" in params and not isinstance(params["verbose"], (bool, np.bool_)):
-        checked["verbose"] = check_int(params["verbose"], "verbose", low=0)
-    for key in ("bin_seeding", "cluster_all"):
-        if key in params and not isinstance(params[key], (bool, np.bool_)):
-            raise TypeError(f"{key} must be True or False, got {params[key]!r}")
-    bandwidth = params.get("bandwidth")
-    if isinstance(bandwidth, str):
-        if bandwidth not in RULES:
-            raise ValueError(f"bandwidth must be a positive number, None, or one of {RULES}; "
-                             f"got {bandwidth!r}")
-    elif bandwidth is not None:
-        checked["bandwidth"] = check_bandwidth(bandwidth)
-    if params.get("max_memory") is not None:
-        checked["max_memory"] = check_int(params["max_memory"], "max_memory", low=1)
-    if params.get("n_jobs") is not None:
-        checked["n_jobs"] = check_int(params["n_jobs"], "n_jobs", low=-1)
-        if checked["n_jobs"] == 0:
-            raise ValueError("n_jobs must be a positive integer or -1, got 0")
-    if "backend" in params:
-        be = params["backend"]
-        if isinstance(be, str):
-            if be not in ("auto",) + available_backends():
-                raise ValueError(f"backend={be!r} is not one of {('auto',) + available_backends()}")
-        elif not isinstance(be, Backend):
-            raise TypeError("backend must be 'auto', a backend name or an object implementing "
-                            f"gpumeanshift.backends.Backend; got {type(be).__name__}")
-    if params.get("output_type") == "cupy":
-        try:
-            import cupy  # noqa: F401  (optional dependency, needed for this value only)
-        except Exception as exc:  # ImportError, or a broken CUDA install
-            raise ValueError(f"output_type='cupy' needs CuPy, which does not import here "
-                             f"({exc}); install gpumeanshift[cuda12] or gpumeanshift[cuda13], "
-                             "or use 'numpy'") from None
-    return checked
-
-
 def _json_params(model) -> tuple[dict, np.ndarray | None]:
     params = dict(model.get_params())
     seeds = params.pop("seeds", None)
@@ -264,7 +201,7 @@ def _json_params(model) -> tuple[dict, np.ndarray | None]:
         except (TypeError, ValueError):
             raise ValueError(f"parameter {key}={value!r} cannot be saved in a model file") from None
     # Refused here rather than by load_model later: the file would not load.
-    _validate_params({k: v for k, v in params.items() if k != "backend"})
+    validate_params({k: v for k, v in params.items() if k != "backend"})
     params["seeds"] = None
     if seeds is not None:
         from ._validation import check_array
@@ -440,7 +377,7 @@ def load_model(path, *, backend="auto"):
     name = os.fspath(path)
     name = name if isinstance(name, str) else os.fsdecode(name)
     # The caller's argument, not the file's content: its own error.
-    backend = _validate_params({"backend": backend})["backend"]
+    backend = validate_params({"backend": backend})["backend"]
     try:
         with _open_regular(path, name) as f:
             try:
@@ -687,7 +624,6 @@ def _parse_header(blob: np.ndarray) -> dict:
 def _check_content(header: dict, arrays: dict, backend):
     """Check everything but the archive's structure; returns what the model needs."""
     from ._validation import check_array
-    from .backends.base import KERNELS
 
     k, d = header["n_clusters"], header["n_features"]
     centers = arrays.get("cluster_centers")
@@ -748,7 +684,7 @@ def _check_content(header: dict, arrays: dict, backend):
     # The backend saved is where the fit ran; the caller chooses where predict runs.
     kwargs["backend"] = backend
     try:
-        kwargs.update(_validate_params({k: v for k, v in kwargs.items() if k != "backend"}))
+        kwargs.update(validate_params({k: v for k, v in kwargs.items() if k != "backend"}))
     except (TypeError, ValueError) as exc:
         raise _Malformed(f"invalid parameter: {exc}") from None
     seeds = arrays.get("seeds")

@@ -722,7 +722,7 @@ BAD_PARAMS = [
     ({"bandwidth": -2.0}, "bandwidth must be a positive finite number"),
     ({"kernel": "gaussian"}, "params says kernel='gaussian' but the header says 'flat'"),
     ({"seeds": [[0.0, 0.0]]}, "seeds are stored as the seeds array"),
-    ({"bandwith": 1.0}, "Invalid parameter 'bandwith'"),
+    ({"bandwith": 1.0}, "'bandwith' is not a parameter of MeanShift"),
 ]
 
 
