@@ -136,7 +136,10 @@ class TerminalProgress:
     >>> t.round_done(2, 400)
     >>> t.tile_done(100, 400)
     >>> t.line(elapsed=4.0)
-    'shift: iteration 3 (at most 300) [#####...............]  25% of 400 seeds, 4 s'
+    'shift: iteration 3 (max 300) [####............]  25% of 400 seeds, 4 s'
+    >>> t.round_done(9, 0)
+    >>> t.line(elapsed=5.0)
+    'shift: done after 9 rounds, labelling, 5 s'
     """
 
     def __init__(self, file, *, delay=None, refresh=None, width=78):
@@ -191,13 +194,17 @@ class TerminalProgress:
         if shift is None:
             return f"{name}: {tail}"[: self.width]
         iteration, max_iter, total, done = shift
+        if total == 0 and iteration > 0:  # the loop is over: centers and labels
+            return f"{name}: done after {iteration} rounds, labelling, {tail}"[: self.width]
         frac = done / total if total else 0.0
-        cells = 20
+        cells = 16
         filled = int(frac * cells)
         bar = "#" * filled + "." * (cells - filled)
-        text = (f"{name}: iteration {min(iteration + 1, max(max_iter, 1))} (at most {max_iter}) "
-                f"[{bar}] {100 * frac:3.0f}% of {total:,} seeds, {tail}")
-        return text[: self.width]
+        head = f"{name}: iteration {min(iteration + 1, max(max_iter, 1))} (max {max_iter}) "
+        body = f"[{bar}] {100 * frac:3.0f}% of {total:,} seeds, "
+        if len(head) + len(body) + len(tail) > self.width:
+            body = f"[{bar}] {100 * frac:3.0f}%, "
+        return (head + body + tail)[: self.width]
 
     def _draw(self) -> None:
         text = self.line()

@@ -238,7 +238,7 @@ def test_the_progress_line_moves_within_a_round_of_the_shift_loop():
     assert len(within) >= 4, events[:10]
     percents = [int(re.search(r"\] +(\d+)% of 3,000 seeds", line).group(1)) for line in within]
     assert percents == sorted(percents) and 0 < percents[0] < 50 and percents[-1] == 100
-    assert all(line.startswith("shift: iteration 1 (at most 300)") for line in within)
+    assert all(line.startswith("shift: iteration 1 (max 300)") for line in within)
     with terminal_progress(io.StringIO(), delay=1e9):
         assert gp.active()
     assert not gp.active()
@@ -255,5 +255,6 @@ def test_a_terminal_line_gets_the_fit_without_verbose_and_logs_nothing(caplog):
             text = line.line(elapsed=0.0)
     import re
 
-    assert re.search(r"^shift: iteration \d+ \(at most 300\) \[[#.]{20}\]", text), text
+    # The fit is over: the line says so, in rounds of the loop.
+    assert re.search(r"^shift: done after \d+ rounds, labelling, \d+ s$", text), text
     assert not [r for r in caplog.records if "shift: iteration" in r.getMessage()]
