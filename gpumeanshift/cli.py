@@ -610,6 +610,7 @@ def _cmd_cluster(args) -> int:
             # The library's own estimate (quantile 0.3 on every point), inside the
             # fit: whatever it does with the data, zero bandwidths included.
             bandwidth, how = None, "estimate_bandwidth, quantile=0.3, within the fit"
+            progress.phase("bandwidth estimate")
         elif kind == "quantile":
             progress.phase("bandwidth estimate")
             bandwidth, t_bw = _estimate(Xm, value, be)
