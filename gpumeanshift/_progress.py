@@ -49,7 +49,8 @@ class ShiftProgress:
     ``log=False`` only feeds the terminal line of :func:`terminal_progress`
     (a fit without ``verbose``). A backend may also call
     ``tile_done(k, total)`` from its worker threads: ``k`` more of the
-    ``total`` seeds of the current round have been stepped.
+    ``total`` seeds of the current round have been stepped; the bar then
+    moves by that share of an iteration, within the round.
     """
 
     def __init__(self, n_seeds: int, max_iter: int, *, file=None, log=True):
@@ -63,16 +64,29 @@ class ShiftProgress:
         self.terminal = _terminal
         self._tqdm_missing = self.terminal is not None or not self.log
         self.last = (0, self.n_seeds)
+        self._lock = threading.Lock()
+        self._stepped = 0  # seeds of the current round stepped so far
         if self.terminal is not None:
             self.terminal.shift_started(self.n_seeds, self.max_iter)
 
     def tile_done(self, k: int, total: int) -> None:
         if self.terminal is not None:
             self.terminal.tile_done(k, total)
+            return
+        if self._tqdm_missing:
+            return
+        with self._lock:  # called from the backend's worker threads
+            self._stepped = min(int(total), self._stepped + int(k))
+            done = min(self.last[0] + self._stepped / max(1, int(total)), self.max_iter)
+            if self.bar is not None:
+                self.bar.update(done - self.bar.n)
+            elif time.perf_counter() - self.t0 >= BAR_DELAY:
+                self._open_bar(done, f"{self.last[1]:,} of {self.n_seeds:,} seeds moving")
 
     def __call__(self, iteration: int, n_active: int) -> None:
         iteration, n_active = int(iteration), int(n_active)
         self.last = (iteration, n_active)
+        self._stepped = 0
         if self.terminal is not None:
             self.terminal.round_done(iteration, n_active)
         if not self.log:

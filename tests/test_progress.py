@@ -258,3 +258,28 @@ def test_a_terminal_line_gets_the_fit_without_verbose_and_logs_nothing(caplog):
     # The fit is over: the line says so, in rounds of the loop.
     assert re.search(r"^shift: done after \d+ rounds, labelling, \d+ s$", text), text
     assert not [r for r in caplog.records if "shift: iteration" in r.getMessage()]
+
+
+def test_progress_bar_moves_within_a_round(monkeypatch):
+    """The tqdm bar of verbose fits advances per batch of tiles, not once per iteration."""
+    pytest.importorskip("tqdm")
+    import io
+
+    monkeypatch.setattr(_progress, "BAR_DELAY", 0.0)
+    progress = _progress.ShiftProgress(3000, 300, file=io.StringIO())
+    seen = []
+    real = progress.tile_done
+
+    def tile_done(k, total):
+        real(k, total)
+        seen.append((progress.last[0], progress.bar.n))
+
+    progress.tile_done = tile_done
+    data = np.random.default_rng(1).normal(size=(3000, 2))
+    NumpyBackend(n_threads=1).shift(data, data, bandwidth=0.5, kernel="gaussian", max_iter=300,
+                                    tol=1e-3, progress=progress)
+    progress.close()
+    first_round = [n for it, n in seen if it == 0]
+    assert len(first_round) >= 4
+    assert first_round == sorted(first_round) and 0 < first_round[0] < 0.5
+    assert first_round[-1] == pytest.approx(1.0)
