@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .backends.base import KERNELS, available_backends
 
     backends = ("auto",) + available_backends()
-    exit_codes = "exit codes: 0 success, 1 data error, 2 usage error"
+    exit_codes = ("exit codes: 0 success, 1 data error, 2 usage error, 141 standard output "
+                  "closed (| head), 143 SIGTERM")
     parser = _Parser(
         prog="gpumeanshift",
         description="Mean-shift clustering on NVIDIA GPUs and on the CPU.",
@@ -620,7 +621,7 @@ def _cmd_cluster(args) -> int:
             if args.kernel == "gaussian":
                 # The library's rule for an estimated bandwidth with this kernel.
                 bandwidth /= math.sqrt(Xm.shape[1] + 2)
-                how += f", / sqrt(d + 2) for the Gaussian kernel"
+                how += ", / sqrt(d + 2) for the Gaussian kernel"
             how += f"; {t_bw:.3f} s"
         elif kind == "rule":
             bandwidth, how = value, f"{value}'s rule"
@@ -1022,16 +1023,17 @@ def _main(argv) -> int:
         return code
     except BrokenPipeError:
         # The reader of stdout went away (| head): end quietly, as coreutils do.
-        # Later flushes (at exit) go to /dev/null instead of raising again.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+        _stdout_gone()
         return EXIT_PIPE
     except _Terminated:
         _error(f"gpumeanshift {command or ''}: terminated".replace("  ", " "))
         return EXIT_TERM
     except SystemExit as exc:  # --help and --version
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+            return EXIT_PIPE
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except _UsageError as exc:
         _error(str(exc))
@@ -1054,6 +1056,14 @@ def _main(argv) -> int:
         _error(f"gpumeanshift {command}: internal error: {_first_line(exc)} "
                "(set GPUMEANSHIFT_DEBUG=1 for the traceback)")
         return EXIT_DATA
+
+
+def _stdout_gone() -> None:
+    # Later flushes (at exit) go to /dev/null instead of raising again.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _error(message: str) -> None:

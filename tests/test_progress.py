@@ -1,8 +1,10 @@
 """Progress and logging: ``verbose``, the package logger, the shift loop's progress callback
 and the tqdm bar; the ConvergenceWarning when ``max_iter`` stops seeds."""
 
+import io
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -206,9 +208,6 @@ def test_no_convergence_warning_when_every_seed_converges():
 # ------------------------------------------------ the command line's terminal line
 def test_the_progress_line_moves_within_a_round_of_the_shift_loop():
     """tile_done reports each batch of tiles: the bar moves before the first round ends."""
-    import io
-    import re
-
     from gpumeanshift._progress import ShiftProgress, TerminalProgress, terminal_progress
 
     events = []
@@ -245,16 +244,12 @@ def test_the_progress_line_moves_within_a_round_of_the_shift_loop():
 
 
 def test_a_terminal_line_gets_the_fit_without_verbose_and_logs_nothing(caplog):
-    import io
-
     from gpumeanshift._progress import terminal_progress
 
     with caplog.at_level(logging.INFO, logger="gpumeanshift"):
         with terminal_progress(io.StringIO(), delay=1e9) as line:
             gms.MeanShift(bandwidth=0.8, backend="numpy").fit(X)
             text = line.line(elapsed=0.0)
-    import re
-
     # The fit is over: the line says so, in rounds of the loop.
     assert re.search(r"^shift: done after \d+ rounds, labelling, \d+ s$", text), text
     assert not [r for r in caplog.records if "shift: iteration" in r.getMessage()]
@@ -263,8 +258,6 @@ def test_a_terminal_line_gets_the_fit_without_verbose_and_logs_nothing(caplog):
 def test_progress_bar_moves_within_a_round(monkeypatch):
     """The tqdm bar of verbose fits advances per batch of tiles, not once per iteration."""
     pytest.importorskip("tqdm")
-    import io
-
     monkeypatch.setattr(_progress, "BAR_DELAY", 0.0)
     progress = _progress.ShiftProgress(3000, 300, file=io.StringIO())
     seen = []
