@@ -381,7 +381,7 @@ def _cluster_table(centers, sizes) -> list[str]:
     for i in range(min(len(centers), MAX_LISTED)):
         lines.append(f"  {i:>7}  {int(sizes[i]):>9,}  {_fmt_vec(centers[i])}")
     if len(centers) > MAX_LISTED:
-        lines.append(f"  ... and {len(centers) - MAX_LISTED} more clusters")
+        lines.append(f"  ... and {_plural(len(centers) - MAX_LISTED, 'more cluster')}")
     return lines
 
 

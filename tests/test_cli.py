@@ -739,6 +739,10 @@ def test_one_cluster_is_said_in_the_singular(tmp_path):
     write_csv(tmp_path / "pts.csv", X)
     out = assert_ok(run("predict", "one.npz", "pts.csv", "-o", "l.csv", cwd=tmp_path))
     assert "(1 cluster, bandwidth 100" in out
+    from gpumeanshift.cli import MAX_LISTED, _cluster_table
+
+    k = MAX_LISTED + 1
+    assert _cluster_table(np.zeros((k, 2)), np.ones(k))[-1] == "  ... and 1 more cluster"
 
 
 def test_plot_titles_say_one_cluster_and_standardized_units(tmp_path, monkeypatch, capsys):
