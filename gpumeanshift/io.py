@@ -72,7 +72,10 @@ def atomic_write(path, mode="wb"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _named(exc, path) from None
     try:
         kwargs = {} if mode == "wb" else {"encoding": "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -81,11 +84,26 @@ def atomic_write(path, mode="wb"):
             os.fsync(f.fileno())
         _match_permissions(tmp, path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _named(exc, path) from None
         raise
     _fsync_directory(directory)
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (the user's file) where it named the hidden
+    temporary file or no file; an error about another file is left as it is."""
+    name = exc.filename
+    hidden = name is not None and (Path(os.fsdecode(name)).name.startswith(f".{path.name}.")
+                                   and os.fsdecode(name).endswith(".tmp"))
+    if exc.errno is None or not (name is None or hidden):
+        return exc
+    out = type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+    out.__traceback__ = exc.__traceback__
+    return out
 
 
 def _match_permissions(tmp: str, path: Path) -> None:
@@ -158,11 +176,11 @@ def _looks_numeric(field: str) -> bool:
         return False
 
 
-def _read_text(path: Path, wanted: list, source: str):
+def _read_text(path, wanted: list, source: str, suffix: str):
     first, skip = _first_line(path)
     if first is None:
         raise ValueError(f"{source} is empty")
-    delimiter, fields, names = _split_header(path, first)
+    delimiter, fields, names = _split_header(path, first, suffix)
     has_header = names is not None
     usecols = _resolve_columns(wanted, names, len(fields), source) if wanted else None
     try:
@@ -233,16 +251,19 @@ def read_column_names(path):
     return None
 
 
-def _first_line(path: Path):
-    with open(path, encoding="utf-8-sig") as f:
+def _first_line(path):
+    # ``path``: a file, or the lines of a text already read (standard input).
+    with (open(path, encoding="utf-8-sig") if isinstance(path, Path)
+          else contextlib.nullcontext(path)) as f:
         for skip, line in enumerate(f):
             if line.strip() and not line.lstrip().startswith("#"):
                 return line.rstrip("\r\n"), skip
     return None, 0
 
 
-def _split_header(path: Path, first: str):
-    if path.suffix.lower() == ".tsv" or "\t" in first:
+def _split_header(path, first: str, suffix=None):
+    suffix = path.suffix.lower() if suffix is None else suffix
+    if suffix == ".tsv" or "\t" in first:
         delimiter = "\t"
     elif "," in first:
         delimiter = ","
@@ -256,7 +277,7 @@ def _split_header(path: Path, first: str):
     return delimiter, fields, names
 
 
-def read_points(path, columns=None):
+def read_points(path, columns=None, *, format=None):
     """Read a table of points from CSV/TSV/text, NPY or Parquet.
 
     Text files: the delimiter (tab, comma, semicolon or whitespace) and a
@@ -266,12 +287,16 @@ def read_points(path, columns=None):
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, path-like or binary file object
         The file; its suffix picks the reader (.csv, .tsv, .txt, .npy,
-        .parquet, .pq).
+        .parquet, .pq) unless ``format`` is given. A file object (such as
+        ``sys.stdin.buffer``) is read to its end, as CSV unless ``format``
+        says otherwise.
     columns : str or sequence, default=None
         Columns to use: names (files with a header) or 0-based indices, as a
         sequence or one comma-separated string. None uses every column.
+    format : {"csv", "tsv", "txt", "npy", "parquet", "pq"}, default=None
+        The reader, whatever the suffix.
 
     Returns
     -------
@@ -300,16 +325,34 @@ def read_points(path, columns=None):
     >>> names
     ['x', 'y']
     """
-    path = Path(path)
-    source = str(path)
-    suffix = path.suffix.lower()
-    if suffix not in POINT_SUFFIXES:
-        raise ValueError(
-            f"{source}: unsupported file type {suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(POINT_SUFFIXES)}"
-        )
-    if not path.exists():
-        raise FileNotFoundError(f"{source} does not exist")
+    if format is not None and "." + str(format).lower() not in POINT_SUFFIXES:
+        raise ValueError(f"format must be one of "
+                         f"{', '.join(s[1:] for s in POINT_SUFFIXES)}, got {format!r}")
+    if hasattr(path, "read"):
+        source = str(getattr(path, "name", "the stream"))
+        suffix = "." + (format or "csv").lower()
+        data = path.read()
+        data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if suffix in (".npy", ".parquet", ".pq"):
+            import io
+
+            path = io.BytesIO(data)
+        else:
+            try:
+                path = data.decode("utf-8-sig").splitlines(keepends=True)
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{source} is not UTF-8 text ({exc.reason})") from None
+    else:
+        path = Path(path)
+        source = str(path)
+        suffix = "." + format.lower() if format else path.suffix.lower()
+        if suffix not in POINT_SUFFIXES:
+            raise ValueError(
+                f"{source}: unsupported file type {suffix or '(no suffix)'!r}; "
+                f"use one of {', '.join(POINT_SUFFIXES)}"
+            )
+        if not path.exists():
+            raise FileNotFoundError(f"{source} does not exist")
     wanted = _parse_columns(columns)
     if suffix == ".npy":
         try:
@@ -328,7 +371,7 @@ def read_points(path, columns=None):
     elif suffix in (".parquet", ".pq"):
         X, names = _read_parquet(path, wanted, source)
     else:
-        X, names = _read_text(path, wanted, source)
+        X, names = _read_text(path, wanted, source, suffix)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{source} has no data (shape {X.shape})")
     if X.dtype.kind in "biu":
@@ -371,8 +414,9 @@ def write_labels(path, labels):
 
     Parameters
     ----------
-    path : str or path-like
-        Output file; the suffix picks the format.
+    path : str, path-like or text file object
+        Output file; the suffix picks the format. A file object (such as
+        ``sys.stdout``) gets the CSV text, written directly.
     labels : array-like of int, shape (n_samples,)
         The labels.
 
@@ -386,19 +430,26 @@ def write_labels(path, labels):
     >>> open(path).read().split()
     ['label', '0', '1', '-1']
     """
+    labels = np.asarray(labels).astype(np.int64, copy=False).ravel()
+    if hasattr(path, "write"):
+        _write_labels_csv(path, labels)
+        return
     suffix = Path(path).suffix.lower()
     if suffix not in LABEL_SUFFIXES:
         raise ValueError(f"{path}: labels can be written to {' or '.join(LABEL_SUFFIXES)} files, not {suffix or '(no suffix)'!r}")
-    labels = np.asarray(labels).astype(np.int64, copy=False).ravel()
     if suffix == ".npy":
         with atomic_write(path, "wb") as f:
             np.save(f, labels, allow_pickle=False)
     else:
         with atomic_write(path, "w") as f:
-            f.write("label\n")
-            if labels.size:
-                f.write("\n".join(map(str, labels.tolist())))
-                f.write("\n")
+            _write_labels_csv(f, labels)
+
+
+def _write_labels_csv(f, labels) -> None:
+    f.write("label\n")
+    # In blocks: a reader that stops early (``| head``) stops the writing early.
+    for a in range(0, labels.size, 65536):
+        f.write("".join(f"{v}\n" for v in labels[a:a + 65536].tolist()))
 
 
 # --------------------------------------------------------------------------- images
