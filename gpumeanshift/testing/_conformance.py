@@ -142,8 +142,9 @@ def _exact(name: str, got: np.ndarray, ref: np.ndarray, slack: float = 0) -> lis
     bad = np.abs(got.astype(np.float64) - ref.astype(np.float64)) > slack
     if bad.any():
         i = _first(bad)
-        return [f"{name} differs at {int(bad.sum())} of {bad.size} rows "
-                f"(first: row {i}: {got.ravel()[i].item()!r}, reference {ref.ravel()[i].item()!r})"]
+        return [f"{name} differs at {int(bad.sum())} of {bad.size} entries "
+                f"(first: entry {i}: {got.ravel()[i].item()!r}, "
+                f"reference {ref.ravel()[i].item()!r})"]
     return []
 
 
