@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from _emulation import emulated_backend_or_skip, emulated_param
+from gpumeanshift.backends.base import cuda_available
 from gpumeanshift.backends.numpy_backend import NumpyBackend
 from gpumeanshift.testing import check_backend
 
@@ -49,6 +50,12 @@ def test_emulated_cuda_backend_passes(kind):
 def test_emulated_cuda_backend_split_scheme_passes(kind):
     check_backend(emulated_backend_or_skip(split=True, n_splits=3, iters_per_launch=2),
                   quick=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda_available(), reason="needs CuPy and a CUDA device")
+def test_cupy_backend_passes():
+    check_backend("cupy")
 
 
 # ------------------------------------------------- one method broken at a time

@@ -163,14 +163,20 @@ def _close(name: str, got: np.ndarray, ref: np.ndarray, atol, rtol: float = 0.0)
     return []
 
 
-def _count_bounds(D: np.ndarray, r: float, tol: dict) -> tuple[np.ndarray, np.ndarray]:
+def _count_bounds(D: np.ndarray, r: float, tol: dict,
+                  scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Counts of points surely within ``r`` and possibly within it, given the
     dtype's rounding of distances (equal in float64)."""
     if tol["count"] == 0:
         c = np.count_nonzero(D <= r, axis=1)
         return c, c
-    margin = tol["dist"] * (r + D.max())
+    # rounding grows with the coordinates' size: the data's, or a far query's
+    margin = tol["dist"] * (r + D.min(axis=1, keepdims=True) + scale)
     return np.count_nonzero(D <= r - margin, axis=1), np.count_nonzero(D <= r + margin, axis=1)
+
+
+def _scale(X: np.ndarray) -> float:
+    return float(np.abs(X.astype(np.float64)).max())
 
 
 def _in_bounds(name: str, got: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
@@ -471,7 +477,7 @@ def _check_count_within(be, X, r, lattice=False):
     if got.dtype != np.int64:
         problems.append(f"counts have dtype {got.dtype}, expected int64")
     D = _dist_matrix(X.astype(np.float64), Q.astype(np.float64))
-    lo, hi = _count_bounds(D, r, _TOL[np.dtype(X.dtype)])
+    lo, hi = _count_bounds(D, r, _TOL[np.dtype(X.dtype)], _scale(X))
     problems += _in_bounds("counts", got, lo, hi)
     if lattice and not problems and not (D == r).any():  # pragma: no cover - data guard
         problems.append("the lattice case has no point at exactly the radius")
@@ -510,7 +516,7 @@ def _check_kernel_sum(be, X, h, kernel, lattice=False):
     D = _dist_matrix(X.astype(np.float64), Q.astype(np.float64))
     t = _TOL[np.dtype(X.dtype)]
     if kernel == "flat":
-        lo, hi = _count_bounds(D, h, t)
+        lo, hi = _count_bounds(D, h, t, _scale(X))
         return _in_bounds("flat kernel sums", got, lo, hi)
     ref = np.exp(-(D * D) / (2.0 * h * h)).sum(axis=1)
     return _close("Gaussian kernel sums", got, ref, 1e-300, t["sum"])
@@ -526,7 +532,7 @@ def _check_log_density(be, X, h, kernel, lattice=False):
     t = _TOL[np.dtype(X.dtype)]
     ref = _ref_log_density(D, h, kernel)
     if kernel == "flat":
-        lo, hi = _count_bounds(D, h, t)
+        lo, hi = _count_bounds(D, h, t, _scale(X))
         got_count = np.rint(np.exp(got))  # exp(-inf) = 0
         if not lattice and not np.isneginf(got[-2:]).all():
             problems.append(f"far queries give {got[-2:].tolist()}, expected -inf (no point "
