@@ -21,6 +21,7 @@ from .backends.base import Backend, ShiftResult, resolve_backend
 from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
 from ._progress import ShiftProgress
+from ._progress import active as progress_active
 from .exceptions import warn_convergence
 from .seeding import get_bin_seeds
 
@@ -222,13 +223,13 @@ def fit(X, params) -> FitResult:
     if verbose:
         logger.info("fit: %d points x %d features, %d seeds, bandwidth=%g, kernel=%r, "
                     "backend=%r", X.shape[0], X.shape[1], len(seeds), h, kernel, be.name)
+    if verbose or progress_active():  # progress_active: the command line's terminal line
         try:
             takes_progress = "progress" in inspect.signature(be.shift).parameters
         except (TypeError, ValueError):  # a shift without an inspectable signature
             takes_progress = False
         if takes_progress:
-            extra["progress"] = ShiftProgress(len(seeds), max_iter)
-    uniq = None
+            extra["progress"] = ShiftProgress(len(seeds), max_iter, log=bool(verbose))
     try:
         if h == 0:
             uniq, counts = distinct_rows(X)

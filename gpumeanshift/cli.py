@@ -7,8 +7,15 @@ Commands: ``demo`` (the README's main job on generated blobs), ``info``
 
 Exit codes: 0 success, 1 data errors (unreadable or invalid files, data the
 estimator refuses, a backend that cannot run here), 2 usage errors (bad
-options). Every error is one line on stderr, without a traceback; set
+options, an output that would overwrite an input or another output), 141
+when the reader of standard output goes away (``| head``, quietly, as
+coreutils do), 143 on SIGTERM (after removing any half-written file). Every
+error is one line on stderr, without a traceback; set
 ``GPUMEANSHIFT_DEBUG=1`` to get the traceback instead.
+
+``-`` as the input FILE reads standard input (CSV unless ``--format``), and
+``--output -`` writes the labels to standard output as CSV (the summary then
+goes to stderr).
 
 matplotlib (``--plot``), CuPy and pyarrow are imported only when used.
 """
@@ -19,7 +26,10 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -37,6 +47,15 @@ PLOT_MAX_POINTS = 50_000
 # Most clusters listed one by one in the printed summary.
 MAX_LISTED = 20
 DEMO_CENTERS = [[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]
+# Most column names echoed in the summary.
+MAX_NAMES = 8
+# segment's default --min-region-size: small regions merged, as EDISON and the
+# Orfeo ToolBox do by default (Orfeo's minsize is 100). Without it the README's
+# example cut scikit-learn's china.jpg into 70,439 regions; with it, 495.
+SEGMENT_MIN_REGION_SIZE = 100
+INPUT_FORMATS = ("csv", "tsv", "txt", "npy", "parquet")
+EXIT_PIPE, EXIT_TERM = 128 + 13, 128 + 15
+STDIO = "-"
 
 
 class _CLIError(Exception):
@@ -51,6 +70,10 @@ class _UsageError(_CLIError):
 
 class _DataError(_CLIError):
     code = EXIT_DATA
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that half-written files are removed."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,10 +155,14 @@ def _threshold(text: str):
     return t
 
 
-def _suffix_checker(suffixes, what):
+def _suffix_checker(suffixes, what, stdio=False):
     def check(text: str) -> str:
+        if stdio and text == STDIO:
+            return text
         if Path(text).suffix.lower() not in suffixes:
-            raise argparse.ArgumentTypeError(f"{what} must end in {', '.join(suffixes)}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"{what} must end in {', '.join(suffixes)}" + (" or be '-'" if stdio else "")
+                + f", got {text!r}")
         return text
 
     return check
@@ -161,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .backends.base import KERNELS, available_backends
 
     backends = ("auto",) + available_backends()
-    exit_codes = "exit codes: 0 success, 1 data error, 2 usage error"
+    exit_codes = ("exit codes: 0 success, 1 data error, 2 usage error, 141 standard output "
+                  "closed (| head), 143 SIGTERM")
     parser = _Parser(
         prog="gpumeanshift",
         description="Mean-shift clustering on NVIDIA GPUs and on the CPU.",
@@ -188,8 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
                    help="write a scatter plot of the clusters (.png, .svg, .pdf; needs matplotlib)")
     p.add_argument("--verbose", "-v", action="store_true",
-                   help="log the fit's progress on stderr (one line per round of the shift loop) "
-                   "and show a progress bar when tqdm is installed and the fit takes over 2 s")
+                   help="log the fit's progress on stderr (one line per round of the shift loop); "
+                   "with or without it, a fit over 2 s shows a progress line when stderr is a terminal")
 
     p = sub.add_parser(
         "info",
@@ -210,13 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--output, --model and --plot write files (atomically).",
         epilog=exit_codes,
     )
-    p.add_argument("file", metavar="FILE", help="the points, one per row")
+    p.add_argument("file", metavar="FILE",
+                   help="the points, one per row; '-' reads standard input (CSV unless --format)")
+    p.add_argument("--format", choices=INPUT_FORMATS,
+                   help="read FILE in this format, whatever its suffix (default: from the suffix)")
     p.add_argument("--bandwidth", type=_bandwidth_spec, default=("quantile", 0.3), metavar="BW",
                    help="a positive number; auto (scikit-learn's estimate, quantile 0.3); "
                    "quantile:Q (the same with quantile Q); scott or silverman (normal-reference "
                    f"rules). Estimates use a random subsample of {AUTO_BANDWIDTH_MAX_SAMPLES} "
                    "points for larger files. Default: auto")
-    p.add_argument("--kernel", choices=KERNELS, default="flat", help="kernel (default: flat)")
+    p.add_argument("--kernel", choices=KERNELS, default="flat",
+                   help="kernel (default: flat, scikit-learn's)")
     p.add_argument("--bin-seeding", action="store_true",
                    help="seed from the occupied cells of a grid of side bandwidth (much faster)")
     p.add_argument("--backend", choices=backends, default="auto", help="where to run (default: auto)")
@@ -225,14 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "(saved in the model; the bandwidth is then in standardized units)")
     p.add_argument("--columns", metavar="COLS",
                    help="columns to use: comma-separated names (files with a header) or 0-based indices")
-    p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output"), metavar="PATH",
-                   help="write the label of every point (.csv or .npy)")
-    p.add_argument("--model", metavar="PATH", help="save the model (an .npz file, no pickle)")
+    p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output", stdio=True),
+                   metavar="PATH", help="write the label of every point (.csv or .npy; '-': CSV on "
+                   "standard output, the summary then on stderr)")
+    p.add_argument("--model", type=_suffix_checker((".npz",), "--model"), metavar="PATH",
+                   help="save the model (an .npz file, no pickle)")
     p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
                    help="write a scatter plot (first two principal axes for d > 2; needs matplotlib)")
     p.add_argument("--verbose", "-v", action="store_true",
-                   help="log the fit's progress on stderr (one line per round of the shift loop) "
-                   "and show a progress bar when tqdm is installed and the fit takes over 2 s")
+                   help="log the fit's progress on stderr (one line per round of the shift loop); "
+                   "with or without it, a fit over 2 s shows a progress line when stderr is a terminal")
 
     p = sub.add_parser(
         "predict",
@@ -243,15 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=exit_codes,
     )
     p.add_argument("model", metavar="MODEL", help="a model file written by 'gpumeanshift cluster --model'")
-    p.add_argument("file", metavar="FILE", help="the points (same formats as 'cluster')")
+    p.add_argument("file", metavar="FILE",
+                   help="the points (same formats as 'cluster'; '-' reads standard input)")
+    p.add_argument("--format", choices=INPUT_FORMATS,
+                   help="read FILE in this format, whatever its suffix (default: from the suffix)")
     p.add_argument("--outlier-threshold", type=_threshold, metavar="DIST",
                    help="label -1 the points farther than DIST from every center, in the model's "
                    "(standardized, if it was) units; 'bandwidth' uses the model's bandwidth")
     p.add_argument("--columns", metavar="COLS",
                    help="columns to use (default: the model's columns when the file has them, else all)")
     p.add_argument("--backend", choices=backends, default="auto", help="where to run (default: auto)")
-    p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output"), metavar="PATH",
-                   help="write the labels (.csv or .npy) and print a summary instead")
+    p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output", stdio=True),
+                   metavar="PATH", help="write the labels (.csv or .npy; '-': CSV with a header on "
+                   "standard output) and print a summary instead (on stderr with '-')")
 
     p = sub.add_parser(
         "segment",
@@ -274,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-space", choices=("rgb", "lab"), default="rgb",
                    help="filter the values as given (rgb, any channels) or in CIE L*a*b* "
                    "(lab, needs 3 channels) (default: rgb)")
-    p.add_argument("--min-region-size", type=_nonnegative_int, default=0, metavar="N",
-                   help="merge regions of fewer pixels into their closest-coloured neighbour (default: 0)")
+    p.add_argument("--min-region-size", type=_nonnegative_int, default=SEGMENT_MIN_REGION_SIZE,
+                   metavar="N", help="merge regions of fewer pixels into their closest-coloured "
+                   f"neighbour; 0 keeps every region (default: {SEGMENT_MIN_REGION_SIZE})")
     p.add_argument("--max-iter", type=_positive_int, default=5, metavar="N",
                    help="most mean-shift iterations per pixel (default: 5, OpenCV's)")
     p.add_argument("--output", "-o", type=_suffix_checker(SEGMENT_IMAGE_SUFFIXES, "--output"),
@@ -303,9 +342,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- helpers
+# Where the summary goes: stdout, or stderr when stdout carries data (--output -).
+_summary = {"stream": None}
+
+
 def _say(*lines: str) -> None:
+    stream = _summary["stream"] or sys.stdout
     for line in lines:
-        print(line)
+        print(line, file=stream)
+
+
+def _data_on_stdout(flag: bool) -> None:
+    _summary["stream"] = sys.stderr if flag else None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _fmt_names(names, limit: int = MAX_NAMES) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} columns)" if len(names) > limit else "")
+
+
+def _shown(path) -> str:
+    return "standard input" if path == STDIO else str(path)
 
 
 def _fmt_vec(v, limit: int = 6) -> str:
@@ -320,7 +381,7 @@ def _cluster_table(centers, sizes) -> list[str]:
     for i in range(min(len(centers), MAX_LISTED)):
         lines.append(f"  {i:>7}  {int(sizes[i]):>9,}  {_fmt_vec(centers[i])}")
     if len(centers) > MAX_LISTED:
-        lines.append(f"  ... and {len(centers) - MAX_LISTED} more clusters")
+        lines.append(f"  ... and {_plural(len(centers) - MAX_LISTED, 'more cluster')}")
     return lines
 
 
@@ -334,12 +395,53 @@ def _require_matplotlib() -> None:
 
 
 def _check_writable(*paths) -> None:
+    """Every output's directory exists and takes a new file: found before the work."""
     for path in paths:
-        if path is None:
+        if path is None or path == STDIO:
             continue
-        parent = Path(path).parent
+        target = Path(path)
+        parent = target.parent
         if not parent.is_dir():
             raise _DataError(f"cannot write {path}: directory {str(parent)!r} does not exist")
+        if target.is_dir():
+            raise _DataError(f"cannot write {path}: it is a directory")
+        # A real probe, as the final write makes its temporary file: permission
+        # bits say nothing for root, read-only mounts or a full disk.
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise _DataError(f"cannot write {path}: directory {str(parent)!r}: "
+                             f"{exc.strerror or exc}") from None
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links: the same inode
+    except OSError:
+        return False
+
+
+def _check_distinct(command: str, inputs, outputs) -> None:
+    """Refuse, before any work, an output that is an input or another output.
+
+    ``inputs`` and ``outputs`` are ``(what, path)`` pairs; None and ``-``
+    (standard input/output) are skipped.
+    """
+    seen = [(f"the input {what}", path) for what, path in inputs if path not in (None, STDIO)]
+    for what, path in outputs:
+        if path in (None, STDIO):
+            continue
+        for other, other_path in seen:
+            if _same_file(path, other_path):
+                same = "" if path == other_path else f" ({other_path})"
+                raise _UsageError(
+                    f"gpumeanshift {command}: error: {what} {path} is {other}{same}; "
+                    "refusing to overwrite it: choose another path")
+        seen.append((f"also {what}", path))
 
 
 def _resolve_backend(name: str):
@@ -362,6 +464,23 @@ def _write_plot(path, X, labels, centers, title: str, names=None) -> None:
     fmt = Path(path).suffix.lower().lstrip(".")
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format=fmt, dpi=100)
+
+
+@contextlib.contextmanager
+def _progress_line():
+    """A progress line on stderr when it is a terminal (fits over 2 s), else nothing."""
+    from . import _progress
+
+    isatty = getattr(sys.stderr, "isatty", None)
+    try:
+        tty = bool(isatty and isatty())
+    except (OSError, ValueError):
+        tty = False
+    if not tty:
+        yield _progress.TerminalProgress(None)  # its phase() is called, never drawn
+        return
+    with _progress.terminal_progress(sys.stderr) as line:
+        yield line
 
 
 def _fit(X, *, bandwidth, kernel, bin_seeding, backend, verbose=False):
@@ -389,8 +508,16 @@ def _log_to_stderr():
     handler for the duration of the fit."""
     import logging
 
+    from . import _progress
+
+    class Handler(logging.StreamHandler):
+        def emit(self, record):
+            if _progress._terminal is not None:  # the log line replaces the progress line
+                _progress._terminal.clear()
+            super().emit(record)
+
     logger = logging.getLogger("gpumeanshift")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = Handler(sys.stderr)
     handler.setFormatter(logging.Formatter("gpumeanshift: %(message)s"))
     level = logger.level
     logger.addHandler(handler)
@@ -414,11 +541,12 @@ def _estimate(X, quantile: float, backend, *, n_samples=None):
         raise _DataError(f"bandwidth estimation failed: {exc}") from None
     seconds = time.perf_counter() - t0
     if h == 0.0:
-        if np.ptp(X, axis=0).max() == 0.0:
-            return 1.0, seconds  # every point identical: any bandwidth gives one cluster
+        n = min(len(X), n_samples or len(X))
         raise _DataError(
-            f"the estimated bandwidth (quantile {quantile}) is 0: too many duplicate points; "
-            "give --bandwidth a number or a larger quantile"
+            f"the estimated bandwidth (quantile {quantile}) is 0: the mean distance of "
+            f"{'a sample of ' if n < len(X) else ''}{n:,} points to their "
+            f"k = max(1, int({quantile} * {n})) = {max(1, int(quantile * n))} nearest neighbours "
+            "(the point itself counted) is 0; give --bandwidth a number or a larger quantile"
         )
     return h, seconds
 
@@ -435,20 +563,23 @@ def _cmd_demo(args) -> int:
                       random_state=args.random_state)
     _say(f"data: {len(X):,} points in 2-D, 3 generated blobs centered at {DEMO_CENTERS} "
          f"(cluster_std=0.6, random_state={args.random_state})")
-    h, t_bw = _estimate(X, 0.2, be, n_samples=500)
-    _say(f"bandwidth: {h:.6g} (estimate_bandwidth, quantile=0.2, n_samples=500; {t_bw:.3f} s)")
-    model, seconds = _fit(X, bandwidth=h, kernel=args.kernel, bin_seeding=True, backend=args.backend,
-                          verbose=args.verbose)
+    with _progress_line() as progress:
+        progress.phase("bandwidth estimate")
+        h, t_bw = _estimate(X, 0.2, be, n_samples=500)
+        model, seconds = _fit(X, bandwidth=h, kernel=args.kernel, bin_seeding=True,
+                              backend=args.backend, verbose=args.verbose)
     _say(
+        f"bandwidth: {h:.6g} (estimate_bandwidth, quantile=0.2, n_samples=500; {t_bw:.3f} s)",
         f"fit: MeanShift(kernel={args.kernel!r}, bin_seeding=True) on backend "
-        f"{model.backend_!r} in {seconds:.3f} s ({model.n_iter_} iterations)"
+        f"{model.backend_!r} in {seconds:.3f} s ({_plural(model.n_iter_, 'iteration')})"
         + (" (a first GPU run includes compiling the kernels)" if model.backend_ != "numpy" else ""),
         f"clusters found: {len(model.cluster_centers_)}",
         *_cluster_table(model.cluster_centers_, model.cluster_sizes_),
     )
     if args.plot:
         _write_plot(args.plot, X, np.asarray(model.labels_), model.cluster_centers_,
-                    f"gpumeanshift demo: {len(model.cluster_centers_)} clusters, bandwidth {h:.3g}")
+                    f"gpumeanshift demo: {_plural(len(model.cluster_centers_), 'cluster')}, "
+                    f"bandwidth {h:.3g}")
         _say(f"plot written to {args.plot}")
     return EXIT_OK
 
@@ -456,13 +587,16 @@ def _cmd_demo(args) -> int:
 def _cmd_cluster(args) -> int:
     from .io import save_model, write_labels
 
+    _data_on_stdout(args.output == STDIO)
     if args.plot:
         _require_matplotlib()
+    _check_distinct("cluster", [("FILE", args.file)],
+                    [("--output", args.output), ("--model", args.model), ("--plot", args.plot)])
     _check_writable(args.output, args.model, args.plot)
     be = _resolve_backend(args.backend)
-    X, names = _read(args.file, args.columns)
-    _say(f"data: {X.shape[0]:,} points x {X.shape[1]} features from {args.file}"
-         + (f" (columns {', '.join(names)})" if names else ""))
+    X, names = _read(args.file, args.columns, args.format)
+    _say(f"data: {X.shape[0]:,} points x {X.shape[1]} features from {_shown(args.file)}"
+         + (f" (columns {_fmt_names(names)})" if names else ""))
     mean = scale = None
     Xm = X
     if args.standardize:
@@ -472,38 +606,60 @@ def _cmd_cluster(args) -> int:
         Xm = ((X.astype(np.float64) - mean) / scale).astype(X.dtype, copy=False)
         _say("standardized: every column to mean 0, standard deviation 1")
     kind, value = args.bandwidth
-    if kind == "quantile":
-        bandwidth, t_bw = _estimate(Xm, value, be)
-        how = f"estimate_bandwidth, quantile={value}"
-        if len(Xm) > AUTO_BANDWIDTH_MAX_SAMPLES:
-            how += f", n_samples={AUTO_BANDWIDTH_MAX_SAMPLES}"
-        how += f"; {t_bw:.3f} s"
-    elif kind == "rule":
-        bandwidth, how = value, f"{value}'s rule"
-    else:
-        bandwidth, how = value, "given"
-    model, seconds = _fit(Xm, verbose=args.verbose, bandwidth=bandwidth, kernel=args.kernel,
-                          bin_seeding=args.bin_seeding, backend=args.backend)
+    with _progress_line() as progress:
+        if kind == "quantile" and value == 0.3 and len(Xm) <= AUTO_BANDWIDTH_MAX_SAMPLES:
+            # The library's own estimate (quantile 0.3 on every point), inside the
+            # fit: whatever it does with the data, zero bandwidths included.
+            bandwidth, how = None, "estimate_bandwidth, quantile=0.3, within the fit"
+            progress.phase("bandwidth estimate")
+        elif kind == "quantile":
+            progress.phase("bandwidth estimate")
+            bandwidth, t_bw = _estimate(Xm, value, be)
+            how = f"estimate_bandwidth, quantile={value}"
+            if len(Xm) > AUTO_BANDWIDTH_MAX_SAMPLES:
+                how += f", n_samples={AUTO_BANDWIDTH_MAX_SAMPLES}"
+            if args.kernel == "gaussian":
+                # The library's rule for an estimated bandwidth with this kernel.
+                from ._driver import gaussian_from_flat
+
+                bandwidth = gaussian_from_flat(bandwidth, Xm.shape[1])
+                how += ", / sqrt(d + 2) for the Gaussian kernel"
+            how += f"; {t_bw:.3f} s"
+        elif kind == "rule":
+            bandwidth, how = value, f"{value}'s rule"
+        else:
+            bandwidth, how = value, "given"
+        model, seconds = _fit(Xm, verbose=args.verbose, bandwidth=bandwidth, kernel=args.kernel,
+                              bin_seeding=args.bin_seeding, backend=args.backend)
     centers = np.asarray(model.cluster_centers_, dtype=np.float64)
     if mean is not None:
         centers = centers * scale + mean  # report centers in the file's units
     _say(
-        f"bandwidth: {model.bandwidth_:.6g} ({how})",
+        f"bandwidth: {model.bandwidth_:.6g} ({how})"
+        + (" in standardized units" if mean is not None else ""),
         f"fit: MeanShift(kernel={args.kernel!r}, bin_seeding={args.bin_seeding}) on backend "
-        f"{model.backend_!r} in {seconds:.3f} s ({model.n_iter_} iterations)",
-        f"clusters found: {len(centers)}" + (" (centers in the file's units)" if mean is not None else ""),
+        f"{model.backend_!r} in {seconds:.3f} s ({_plural(model.n_iter_, 'iteration')})",
+        f"clusters found: {len(centers):,}" + (" (centers in the file's units)" if mean is not None else ""),
         *_cluster_table(centers, model.cluster_sizes_),
     )
-    if args.output:
+    if args.output == STDIO:
+        write_labels(sys.stdout, np.asarray(model.labels_))
+    elif args.output:
         write_labels(args.output, np.asarray(model.labels_))
         _say(f"labels written to {args.output}")
     if args.model:
         save_model(model, args.model, mean=mean, scale=scale, columns=names)
         _say(f"model written to {args.model}")
     if args.plot:
-        _write_plot(args.plot, X, np.asarray(model.labels_), centers,
-                    f"{Path(args.file).name}: {len(centers)} clusters, bandwidth {model.bandwidth_:.3g}",
-                    names=names)
+        # Drawn in the units the bandwidth is in: standardized ones with --standardize.
+        std_names = None
+        if mean is not None:
+            std_names = [f"{n} (standardized)" for n in (names or ["x0", "x1"])]
+        name = "stdin" if args.file == STDIO else Path(args.file).name
+        _write_plot(args.plot, Xm, np.asarray(model.labels_), model.cluster_centers_,
+                    f"{name}: {_plural(len(centers), 'cluster')}, bandwidth {model.bandwidth_:.3g}"
+                    + (" (standardized units)" if mean is not None else ""),
+                    names=std_names or names)
         _say(f"plot written to {args.plot}")
     return EXIT_OK
 
@@ -511,6 +667,8 @@ def _cmd_cluster(args) -> int:
 def _cmd_predict(args) -> int:
     from .io import load_model, read_column_names, write_labels
 
+    _data_on_stdout(args.output == STDIO)
+    _check_distinct("predict", [("MODEL", args.model), ("FILE", args.file)], [("--output", args.output)])
     _check_writable(args.output)
     _resolve_backend(args.backend)
     try:
@@ -518,16 +676,22 @@ def _cmd_predict(args) -> int:
     except (ValueError, OSError) as exc:
         raise _DataError(str(exc)) from None
     columns = args.columns
+    pick_model_columns = False
     if columns is None and saved.columns:
-        names = read_column_names(args.file)
-        if names and all(c in names for c in saved.columns):
-            columns = saved.columns
-    X, _ = _read(args.file, columns)
+        if args.file == STDIO:
+            pick_model_columns = True  # standard input is read once: choose after reading
+        else:
+            names = read_column_names(args.file) if args.format in (None, "csv", "tsv", "txt") else None
+            if names and all(c in names for c in saved.columns):
+                columns = saved.columns
+    X, names = _read(args.file, columns, args.format)
+    if pick_model_columns and names and all(c in names for c in saved.columns):
+        X = np.ascontiguousarray(X[:, [names.index(c) for c in saved.columns]])
     d = saved.estimator.n_features_in_
     if X.shape[1] != d:
         raise _DataError(
-            f"{args.file} has {X.shape[1]} columns but the model was fitted on {d} features"
-            + (f" ({', '.join(saved.columns)})" if saved.columns else "")
+            f"{_shown(args.file)} has {X.shape[1]} columns but the model was fitted on {d} features"
+            + (f" ({_fmt_names(saved.columns)})" if saved.columns else "")
             + "; choose them with --columns"
         )
     with warnings.catch_warnings(record=True) as caught:
@@ -539,21 +703,24 @@ def _cmd_predict(args) -> int:
     for w in caught:
         print(f"gpumeanshift: warning: {w.message}", file=sys.stderr)
     if args.output is None:
-        sys.stdout.write("\n".join(map(str, labels.tolist())) + "\n")
+        out = sys.stdout
+        for a in range(0, len(labels), 65536):  # in blocks: '| head' stops it early
+            out.write("".join(f"{v}\n" for v in labels[a:a + 65536].tolist()))
         return EXIT_OK
-    write_labels(args.output, labels)
+    write_labels(sys.stdout if args.output == STDIO else args.output, labels)
     k = len(saved.estimator.cluster_centers_)
     counts = np.bincount(labels[labels >= 0], minlength=k)
     _say(
-        f"predicted: {len(labels):,} points from {args.file} with {args.model} "
-        f"({k} clusters, bandwidth {saved.estimator.bandwidth_:.6g}"
+        f"predicted: {len(labels):,} points from {_shown(args.file)} with {args.model} "
+        f"({_plural(k, 'cluster')}, bandwidth {saved.estimator.bandwidth_:.6g}"
         + (", standardized" if saved.standardized else "") + ")",
         "points per cluster: " + ", ".join(f"{i}: {int(c):,}" for i, c in enumerate(counts[:MAX_LISTED]))
         + (f", ... ({k - MAX_LISTED} more)" if k > MAX_LISTED else ""),
     )
     if args.outlier_threshold is not None:
         _say(f"outliers (-1): {int((labels < 0).sum()):,}")
-    _say(f"labels written to {args.output}")
+    if args.output != STDIO:
+        _say(f"labels written to {args.output}")
     return EXIT_OK
 
 
@@ -566,6 +733,8 @@ def _cmd_segment(args) -> int:
     labels_path = args.labels or f"{src.stem}_labels.npy"
     if args.plot:
         _require_matplotlib()
+    _check_distinct("segment", [("IMAGE", args.image)],
+                    [("--output", output), ("--labels", labels_path), ("--plot", args.plot)])
     _check_writable(output, labels_path, args.plot)
     try:
         image, note = read_image(src)
@@ -613,11 +782,13 @@ def _cmd_segment(args) -> int:
     return EXIT_OK
 
 
-def _read(path, columns):
+def _read(path, columns, fmt=None):
     from .io import read_points
 
     try:
-        return read_points(path, columns=columns)
+        if path == STDIO:
+            return read_points(sys.stdin.buffer, columns=columns, format=fmt)
+        return read_points(path, columns=columns, format=fmt)
     except FileNotFoundError:
         raise _DataError(f"{path} does not exist") from None
     except IsADirectoryError:
@@ -708,6 +879,25 @@ def _compile_check(gpus) -> str:
         return f"no: {_first_line(exc)}"
 
 
+def _backend_unusable(name: str):
+    """Why the registered backend ``name`` cannot run here, or None when it can."""
+    if name == "cupy":
+        try:
+            import cupy  # noqa: F401  (optional dependency)
+        except Exception as exc:
+            return f"CuPy does not import: {_first_line(exc)}"
+        from .backends.base import cuda_available
+
+        return None if cuda_available() else "no CUDA device"
+    try:
+        from .backends.base import resolve_backend
+
+        resolve_backend(name)
+    except Exception as exc:
+        return _first_line(exc)
+    return None
+
+
 def _cmd_info(args) -> int:
     import platform
 
@@ -729,13 +919,13 @@ def _cmd_info(args) -> int:
         cupy_line = f"yes (cupy {cupy.__version__})"
     except Exception as exc:
         cupy_line = f"no ({_first_line(exc)})"
-    try:
-        from .backends.base import cuda_available
-
-        auto = "cupy" if "cupy" in available_backends() and cuda_available() else "numpy"
-    except Exception as exc:
-        auto = f"unknown ({_first_line(exc)})"
-    _say(f"backends: {', '.join(available_backends())} (backend='auto' uses {auto})",
+    usable, unusable = [], []
+    for name in available_backends():
+        why = _backend_unusable(name)
+        (unusable if why else usable).append(f"{name} ({why})" if why else name)
+    auto = "cupy" if "cupy" in usable else "numpy"
+    _say(f"backends: {', '.join(usable)} (backend='auto' uses {auto})"
+         + (f"; cannot run here: {', '.join(unusable)}" if unusable else ""),
          f"cupy imports: {cupy_line}")
     try:
         gpus, how = _gpus()
@@ -796,6 +986,31 @@ def main(argv=None) -> int:
     ...
     0
     """
+    with _sigterm_raises():
+        try:
+            return _main(argv)
+        finally:
+            _data_on_stdout(False)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises in the main thread, so atomic writes remove their temporary file."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv) -> int:
     parser = build_parser()
     command = None
     try:
@@ -805,8 +1020,22 @@ def main(argv=None) -> int:
             raise _UsageError(
                 f"gpumeanshift: error: choose a command: {', '.join(COMMANDS)} (see 'gpumeanshift --help')"
             )
-        return COMMANDS[command](args)
+        code = COMMANDS[command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader of stdout went away (| head): end quietly, as coreutils do.
+        _stdout_gone()
+        return EXIT_PIPE
+    except _Terminated:
+        _error(f"gpumeanshift {command or ''}: terminated".replace("  ", " "))
+        return EXIT_TERM
     except SystemExit as exc:  # --help and --version
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_gone()
+            return EXIT_PIPE
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except _UsageError as exc:
         _error(str(exc))
@@ -829,6 +1058,14 @@ def main(argv=None) -> int:
         _error(f"gpumeanshift {command}: internal error: {_first_line(exc)} "
                "(set GPUMEANSHIFT_DEBUG=1 for the traceback)")
         return EXIT_DATA
+
+
+def _stdout_gone() -> None:
+    # Later flushes (at exit) go to /dev/null instead of raising again.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _error(message: str) -> None:

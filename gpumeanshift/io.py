@@ -15,22 +15,13 @@ never replaces a good file with a bad one.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import re
 import tempfile
 import warnings
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-
-FORMAT_NAME = "gpumeanshift-model"
-# Bumped only for changes an older reader cannot handle; readers refuse newer.
-FORMAT_VERSION = 1
 
 POINT_SUFFIXES = (".csv", ".tsv", ".txt", ".npy", ".parquet", ".pq")
 LABEL_SUFFIXES = (".csv", ".npy")
@@ -81,7 +72,10 @@ def atomic_write(path, mode="wb"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _named(exc, path) from None
     try:
         kwargs = {} if mode == "wb" else {"encoding": "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -90,11 +84,26 @@ def atomic_write(path, mode="wb"):
             os.fsync(f.fileno())
         _match_permissions(tmp, path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _named(exc, path) from None
         raise
     _fsync_directory(directory)
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path`` (the user's file) where it named the hidden
+    temporary file or no file; an error about another file is left as it is."""
+    name = exc.filename
+    hidden = name is not None and (Path(os.fsdecode(name)).name.startswith(f".{path.name}.")
+                                   and os.fsdecode(name).endswith(".tmp"))
+    if exc.errno is None or not (name is None or hidden):
+        return exc
+    out = type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+    out.__traceback__ = exc.__traceback__
+    return out
 
 
 def _match_permissions(tmp: str, path: Path) -> None:
@@ -120,379 +129,14 @@ def _fsync_directory(directory: Path) -> None:
 
 
 # --------------------------------------------------------------------------- models
-@dataclass(frozen=True)
-class SavedModel:
-    """A model read by :func:`load_model`: the estimator and its preprocessing.
-
-    Attributes
-    ----------
-    estimator : MeanShift
-        Fitted for prediction: ``cluster_centers_``, ``cluster_sizes_``,
-        ``bandwidth_``, ``n_features_in_``, ``n_iter_`` and ``backend_`` (the
-        backend the fit ran on) are set; ``labels_`` is not stored.
-    mean, scale : ndarray of shape (n_features,) or None
-        The standardization applied before fitting, ``(X - mean) / scale``;
-        None when the data were not standardized.
-    library_version : str
-        The gpumeanshift version that wrote the file.
-    format_version : int
-        The model file format version of the file.
-    columns : list of str or None
-        Names of the data columns the model was fitted on, when known.
-    header : dict
-        The whole JSON header, as read.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from gpumeanshift import MeanShift
-    >>> from gpumeanshift.io import save_model, load_model
-    >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit([[0.0], [5.0]])
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
-    >>> save_model(ms, path, columns=["x"])
-    >>> m = load_model(path)
-    >>> m.columns, m.standardized, m.predict([[4.5]])
-    (['x'], False, array([0]))
-    """
-
-    estimator: Any
-    mean: np.ndarray | None = None
-    scale: np.ndarray | None = None
-    columns: list | None = None
-    library_version: str = ""
-    format_version: int = FORMAT_VERSION
-    header: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def standardized(self) -> bool:
-        """True when the model was fitted on standardized data."""
-        return self.mean is not None
-
-    def transform(self, X):
-        """Apply the saved standardization (identity when there is none).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Points in the original units.
-
-        Returns
-        -------
-        X_model : ndarray of shape (n_samples, n_features)
-            Points in the model's units, float32 kept as float32.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from gpumeanshift import MeanShift
-        >>> from gpumeanshift.io import SavedModel
-        >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit([[0.0], [10.0]])
-        >>> m = SavedModel(ms, mean=np.array([5.0]), scale=np.array([5.0]))
-        >>> m.transform([[0.0], [10.0]]).ravel()
-        array([-1.,  1.])
-        """
-        from ._validation import check_array
-
-        X = check_array(X)
-        if X.shape[1] != self.estimator.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the model expects "
-                f"{self.estimator.n_features_in_}"
-            )
-        if self.mean is None:
-            return X
-        return ((X.astype(np.float64) - self.mean) / self.scale).astype(X.dtype, copy=False)
-
-    def predict(self, X, *, outlier_threshold=None):
-        """Labels of points given in the original units (standardization applied).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            New points, in the units of the data the model was fitted on.
-        outlier_threshold : float or "bandwidth", default=None
-            Points farther than this from every center (in the model's,
-            possibly standardized, units) are labelled -1.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            Index of the nearest center, or -1.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from gpumeanshift import MeanShift
-        >>> from gpumeanshift.io import SavedModel
-        >>> ms = MeanShift(bandwidth=0.5, backend="numpy").fit([[-1.0], [1.0]])
-        >>> m = SavedModel(ms, mean=np.array([100.0]), scale=np.array([10.0]))
-        >>> m.predict([[90.0], [112.0], [300.0]], outlier_threshold="bandwidth")
-        array([ 1,  0, -1])
-        """
-        return self.estimator.predict(self.transform(X), outlier_threshold=outlier_threshold)
-
-
-def _json_params(model) -> tuple[dict, np.ndarray | None]:
-    params = dict(model.get_params())
-    seeds = params.pop("seeds", None)
-    if not isinstance(params.get("backend"), str):
-        params["backend"] = "auto"  # a Backend object cannot be stored
-    for key, value in list(params.items()):
-        if isinstance(value, np.generic):
-            params[key] = value.item()
-        try:
-            json.dumps(params[key])
-        except (TypeError, ValueError):
-            raise ValueError(f"parameter {key}={value!r} cannot be saved in a model file") from None
-    params["seeds"] = None
-    return params, None if seeds is None else np.asarray(seeds)
-
-
-def save_model(model, path, *, mean=None, scale=None, columns=None):
-    """Save a fitted :class:`~gpumeanshift.MeanShift` to one ``.npz`` file.
-
-    The file holds a JSON header (format and library versions, bandwidth,
-    kernel, parameters) and numeric arrays only; it is written atomically
-    and read back by :func:`load_model` without pickle.
-
-    Parameters
-    ----------
-    model : MeanShift
-        A fitted estimator (centers on a GPU are copied to the host).
-    path : str or path-like
-        Where to write; the name is used as given (no suffix is added).
-    mean, scale : array-like of shape (n_features,), default=None
-        The standardization applied to the data before fitting,
-        ``(X - mean) / scale``; give both or neither.
-    columns : sequence of str, default=None
-        Names of the data columns the model was fitted on (used by
-        ``gpumeanshift predict`` to pick the same columns of a new file).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from gpumeanshift import MeanShift
-    >>> from gpumeanshift.io import save_model, load_model
-    >>> X = [[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]]
-    >>> ms = MeanShift(bandwidth=2, kernel="flat", backend="numpy").fit(X)
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
-    >>> save_model(ms, path)
-    >>> load_model(path).estimator.predict([[0, 0], [5, 5]])
-    array([1, 0])
-    """
-    from . import __version__
-    from ._driver import to_numpy
-
-    if not hasattr(model, "cluster_centers_"):
-        raise ValueError("the model is not fitted: call fit before save_model")
-    centers = to_numpy(model.cluster_centers_)
-    params, seeds = _json_params(model)
-    n_clusters, n_features = centers.shape
-    if (mean is None) != (scale is None):
-        raise ValueError("give both mean and scale, or neither")
-    if columns is not None and len(columns) != n_features:
-        raise ValueError(f"columns has {len(columns)} names but the model has {n_features} features")
-    arrays = {"cluster_centers": centers}
-    if mean is not None:
-        arrays["mean"] = np.asarray(mean, dtype=np.float64)
-        arrays["scale"] = np.asarray(scale, dtype=np.float64)
-        _check_standardization(arrays["mean"], arrays["scale"], n_features, str(path))
-    sizes = getattr(model, "cluster_sizes_", None)
-    if sizes is not None:
-        arrays["cluster_sizes"] = to_numpy(sizes).astype(np.int64)
-    if seeds is not None:
-        arrays["seeds"] = seeds
-    header = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        "n_clusters": int(n_clusters),
-        "n_features": int(n_features),
-        "dtype": str(centers.dtype),
-        "bandwidth": float(model.bandwidth_),
-        "kernel": str(model.kernel),
-        "params": params,
-        "standardized": mean is not None,
-        "columns": None if columns is None else [str(c) for c in columns],
-        "fit": {"backend": str(getattr(model, "backend_", "")), "n_iter": int(getattr(model, "n_iter_", 0))},
-    }
-    blob = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-    with atomic_write(path, "wb") as f:
-        np.savez(f, header=blob, **arrays)
-
-
-def load_model(path, *, backend="auto"):
-    """Read a model written by :func:`save_model`, checking everything in it.
-
-    Never executes code from the file (``allow_pickle=False``). Files written
-    by a newer, incompatible format version are refused with a message that
-    says which gpumeanshift wrote them.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The model file.
-    backend : str, default="auto"
-        Backend of the returned estimator's ``predict`` (a model fitted on a
-        GPU can be used where there is none); the backend the fit ran on is
-        kept in ``estimator.backend_``.
-
-    Returns
-    -------
-    model : SavedModel
-        The fitted estimator and its standardization.
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` does not exist.
-    ValueError
-        When the file is not a valid model file (truncated, corrupted,
-        another kind of file, inconsistent content, newer format).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> import numpy as np
-    >>> from gpumeanshift import MeanShift
-    >>> from gpumeanshift.io import save_model, load_model
-    >>> ms = MeanShift(bandwidth=1.0, backend="numpy").fit([[0.0, 0.0], [5.0, 5.0]])
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
-    >>> save_model(ms, path, mean=[1.0, 1.0], scale=[2.0, 2.0])
-    >>> m = load_model(path)
-    >>> m.estimator.bandwidth_, m.standardized, m.format_version
-    (1.0, True, 1)
-    """
-    from . import __version__
-    from ._estimator import MeanShift
-    from .backends.base import KERNELS
-
-    name = str(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"model file {name!r} does not exist")
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-        # Checked first so that other files never reach np.load's pickle path.
-        if magic != b"PK\x03\x04":
-            raise ValueError("not an .npz archive")
-        npz = np.load(path, allow_pickle=False)
-        with npz:
-            for key in npz.files:
-                arrays[key] = npz[key]  # reading each member checks its CRC
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
-        raise ValueError(
-            f"{name} is not a readable gpumeanshift model file "
-            f"(truncated, corrupted or another kind of file): {exc}"
-        ) from None
-    if "header" not in arrays:
-        raise ValueError(f"{name} is not a gpumeanshift model file: it has no header")
-    blob = arrays["header"]
-    try:
-        if blob.dtype != np.uint8 or blob.ndim != 1:
-            raise ValueError("header is not a byte string")
-        header = json.loads(blob.tobytes().decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{name} is not a valid gpumeanshift model file: bad header ({exc})") from None
-    if header.get("format") != FORMAT_NAME:
-        raise ValueError(f"{name} is not a gpumeanshift model file (format {header.get('format')!r})")
-    version = header.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"{name}: invalid model format version {version!r}")
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{name} was written by gpumeanshift {header.get('library_version', '?')} in model "
-            f"format version {version}; this gpumeanshift {__version__} reads format version "
-            f"{FORMAT_VERSION} at most. Upgrade gpumeanshift to load it."
-        )
-
-    def bad(what: str) -> ValueError:
-        return ValueError(f"{name} is not a valid gpumeanshift model file: {what}")
-
-    centers = arrays.get("cluster_centers")
-    if centers is None:
-        raise bad("no cluster_centers")
-    if centers.dtype not in (np.float32, np.float64) or centers.ndim != 2:
-        raise bad(f"cluster_centers must be a 2-D float32/float64 array, got {centers.dtype} with shape {centers.shape}")
-    k, d = centers.shape
-    if k < 1 or d < 1:
-        raise bad(f"cluster_centers has shape {centers.shape}")
-    if header.get("n_clusters") != k or header.get("n_features") != d:
-        raise bad(
-            f"cluster_centers has shape {centers.shape} but the header says "
-            f"{header.get('n_clusters')} clusters of {header.get('n_features')} features"
-        )
-    if not np.isfinite(centers).all():
-        raise bad("cluster_centers contains NaN or infinity")
-    bandwidth = header.get("bandwidth")
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or not (
-        math.isfinite(bandwidth) and bandwidth > 0
-    ):
-        raise bad(f"bandwidth must be a positive finite number, got {bandwidth!r}")
-    kernel = header.get("kernel")
-    if kernel not in KERNELS:
-        raise bad(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    params = header.get("params")
-    if not isinstance(params, dict):
-        raise bad("params is not a JSON object")
-    mean = scale = None
-    if header.get("standardized"):
-        mean, scale = arrays.get("mean"), arrays.get("scale")
-        if mean is None or scale is None:
-            raise bad("standardized, but mean or scale is missing")
-        _check_standardization(mean, scale, d, name)
-    sizes = arrays.get("cluster_sizes")
-    if sizes is not None and (sizes.shape != (k,) or sizes.dtype.kind not in "iu" or (sizes < 0).any()):
-        raise bad(f"cluster_sizes must be {k} non-negative integers")
-
-    columns = header.get("columns")
-    if columns is not None and (
-        not isinstance(columns, list) or len(columns) != d or not all(isinstance(c, str) for c in columns)
-    ):
-        raise bad(f"columns must be {d} names")
-
-    valid = set(MeanShift._get_param_names())
-    kwargs = {key: value for key, value in params.items() if key in valid}
-    kwargs["kernel"] = kernel
-    kwargs["backend"] = backend
-    seeds = arrays.get("seeds")
-    if seeds is not None:
-        kwargs["seeds"] = seeds
-    fit = header.get("fit") if isinstance(header.get("fit"), dict) else {}
-    n_iter = fit.get("n_iter", 0)
-    try:
-        est = MeanShift._from_centers(
-            centers, float(bandwidth), kwargs, backend_name=str(fit.get("backend", "")),
-            n_iter=n_iter if isinstance(n_iter, int) and not isinstance(n_iter, bool) else 0,
-            cluster_sizes=sizes,
-        )
-    except TypeError as exc:
-        raise bad(f"parameters not accepted ({exc})") from None
-    return SavedModel(
-        estimator=est,
-        mean=mean,
-        scale=scale,
-        columns=columns,
-        library_version=str(header.get("library_version", "")),
-        format_version=version,
-        header=header,
-    )
-
-
-def _check_standardization(mean, scale, d: int, name: str) -> None:
-    for label, a in (("mean", mean), ("scale", scale)):
-        if a.dtype != np.float64 or a.shape != (d,):
-            raise ValueError(
-                f"{name}: standardization {label} must be {d} float64 values, "
-                f"got {a.dtype} with shape {a.shape}"
-            )
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}: standardization {label} contains NaN or infinity")
-    if (scale <= 0).any():
-        raise ValueError(f"{name}: standardization scale must be positive")
+# The model file format lives in its own module; this is its public home.
+from ._model_io import (  # noqa: E402
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    SavedModel,
+    load_model,
+    save_model,
+)
 
 
 # --------------------------------------------------------------------------- points and labels
@@ -532,11 +176,11 @@ def _looks_numeric(field: str) -> bool:
         return False
 
 
-def _read_text(path: Path, wanted: list, source: str):
+def _read_text(path, wanted: list, source: str, suffix: str):
     first, skip = _first_line(path)
     if first is None:
         raise ValueError(f"{source} is empty")
-    delimiter, fields, names = _split_header(path, first)
+    delimiter, fields, names = _split_header(path, first, suffix)
     has_header = names is not None
     usecols = _resolve_columns(wanted, names, len(fields), source) if wanted else None
     try:
@@ -607,16 +251,19 @@ def read_column_names(path):
     return None
 
 
-def _first_line(path: Path):
-    with open(path, encoding="utf-8-sig") as f:
+def _first_line(path):
+    # ``path``: a file, or the lines of a text already read (standard input).
+    with (open(path, encoding="utf-8-sig") if isinstance(path, Path)
+          else contextlib.nullcontext(path)) as f:
         for skip, line in enumerate(f):
             if line.strip() and not line.lstrip().startswith("#"):
                 return line.rstrip("\r\n"), skip
     return None, 0
 
 
-def _split_header(path: Path, first: str):
-    if path.suffix.lower() == ".tsv" or "\t" in first:
+def _split_header(path, first: str, suffix=None):
+    suffix = path.suffix.lower() if suffix is None else suffix
+    if suffix == ".tsv" or "\t" in first:
         delimiter = "\t"
     elif "," in first:
         delimiter = ","
@@ -630,7 +277,7 @@ def _split_header(path: Path, first: str):
     return delimiter, fields, names
 
 
-def read_points(path, columns=None):
+def read_points(path, columns=None, *, format=None):
     """Read a table of points from CSV/TSV/text, NPY or Parquet.
 
     Text files: the delimiter (tab, comma, semicolon or whitespace) and a
@@ -640,12 +287,16 @@ def read_points(path, columns=None):
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, path-like or binary file object
         The file; its suffix picks the reader (.csv, .tsv, .txt, .npy,
-        .parquet, .pq).
+        .parquet, .pq) unless ``format`` is given. A file object (such as
+        ``sys.stdin.buffer``) is read to its end, as CSV unless ``format``
+        says otherwise.
     columns : str or sequence, default=None
         Columns to use: names (files with a header) or 0-based indices, as a
         sequence or one comma-separated string. None uses every column.
+    format : {"csv", "tsv", "txt", "npy", "parquet", "pq"}, default=None
+        The reader, whatever the suffix.
 
     Returns
     -------
@@ -674,16 +325,34 @@ def read_points(path, columns=None):
     >>> names
     ['x', 'y']
     """
-    path = Path(path)
-    source = str(path)
-    suffix = path.suffix.lower()
-    if suffix not in POINT_SUFFIXES:
-        raise ValueError(
-            f"{source}: unsupported file type {suffix or '(no suffix)'!r}; "
-            f"use one of {', '.join(POINT_SUFFIXES)}"
-        )
-    if not path.exists():
-        raise FileNotFoundError(f"{source} does not exist")
+    if format is not None and "." + str(format).lower() not in POINT_SUFFIXES:
+        raise ValueError(f"format must be one of "
+                         f"{', '.join(s[1:] for s in POINT_SUFFIXES)}, got {format!r}")
+    if hasattr(path, "read"):
+        source = str(getattr(path, "name", "the stream"))
+        suffix = "." + (format or "csv").lower()
+        data = path.read()
+        data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if suffix in (".npy", ".parquet", ".pq"):
+            import io
+
+            path = io.BytesIO(data)
+        else:
+            try:
+                path = data.decode("utf-8-sig").splitlines(keepends=True)
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{source} is not UTF-8 text ({exc.reason})") from None
+    else:
+        path = Path(path)
+        source = str(path)
+        suffix = "." + format.lower() if format else path.suffix.lower()
+        if suffix not in POINT_SUFFIXES:
+            raise ValueError(
+                f"{source}: unsupported file type {suffix or '(no suffix)'!r}; "
+                f"use one of {', '.join(POINT_SUFFIXES)}"
+            )
+        if not path.exists():
+            raise FileNotFoundError(f"{source} does not exist")
     wanted = _parse_columns(columns)
     if suffix == ".npy":
         try:
@@ -702,7 +371,7 @@ def read_points(path, columns=None):
     elif suffix in (".parquet", ".pq"):
         X, names = _read_parquet(path, wanted, source)
     else:
-        X, names = _read_text(path, wanted, source)
+        X, names = _read_text(path, wanted, source, suffix)
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{source} has no data (shape {X.shape})")
     if X.dtype.kind in "biu":
@@ -745,8 +414,9 @@ def write_labels(path, labels):
 
     Parameters
     ----------
-    path : str or path-like
-        Output file; the suffix picks the format.
+    path : str, path-like or text file object
+        Output file; the suffix picks the format. A file object (such as
+        ``sys.stdout``) gets the CSV text, written directly.
     labels : array-like of int, shape (n_samples,)
         The labels.
 
@@ -760,19 +430,26 @@ def write_labels(path, labels):
     >>> open(path).read().split()
     ['label', '0', '1', '-1']
     """
+    labels = np.asarray(labels).astype(np.int64, copy=False).ravel()
+    if hasattr(path, "write"):
+        _write_labels_csv(path, labels)
+        return
     suffix = Path(path).suffix.lower()
     if suffix not in LABEL_SUFFIXES:
         raise ValueError(f"{path}: labels can be written to {' or '.join(LABEL_SUFFIXES)} files, not {suffix or '(no suffix)'!r}")
-    labels = np.asarray(labels).astype(np.int64, copy=False).ravel()
     if suffix == ".npy":
         with atomic_write(path, "wb") as f:
             np.save(f, labels, allow_pickle=False)
     else:
         with atomic_write(path, "w") as f:
-            f.write("label\n")
-            if labels.size:
-                f.write("\n".join(map(str, labels.tolist())))
-                f.write("\n")
+            _write_labels_csv(f, labels)
+
+
+def _write_labels_csv(f, labels) -> None:
+    f.write("label\n")
+    # In blocks: a reader that stops early (``| head``) stops the writing early.
+    for a in range(0, labels.size, 65536):
+        f.write("".join(f"{v}\n" for v in labels[a:a + 65536].tolist()))
 
 
 # --------------------------------------------------------------------------- images

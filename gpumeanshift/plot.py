@@ -14,6 +14,8 @@ it: notebooks display it, scripts call ``fig.savefig(path)``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .segmentation import plot_segmentation
@@ -82,7 +84,8 @@ def plot_clusters(X, labels, centers, ax=None, *, title=None, axis_names=None,
     labels : array-like of shape (n_samples,)
         Cluster index of each point; -1 (outliers) is drawn in grey.
     centers : array-like of shape (n_clusters, n_features)
-        The cluster centers, drawn as black crosses.
+        The cluster centers, drawn as black crosses: smaller and thinner
+        beyond 20 centers, so that many centers do not hide the points.
     ax : matplotlib.axes.Axes, default=None
         Where to draw; None makes a new 6.4 x 4.8 inch figure at 100 dpi.
     title : str, default=None
@@ -135,13 +138,33 @@ def plot_clusters(X, labels, centers, ax=None, *, title=None, axis_names=None,
     colors = colormaps["tab10"](np.mod(labels, 10))
     colors[labels < 0] = (0.6, 0.6, 0.6, 1.0)  # outliers in grey
     ax.scatter(P[:, 0], P[:, 1], c=colors, s=4, alpha=0.6, linewidths=0)
-    ax.scatter(C[:, 0], C[:, 1], marker="x", c="black", s=80, linewidths=2, label="centers")
+    size, width = center_marker(len(C))
+    ax.scatter(C[:, 0], C[:, 1], marker="x", c="black", s=size, linewidths=width, label="centers")
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     if title is not None:
         ax.set_title(title, fontsize=10)
     ax.legend(loc="best", fontsize=8)
     return fig
+
+
+def center_marker(n_centers: int) -> tuple[float, float]:
+    """Marker area (points^2) and line width of the center crosses.
+
+    Up to 20 centers: 80 and 2. Beyond, the total inked area is kept that of
+    20 crosses (the area falls as 20 / n), down to a floor of 4 (a cross
+    two points wide), so that a thousand centers mark the modes without
+    covering the data.
+
+    Examples
+    --------
+    >>> from gpumeanshift.plot import center_marker
+    >>> center_marker(3), center_marker(80), center_marker(1000)
+    ((80.0, 2.0), (20.0, 1.0), (4.0, 0.5))
+    """
+    n = max(1, int(n_centers))
+    area = max(4.0, 80.0 * min(1.0, 20.0 / n))
+    return area, max(0.5, 2.0 * math.sqrt(area / 80.0))
 
 
 def _host(a) -> np.ndarray:

@@ -625,7 +625,8 @@ def plot_segmentation(image, filtered, labels, *, boundary_color=(255, 0, 0)):
     overlay[edge] = np.asarray(boundary_color) * scale
     fig = Figure(figsize=(12, 4), layout="constrained")
     for ax, pic, title in zip(fig.subplots(1, 3), (image, filtered, overlay),
-                              ("original", "filtered", f"{int(labels.max()) + 1} regions")):
+                              ("original", "filtered",
+                               f"{int(labels.max()) + 1} region" + ("s" if labels.max() else ""))):
         ax.imshow(pic, cmap="gray" if np.ndim(pic) == 2 else None)
         ax.set_title(title)
         ax.set_axis_off()

@@ -139,7 +139,8 @@ def test_info_reports_versions_backends_gpu_and_kernel_compilation(tmp_path):
     assert f"gpumeanshift {gpumeanshift.__version__}" in out
     assert f"numpy {np.__version__}" in out
     assert re.search(r"^python \d+\.\d+", out, re.M)
-    assert re.search(r"^backends: numpy(, \w+)* \(backend='auto' uses \w+\)$", out, re.M)
+    assert re.search(r"^backends: numpy(, \w+)* \(backend='auto' uses \w+\)(; cannot run here: .+)?$",
+                     out, re.M)
     assert re.search(r"^cupy imports: (yes|no) \(", out, re.M)
     assert re.search(r"^(GPU 0: .+ GiB, compute capability \d+\.\d+|GPU: none found \(.+\))$", out, re.M)
     try:
@@ -222,7 +223,7 @@ def test_round_trip_with_standardization_and_estimated_bandwidth(tmp_path):
     assert "(centers in the file's units)" in out
     Z = (Xs - Xs.mean(axis=0)) / Xs.std(axis=0)
     h = estimate_bandwidth(Z, quantile=0.3)
-    est = MeanShift(bandwidth=h, backend="numpy").fit(Z)
+    est = MeanShift(bandwidth=h, kernel="flat", backend="numpy").fit(Z)
     saved = load_model(tmp_path / "model.npz")
     assert saved.standardized
     assert saved.estimator.bandwidth_ == pytest.approx(h, rel=1e-12)
@@ -333,10 +334,12 @@ ERRORS = [
     (["cluster", "pts.csv", "--columns", "zz"], 1, r"no column named 'zz'; the columns are x, y"),
     (["cluster", "pts.csv", "--columns", "5"], 1, r"column index 5 is out of range"),
     (["cluster", "noheader.csv", "--columns", "x"], 1, r"has no header; use 0-based indices"),
-    (["cluster", "dupes.csv"], 1, r"estimated bandwidth \(quantile 0\.3\) is 0: too many duplicate points"),
+    (["cluster", "dupes.csv", "--bandwidth", "quantile:0.2"], 1,
+     r"estimated bandwidth \(quantile 0\.2\) is 0: the mean distance of 200 points to their "
+     r"k = max\(1, int\(0\.2 \* 200\)\) = 40 nearest neighbours"),
     (["cluster", "pts.csv", "-o", "nodir/labels.csv"], 1, r"cannot write nodir/labels\.csv: directory 'nodir' does not exist"),
     (["predict", "missing.npz", "pts.csv"], 1, r"model file 'missing\.npz' does not exist"),
-    (["predict", "pts.csv", "pts.csv"], 1, r"pts\.csv is not a readable gpumeanshift model file"),
+    (["predict", "pts.csv", "pts.csv"], 1, r"pts\.csv is not a valid gpumeanshift model: not an \.npz archive"),
     (["predict", "model.npz", "pts3.csv"], 1, r"pts3\.csv has 3 columns but the model was fitted on 2 features; choose them with --columns"),
     (["predict", "model.npz", "missing.csv"], 1, r"missing\.csv does not exist"),
 ]
@@ -387,7 +390,8 @@ def test_write_failure_mid_run_is_one_line_and_keeps_the_previous_model(files, m
     code = main(["cluster", "pts.csv", "--bandwidth", "1.5", "--backend", "numpy", "--model", "model.npz"])
     err = capsys.readouterr().err
     assert code == 1
-    assert err.strip() == "gpumeanshift cluster: error: No space left on device"
+    # The error names the user's file, not the temporary file it was written to.
+    assert err.strip() == "gpumeanshift cluster: error: model.npz: No space left on device"
     assert (files / "model.npz").read_bytes() == good_model
     assert sorted(os.listdir(files)) == before  # no temporary file left behind
 
@@ -478,12 +482,14 @@ def test_segment_png_writes_the_library_result_and_a_plot(images, tmp_path):
 
 
 def test_segment_npy_in_lab_with_default_output_names(images, tmp_path):
+    from gpumeanshift.cli import SEGMENT_MIN_REGION_SIZE
     from gpumeanshift.segmentation import segment_image
 
     out = assert_ok(run("segment", images / "scene.npy", "--color-space", "lab", "--sr", "8",
                         "--sp", "3", cwd=tmp_path))
     image = np.load(images / "scene.npy")
-    filtered, labels = segment_image(image, 3, 8, color_space="lab")
+    filtered, labels = segment_image(image, 3, 8, color_space="lab",
+                                     min_region_size=SEGMENT_MIN_REGION_SIZE)
     np.testing.assert_allclose(np.load(tmp_path / "scene_filtered.npy"), filtered, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(np.load(tmp_path / "scene_labels.npy"), labels)
     assert "filtered image written to scene_filtered.npy" in out
@@ -554,3 +560,322 @@ def test_verbose_in_process_leaves_no_handler(capsys):
     assert main(["demo", "--n-samples", "300", "--backend", "numpy", "-v"]) == 0
     assert "gpumeanshift: shift: iteration 1 of at most 300" in capsys.readouterr().err
     assert (list(logger.handlers), logger.level) == before
+
+
+# ---------------------------------------------------------------- no run destroys a user's data
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def work(tmp_path):
+    write_csv(tmp_path / "in.csv", X)
+    os.link(tmp_path / "in.csv", tmp_path / "hardlink.csv")
+    (tmp_path / "sub").mkdir()
+    save_model(MeanShift(bandwidth=1.5, backend="numpy").fit(X), tmp_path / "model.npz")
+    if importlib.util.find_spec("PIL") is not None:
+        from PIL import Image
+
+        Image.fromarray(_test_image()).save(tmp_path / "f.png")
+    np.save(tmp_path / "f.npy", _test_image())
+    return tmp_path
+
+
+OVERWRITES = [
+    (["cluster", "in.csv", "-o", "in.csv"], r"--output in\.csv is the input FILE; refusing to overwrite it"),
+    (["cluster", "in.csv", "-o", "sub/../in.csv"], r"--output sub/\.\./in\.csv is the input FILE \(in\.csv\)"),
+    (["cluster", "in.csv", "-o", "hardlink.csv"], r"--output hardlink\.csv is the input FILE \(in\.csv\)"),
+    (["cluster", "in.csv", "--model", "in.csv"], r"argument --model: --model must end in \.npz, got 'in\.csv'"),
+    (["cluster", "in.csv", "--model", "x.csv", "-o", "x.csv"], r"--model must end in \.npz"),
+    (["cluster", "in.csv", "--plot", "in.csv"], r"--plot must end in \.png"),
+    (["predict", "model.npz", "in.csv", "-o", "in.csv"], r"--output in\.csv is the input FILE; refusing"),
+    (["segment", "f.png", "-o", "f.png"], r"--output f\.png is the input IMAGE; refusing to overwrite it"),
+    (["segment", "f.npy", "-o", "out.npy", "--labels", "f.npy"], r"--labels f\.npy is the input IMAGE"),
+    (["segment", "f.npy", "-o", "out.npy", "--labels", "out.npy"], r"--labels out\.npy is also --output"),
+    (["segment", "f.png", "-o", "p.png", "--plot", "p.png"], r"--plot p\.png is also --output"),
+]
+
+
+@pytest.mark.parametrize("args, pattern", OVERWRITES, ids=[" ".join(a) for a, _ in OVERWRITES])
+def test_an_output_onto_an_input_or_another_output_is_refused_before_any_work(work, args, pattern):
+    if args[1] == "f.png":
+        pytest.importorskip("PIL")
+    before = _snapshot(work)
+    proc = run(*args, cwd=work)
+    assert_fails(proc, 2, pattern)
+    assert proc.stdout == ""  # refused before reading or fitting anything
+    assert _snapshot(work) == before
+
+
+def test_unwritable_output_directory_is_found_before_the_fit(work):
+    # /proc takes no new file, even from root (for which permission bits say nothing).
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux /proc")
+    proc = run("cluster", "in.csv", "--bandwidth", "1.5", "-o", "/proc/labels.csv", cwd=work)
+    assert_fails(proc, 1, r"^gpumeanshift cluster: error: cannot write /proc/labels\.csv: directory '/proc': ")
+    assert ".tmp" not in proc.stderr  # the user's path, never the hidden temporary file
+    assert proc.stdout == ""  # before reading the data and before the fit
+
+
+def test_write_errors_name_the_users_path_not_the_temporary_file(tmp_path):
+    from gpumeanshift.io import atomic_write, write_labels
+
+    target = tmp_path / "labels.csv"
+    with pytest.raises(OSError) as info:
+        with atomic_write(target, "w") as f:
+            f.write("partial")
+            raise OSError(28, "No space left on device")
+    assert info.value.filename == str(target)
+    if os.path.isdir("/proc/self"):
+        with pytest.raises(OSError) as info:
+            write_labels("/proc/labels.csv", np.zeros(3, dtype=np.int64))
+        assert info.value.filename == "/proc/labels.csv"
+    assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_during_a_write_leaves_no_temporary_file(work):
+    # The signal arrives while the labels are half written (deterministically: the
+    # writer sends it to its own process), as when a long write is killed.
+    code = (
+        "import os, signal, sys, time\n"
+        "import gpumeanshift.io as gio\n"
+        "real = gio._write_labels_csv\n"
+        "def slow(f, labels):\n"
+        "    f.write('label\\n0\\n')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "gio._write_labels_csv = slow\n"
+        "from gpumeanshift.cli import main\n"
+        "sys.exit(main(['cluster', 'in.csv', '--bandwidth', '1.5', '--backend', 'numpy', "
+        "'-o', 'labels.csv']))\n"
+    )
+    before = sorted(os.listdir(work))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 128 + 15, proc.stderr
+    assert proc.stderr.strip() == "gpumeanshift cluster: terminated"
+    assert sorted(os.listdir(work)) == before  # no labels.csv, no .labels.csv.*.tmp
+
+
+# ---------------------------------------------------------------- Unix habits
+def test_dash_reads_stdin_and_writes_stdout(work):
+    est = MeanShift(bandwidth=1.5, kernel="flat", backend="numpy").fit(X)
+    csv_text = (work / "in.csv").read_text()
+    proc = subprocess.run([sys.executable, "-m", "gpumeanshift", "cluster", "-", "--bandwidth", "1.5",
+                           "--backend", "numpy", "-o", "-"], cwd=work, input=csv_text,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "label"  # stdout holds the labels alone; the summary went to stderr
+    np.testing.assert_array_equal(np.array(lines[1:], dtype=np.int64), est.labels_)
+    assert "data: 300 points x 2 features from standard input (columns x, y)" in proc.stderr
+    assert "clusters found: 3" in proc.stderr
+
+    # predict from stdin; the model's columns are picked by name after reading.
+    with open(work / "wide.csv", "w") as f:
+        f.write("id,y,x\n")
+        for i, (a, b) in enumerate(X[:40]):
+            f.write(f"{i},{float(b)!r},{float(a)!r}\n")
+    ref = load_model(work / "model.npz").predict(X[:40])
+    assert load_model(work / "model.npz").columns is None
+    save_model(MeanShift(bandwidth=1.5, backend="numpy").fit(X), work / "named.npz", columns=["x", "y"])
+    proc = subprocess.run([sys.executable, "-m", "gpumeanshift", "predict", "named.npz", "-"],
+                          cwd=work, input=(work / "wide.csv").read_text(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.array(proc.stdout.split(), dtype=np.int64), ref)
+
+
+def test_format_overrides_the_suffix_and_reads_npy_from_stdin(work):
+    est = MeanShift(bandwidth=1.5, kernel="flat", backend="numpy").fit(X)
+    (work / "points.dat").write_text((work / "in.csv").read_text())
+    out = assert_ok(run("cluster", "points.dat", "--format", "csv", "--bandwidth", "1.5",
+                        "--backend", "numpy", "-o", "l.npy", cwd=work))
+    assert "data: 300 points x 2 features from points.dat (columns x, y)" in out
+    np.testing.assert_array_equal(np.load(work / "l.npy"), est.labels_)
+    np.save(work / "pts.npy", X)
+    proc = subprocess.run([sys.executable, "-m", "gpumeanshift", "cluster", "-", "--format", "npy",
+                           "--bandwidth", "1.5", "--backend", "numpy", "-o", "-"], cwd=work,
+                          input=(work / "pts.npy").read_bytes(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.array(proc.stdout.split()[1:], dtype=np.int64), est.labels_)
+    assert_fails(run("cluster", "points.dat", cwd=work), 1, r"unsupported file type '\.dat'")
+
+
+@pytest.mark.parametrize("args", [
+    ["predict", "model.npz", "big.npy"],
+    ["cluster", "big.npy", "--bandwidth", "2", "--bin-seeding", "--backend", "numpy", "-o", "-"],
+], ids=["predict", "cluster -o -"])
+def test_a_closed_pipe_ends_quietly(work, args):
+    big = np.tile(X, (700, 1))  # 210,000 labels: far more than a pipe buffer holds
+    np.save(work / "big.npy", big)
+    proc = subprocess.Popen([sys.executable, "-m", "gpumeanshift", *args], cwd=work,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()  # as '| head -1': read one line, then go away
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert first.strip() in (b"label", b"0", b"1", b"2")
+    assert proc.returncode == 128 + 13, err
+    assert "Error" not in err and "Traceback" not in err and "Exception" not in err, err
+
+
+# ---------------------------------------------------------------- the summary
+def test_summary_does_not_echo_every_column_name(tmp_path):
+    n_cols = 2000
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(12, n_cols))
+    write_csv(tmp_path / "wide.csv", data, header=[f"feature_{i:05d}" for i in range(n_cols)])
+    out = assert_ok(run("cluster", "wide.csv", "--bandwidth", "1e6", "--backend", "numpy", cwd=tmp_path))
+    first = out.splitlines()[0]
+    assert first.startswith("data: 12 points x 2000 features from wide.csv (columns feature_00000, ")
+    assert first.endswith(", ... (2000 columns))")
+    assert "feature_01999" not in out
+    assert len(out) < 2000
+
+
+def test_one_cluster_is_said_in_the_singular(tmp_path):
+    save_model(MeanShift(bandwidth=100.0, backend="numpy").fit(X), tmp_path / "one.npz")
+    write_csv(tmp_path / "pts.csv", X)
+    out = assert_ok(run("predict", "one.npz", "pts.csv", "-o", "l.csv", cwd=tmp_path))
+    assert "(1 cluster, bandwidth 100" in out
+    from gpumeanshift.cli import MAX_LISTED, _cluster_table
+
+    k = MAX_LISTED + 1
+    assert _cluster_table(np.zeros((k, 2)), np.ones(k))[-1] == "  ... and 1 more cluster"
+
+
+def test_plot_titles_say_one_cluster_and_standardized_units(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    import gpumeanshift.plot as gplot
+    from gpumeanshift.cli import main
+
+    drawn = {}
+
+    def record(X, labels, centers, **kwargs):
+        drawn.update(X=np.asarray(X), centers=np.asarray(centers), **kwargs)
+        return real(X, labels, centers, **kwargs)
+
+    real = gplot.plot_clusters
+    monkeypatch.setattr(gplot, "plot_clusters", record)
+    monkeypatch.chdir(tmp_path)
+    Xs = X * np.array([1.0, 1000.0]) + np.array([0.0, 5e4])
+    write_csv(tmp_path / "pts.csv", Xs)
+    assert main(["cluster", "pts.csv", "--standardize", "--bandwidth", "0.5", "--backend", "numpy",
+                 "--plot", "p.png"]) == 0
+    # The bandwidth in the title is in standardized units: so are the axes and points.
+    assert drawn["title"].endswith("bandwidth 0.5 (standardized units)")
+    np.testing.assert_allclose(drawn["X"].mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(drawn["X"].std(axis=0), 1.0, rtol=1e-9)
+    assert list(drawn["axis_names"]) == ["x (standardized)", "y (standardized)"]
+    assert np.abs(drawn["centers"]).max() < 3
+    write_csv(tmp_path / "one.csv", X[:100])
+    assert main(["cluster", "one.csv", "--bandwidth", "50", "--backend", "numpy", "--plot", "q.png"]) == 0
+    assert ": 1 cluster, bandwidth 50" in drawn["title"]
+    capsys.readouterr()
+
+
+# ---------------------------------------------------------------- progress on a terminal
+def _run_on_a_terminal(args, cwd, delay=0.0):
+    """Run the CLI in process in a child whose stderr is a pseudo-terminal; return its bytes."""
+    import pty
+    import select
+
+    code = ("import sys\nfrom gpumeanshift import _progress as p\n"
+            f"p.BAR_DELAY = {delay}\np.REFRESH = 0.01\n"
+            "from gpumeanshift.cli import main\n"
+            f"sys.exit(main({list(map(str, args))!r}))\n")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    out = proc.stdout.read().decode()
+    proc.wait(timeout=120)
+    return proc.returncode, out, seen.decode(errors="replace")
+
+
+def test_a_long_fit_shows_both_phases_on_a_terminal_without_verbose(tmp_path):
+    pytest.importorskip("pty")
+    rng = np.random.default_rng(0)
+    data = np.concatenate([rng.normal(c, 0.7, size=(2000, 2)) for c in ([0, 0], [6, 6])])
+    np.save(tmp_path / "pts.npy", data)
+    # quantile:0.2: the command line estimates the bandwidth itself (a phase of its own).
+    code, out, term = _run_on_a_terminal(
+        ["cluster", "pts.npy", "--bandwidth", "quantile:0.2", "--backend", "numpy"], tmp_path)
+    assert code == 0, term
+    assert "bandwidth estimate: " in term
+    assert re.search(r"shift: iteration \d+ \(max 300\) \[[#.]{16}\] +\d+% of [\d,]+ seeds, \d+ s", term), term
+    assert term.endswith("\r"), repr(term[-200:])  # the line is erased at the end
+    assert "clusters found: 2" in out and "\r" not in out
+    # Not a terminal (a pipe, a log file): no progress line at all.
+    proc = run("cluster", "pts.npy", "--bandwidth", "quantile:0.2", "--backend", "numpy", cwd=tmp_path)
+    assert_ok(proc)
+    assert proc.stderr == ""
+
+
+# ---------------------------------------------------------------- API edges
+@pytest.mark.parametrize("points", [
+    [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]],  # n < 7: k = 1
+    [[0.0, 0.0]] * 100 + [[1.0, 1.0]] * 100,  # 30% duplicates
+], ids=["5 points", "duplicates"])
+def test_auto_bandwidth_says_and_does_what_the_library_does(tmp_path, points):
+    points = np.array(points)
+    write_csv(tmp_path / "pts.csv", points)
+    proc = run("cluster", "pts.csv", "--backend", "numpy", "-o", "l.csv", cwd=tmp_path)
+    try:
+        ref = MeanShift(kernel="flat", backend="numpy").fit(points)
+    except ValueError as exc:
+        first = str(exc).split(":")[0]
+        assert_fails(proc, 1, r"^gpumeanshift cluster: error: clustering failed: " + re.escape(first))
+    else:
+        assert_ok(proc)
+        np.testing.assert_array_equal(_labels(tmp_path / "l.csv"), ref.labels_)
+        assert f"clusters found: {len(ref.cluster_centers_)}" in proc.stdout
+
+
+def test_cluster_kernel_default_is_flat(tmp_path):
+    from gpumeanshift.cli import build_parser
+
+    assert build_parser().parse_args(["cluster", "f.csv"]).kernel == "flat"
+    write_csv(tmp_path / "pts.csv", X)
+    out = assert_ok(run("cluster", "pts.csv", "--bandwidth", "1.2", "--backend", "numpy",
+                        "-o", "l.csv", cwd=tmp_path))
+    assert "MeanShift(kernel='flat'" in out
+    est = MeanShift(bandwidth=1.2, kernel="flat", backend="numpy").fit(X)
+    np.testing.assert_array_equal(_labels(tmp_path / "l.csv"), est.labels_)
+
+
+def test_info_does_not_list_cupy_as_a_backend_when_it_does_not_import(tmp_path):
+    out = assert_ok(run("info", "--no-compile", cwd=tmp_path, env=fake_missing_module(tmp_path, "cupy")))
+    line = next(ln for ln in out.splitlines() if ln.startswith("backends: "))
+    usable = line.split(" (backend=")[0]
+    assert usable == "backends: numpy", line
+    assert "cannot run here: cupy (CuPy does not import" in line
+
+
+def test_segment_readme_example_on_the_china_photo_gives_a_useful_segmentation(tmp_path):
+    pytest.importorskip("PIL")
+    datasets = pytest.importorskip("sklearn.datasets")
+    from PIL import Image
+
+    Image.fromarray(datasets.load_sample_image("china.jpg")).save(tmp_path / "china.png")
+    out = assert_ok(run("segment", "china.png", "--sp", "10", "--sr", "20", cwd=tmp_path, timeout=600))
+    labels = np.load(tmp_path / "china_labels.npy")
+    n = labels.max() + 1
+    assert f"regions found: {n:,}" in out
+    # With no merging the same call gave 70,439 regions (most of a few pixels each).
+    assert 20 <= n <= 1000
+    assert np.bincount(labels.ravel()).min() >= 100

@@ -447,3 +447,331 @@ def test_kernel_compile_options_are_a_fixed_set():
     X, _ = two_blobs()
     with pytest.raises(ValueError, match="kernel must be one of"):
         MeanShift(bandwidth=1.0, kernel="gaussian -DX=1", backend="numpy").fit(X)
+
+
+# ------------------------------------------------------------ hostile model files
+# load_model reads a file it cannot trust: every malformed file is one
+# ValueError("<file> is not a valid gpumeanshift model: ..."), it never reads
+# a member the format does not define, never reads more than the file holds,
+# and never waits on a file that is not a regular file.
+import io
+import json
+import os
+import sys
+import threading
+import tracemalloc
+import zipfile
+
+from gpumeanshift.io import load_model, save_model
+
+INVALID = "is not a valid gpumeanshift model: "
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    X, _ = two_blobs()
+    ms = MeanShift(bandwidth=1.0, kernel="flat", backend="numpy").fit(X)
+    assert ms.cluster_centers_.shape == (2, 2)
+    path = tmp_path / "model.npz"
+    save_model(ms, path)
+    return path
+
+
+def _members(path):
+    """(name, raw bytes) of each member, in archive order."""
+    with zipfile.ZipFile(path) as zf:
+        return [(i.filename, zf.read(i)) for i in zf.infolist()]
+
+
+def _write_zip(path, members):
+    """A ZIP archive of (name, bytes) members, stored as np.savez stores them,
+    or (name, bytes, compression) members."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name"
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data, *how in members:
+                zf.writestr(name, data, compress_type=how[0] if how else zipfile.ZIP_STORED)
+    return path
+
+
+def _npy(a):
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _npy_header(shape, descr="<f8"):
+    """The .npy header alone, declaring an array of ``shape``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue()
+
+
+def _header_bytes(members):
+    return np.load(io.BytesIO(dict(members)["header.npy"])).tobytes()
+
+
+def _header(members):
+    return json.loads(_header_bytes(members))
+
+
+def _header_member(text):
+    return _npy(np.frombuffer(text, dtype=np.uint8))
+
+
+def _with(members, replace=None, header=None, params=None, drop=(), add=()):
+    """Members with some replaced, dropped or added, or the JSON header edited."""
+    out = [(n, d) for n, d in members if n not in drop]
+    replace = dict(replace or {})
+    if header is not None or params is not None:
+        h = _header(members)
+        h.update(header or {})
+        h["params"].update(params or {})
+        replace["header.npy"] = _npy(np.frombuffer(json.dumps(h).encode(), dtype=np.uint8))
+    out = [(n, replace.get(n, d)) for n, d in out]
+    return out + list(add)
+
+
+def _append_deflated_zeros(path, name, head, mib):
+    """Append a deflated member: ``head`` then ``mib`` MiB of zeros (about 1000 times
+    smaller in the file)."""
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zf.open(name, "w", force_zip64=True) as w:
+            w.write(head)
+            block = bytes(1 << 20)
+            for _ in range(mib):
+                w.write(block)
+
+
+def _peak_memory(fn):
+    """Peak traced memory (bytes) while ``fn`` runs; ``fn`` asserts what it must."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _declare_size(path, name, size):
+    """Rewrite the uncompressed size a member declares (local and central headers)."""
+    data = bytearray(path.read_bytes())
+    encoded = name.encode()
+    for sig, field_at, name_at in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        at = data.find(sig)
+        while at >= 0:
+            if data[at + name_at:at + name_at + len(encoded)] == encoded:
+                data[at + field_at:at + field_at + 4] = size.to_bytes(4, "little")
+            at = data.find(sig, at + 1)
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def opened_members(monkeypatch):
+    """The names of the archive members opened while the test runs."""
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append(name if isinstance(name, str) else name.filename)
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    return opened
+
+
+@pytest.mark.parametrize("how", ["declared-3GiB", "deflated-64MiB"])
+def test_model_member_the_format_does_not_define_is_never_read(model_file, how, opened_members):
+    """An extra member, however large it says or decompresses to, is skipped unread."""
+    ref = load_model(model_file, backend="numpy").estimator.cluster_centers_
+    if how == "declared-3GiB":
+        head = _npy_header(((3 << 30) // 8,))
+        _write_zip(model_file, _members(model_file)
+                   + [("extra.npy", head + bytes(64), zipfile.ZIP_DEFLATED)])
+        _declare_size(model_file, "extra.npy", 3 << 30)
+        with zipfile.ZipFile(model_file) as zf:
+            assert zf.getinfo("extra.npy").file_size == 3 << 30
+    else:
+        _append_deflated_zeros(model_file, "extra.npy", _npy_header((8 << 20,)), 64)
+        with zipfile.ZipFile(model_file) as zf:
+            assert zf.getinfo("extra.npy").file_size > 64 << 20
+    assert model_file.stat().st_size < 1 << 20
+    opened_members.clear()
+    got = []
+    peak = _peak_memory(lambda: got.append(load_model(model_file, backend="numpy")))
+    assert "extra.npy" not in opened_members and "header.npy" in opened_members
+    assert peak < 4 << 20, f"peak traced memory {peak / 2**20:.1f} MiB"
+    np.testing.assert_array_equal(got[0].estimator.cluster_centers_, ref)
+
+
+def test_model_compressed_bomb_in_a_defined_member_is_refused_unread(model_file):
+    """A defined member must be stored as save_model stores it: a deflated one
+    (here 64 MiB of zero centers, consistent with the header) is refused
+    without being decompressed."""
+    k, d = 1 << 20, 8
+    members = _with(_members(model_file), header={"n_clusters": k, "n_features": d},
+                    drop=("cluster_centers.npy", "cluster_sizes.npy"))
+    _write_zip(model_file, members)
+    _append_deflated_zeros(model_file, "cluster_centers.npy", _npy_header((k, d)), 8 * d)
+    assert model_file.stat().st_size < 1 << 20
+
+    def load():
+        with pytest.raises(ValueError, match=INVALID + "member cluster_centers.npy is compressed"):
+            load_model(model_file)
+
+    peak = _peak_memory(load)
+    assert peak < 4 << 20, f"peak traced memory {peak / 2**20:.1f} MiB"
+
+
+def _huge_npy_header(members):
+    # cluster_centers.npy says (2e12, 2): 4e12 float64 values, with 32 bytes of data.
+    return _with(members, replace={"cluster_centers.npy": _npy_header((2 * 10**12, 2))
+                                   + bytes(32)})
+
+
+def _huge_json_shape(members):
+    # Both the JSON header and the .npy header say 4e12 values; the data are 32 bytes.
+    return _with(_huge_npy_header(members), header={"n_clusters": 2 * 10**12})
+
+
+def _deep_json(members):
+    text = b'{"format": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    return _with(members, replace={"header.npy": _header_member(text)})
+
+
+def _edit_header_text(old, new):
+    def make(members):
+        text = _header_bytes(members)
+        assert old in text
+        return _with(members, replace={"header.npy": _header_member(text.replace(old, new))})
+    return make
+
+
+MALFORMED = {
+    # name: (make members from a good file's members, what the message says)
+    "raw-bytes-header": (lambda m: _with(m, replace={"header.npy": _header_bytes(m)}),
+                         "member header.npy is not a .npy array"),
+    "raw-bytes-centers": (lambda m: _with(m, replace={"cluster_centers.npy": b"\0" * 200}),
+                          "member cluster_centers.npy is not a .npy array"),
+    "object-array-centers": (lambda m: _with(m, replace={
+        "cluster_centers.npy": _npy(np.array([[1.0, 2.0], [3.0, None]], dtype=object))}),
+        "invalid .npy header"),
+    "npy-header-4e12-values": (_huge_npy_header,
+                               r"cluster_centers has shape \(2000000000000, 2\), but the header says \(2, 2\)"),
+    "json-shape-4e12-values": (_huge_json_shape, r"the header's shape \(2000000000000, 2\) needs"),
+    "deeply-nested-json": (_deep_json, "JSON nested too deeply"),
+    "json-nan": (_edit_header_text(b'"bandwidth": 1.0', b'"bandwidth": NaN'),
+                 "NaN is not a number"),
+    "duplicate-json-key": (_edit_header_text(b'"bandwidth": 1.0',
+                                             b'"bandwidth": 1.0, "bandwidth": 9.0'),
+                           "key 'bandwidth' appears twice"),
+    "duplicate-member": (lambda m: m + [("cluster_centers.npy", _npy(np.zeros((2, 2))))],
+                         "member cluster_centers.npy appears twice"),
+    "member-past-the-end": (lambda m: _with(m, replace={
+        "cluster_centers.npy": _npy_header((2, 2)) + bytes(32 + 100)}), "its .npy header"),
+    "mean-without-standardized": (lambda m: _with(m, add=[("mean.npy", _npy(np.zeros(2))),
+                                                          ("scale.npy", _npy(np.ones(2)))]),
+                                  "not standardized"),
+    "seeds-wrong-features": (lambda m: _with(m, add=[("seeds.npy", _npy(np.zeros((3, 5))))]),
+                             r"seeds has shape \(3, 5\), but the header says \(any, 2\)"),
+    "seeds-nan": (lambda m: _with(m, add=[("seeds.npy", _npy(np.full((3, 2), np.nan)))]),
+                  "seeds contains NaN"),
+    "n-seeds-disagrees": (lambda m: _with(m, header={"n_seeds": 4},
+                                          add=[("seeds.npy", _npy(np.zeros((3, 2))))]),
+                          r"but the header says \(4, 2\)"),
+    "fit-not-an-object": (lambda m: _with(m, header={"fit": [1]}), "fit must hold"),
+    "library-version-not-a-string": (lambda m: _with(m, header={"library_version": 3}),
+                                     "library_version must be a string"),
+    "standardized-not-a-bool": (lambda m: _with(m, header={"standardized": "no"}),
+                                "standardized must be true or false"),
+    "column-lone-surrogate": (lambda m: _with(m, header={"columns": ["x", "\ud800"]}),
+                              "columns must be 2 names"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_model_file_is_one_valueerror(model_file, tmp_path, case):
+    make, message = MALFORMED[case]
+    bad = _write_zip(tmp_path / "bad.npz", make(_members(model_file)))
+
+    def load():
+        with pytest.raises(ValueError, match=INVALID + ".*" + message):
+            load_model(bad)
+
+    peak = _peak_memory(load)
+    assert peak < 8 << 20, f"peak traced memory {peak / 2**20:.1f} MiB"
+
+
+# Parameters a fit refuses: the loader refuses them too, naming the parameter.
+BAD_PARAMS = [
+    ({"max_iter": -1}, "max_iter must be >= 0"),
+    ({"max_iter": 2.5}, "max_iter must be an integer"),
+    ({"min_bin_freq": 0}, "min_bin_freq must be >= 1"),
+    ({"tol": "small"}, "tol must be a real number"),
+    ({"tol": -1.0}, "tol must be finite and >= 0"),
+    ({"bin_seeding": "yes"}, "bin_seeding must be True or False"),
+    ({"cluster_all": 1}, "cluster_all must be True or False"),
+    ({"algorithm": "fast"}, "algorithm must be one of"),
+    ({"label_assignment": "vote"}, "label_assignment must be one of"),
+    ({"output_type": "torch"}, "output_type must be one of"),
+    ({"n_jobs": 0}, "n_jobs must be a positive integer or -1"),
+    ({"max_memory": 0}, "max_memory must be >= 1"),
+    ({"verbose": -1}, "verbose must be >= 0"),
+    ({"bandwidth": "wide"}, "bandwidth must be a positive number, None, or one of"),
+    ({"bandwidth": -2.0}, "bandwidth must be a positive finite number"),
+    ({"kernel": "gaussian"}, "params says kernel='gaussian' but the header says 'flat'"),
+    ({"seeds": [[0.0, 0.0]]}, "seeds are stored as the seeds array"),
+    ({"bandwith": 1.0}, "'bandwith' is not a parameter of MeanShift"),
+]
+
+
+@pytest.mark.parametrize("params, message", BAD_PARAMS, ids=[str(p) for p, _ in BAD_PARAMS])
+def test_model_parameters_are_checked_at_load_as_fit_checks_them(model_file, tmp_path,
+                                                                 params, message):
+    bad = _write_zip(tmp_path / "bad.npz", _with(_members(model_file), params=params))
+    with pytest.raises(ValueError, match=INVALID + ".*" + message):
+        load_model(bad)
+    name = next(iter(params))
+    if name in MeanShift._get_param_names() and name not in ("kernel", "seeds"):
+        # The same value is refused by set_params + fit.
+        X, _ = two_blobs()
+        with pytest.raises((ValueError, TypeError)):
+            MeanShift(bandwidth=1.0, backend="numpy").set_params(**params).fit(X)
+
+
+def test_model_output_type_cupy_without_cupy_is_refused_at_load(model_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy fails
+    bad = _write_zip(tmp_path / "bad.npz", _with(_members(model_file),
+                                                 params={"output_type": "cupy"}))
+    with pytest.raises(ValueError, match=INVALID + r".*output_type='cupy' needs CuPy"):
+        load_model(bad)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_model_fifo_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def run():
+        try:
+            load_model(fifo)
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 -- the outcome is asserted below
+            outcome.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    if t.is_alive():  # it waits for a writer: give it one, so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(timeout=10)
+        pytest.fail("load_model waited on a FIFO")
+    assert isinstance(outcome[0], ValueError), outcome
+    assert str(outcome[0]).endswith(INVALID + "it is a FIFO, not a regular file")
+
+
+def test_model_directory_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=INVALID + "it is a directory, not a regular file"):
+        load_model(tmp_path)

@@ -110,7 +110,9 @@ def test_saved_seeds_come_back(tmp_path):
     seeds = np.array([[0.0, 0.0], [4.0, 4.0]])
     ms = MeanShift(bandwidth=1.0, seeds=seeds, backend="numpy").fit(X)
     save_model(ms, tmp_path / "m.npz")
-    np.testing.assert_array_equal(load_model(tmp_path / "m.npz").estimator.seeds, seeds)
+    m = load_model(tmp_path / "m.npz")
+    np.testing.assert_array_equal(m.estimator.seeds, seeds)
+    assert m.header["n_seeds"] == 2
 
 
 def test_save_model_errors(tmp_path, fitted):
@@ -206,24 +208,28 @@ def test_load_refuses_a_future_format_version(tmp_path, fitted):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(header={"format": "something-else"}), "not a gpumeanshift model file"),
+        (dict(header={"format": "something-else"}), "format is 'something-else', not 'gpumeanshift-model'"),
         (dict(header={"format_version": 0}), "invalid model format version"),
         (dict(header={"format_version": "1"}), "invalid model format version"),
         (dict(drop=["header"]), "has no header"),
         (dict(header_bytes=b"{not json"), "bad header"),
         (dict(drop=["cluster_centers"]), "no cluster_centers"),
-        (dict(cluster_centers=np.array([[1, 2], [3, 4], [5, 6]])), "2-D float32/float64"),
-        (dict(cluster_centers=np.zeros(6)), "2-D float32/float64"),
-        (dict(cluster_centers=np.zeros((2, 2))), "header says"),
+        (dict(cluster_centers=np.array([[1, 2], [3, 4], [5, 6]])), "cluster_centers has dtype int64, expected float64"),
+        (dict(cluster_centers=np.zeros(6)), r"cluster_centers has shape \(6,\), but the header says \(3, 2\)"),
+        (dict(cluster_centers=np.zeros((2, 2))), r"cluster_centers has shape \(2, 2\), but the header says \(3, 2\)"),
         (dict(cluster_centers=np.full((3, 2), np.nan)), "NaN or infinity"),
         (dict(header={"bandwidth": -1.0}), "bandwidth must be a positive"),
         (dict(header={"bandwidth": "wide"}), "bandwidth must be a positive"),
         (dict(header={"kernel": "epanechnikov"}), "kernel must be one of"),
         (dict(header={"params": [1, 2]}), "params is not a JSON object"),
+        (dict(header={"n_clusters": 3.0}), "n_clusters must be a positive integer"),
+        (dict(header={"dtype": "float16"}), "dtype must be 'float32' or 'float64'"),
         (dict(header={"standardized": True}), "mean or scale is missing"),
         (dict(header={"standardized": True}, mean=np.zeros(2), scale=np.zeros(2)), "scale must be positive"),
-        (dict(header={"standardized": True}, mean=np.zeros(3), scale=np.ones(3)), "must be 2 float64 values"),
-        (dict(cluster_sizes=np.array([1.5, 2.0, 3.0])), "cluster_sizes"),
+        (dict(header={"standardized": True}, mean=np.zeros(3), scale=np.ones(3)), r"mean has shape \(3,\), but the header says \(2,\)"),
+        (dict(header={"standardized": True}, mean=np.zeros(2, np.float32), scale=np.ones(2)), "mean has dtype float32, expected float64"),
+        (dict(cluster_sizes=np.array([1.5, 2.0, 3.0])), "cluster_sizes has dtype float64, expected an integer type"),
+        (dict(cluster_sizes=np.array([1, -2, 3])), "cluster_sizes must be 3 non-negative integers"),
         (dict(header={"columns": ["only-one"]}), "columns must be 2 names"),
     ],
 )
@@ -240,7 +246,7 @@ def test_load_validates_the_content(tmp_path, fitted, change, message):
         bad = tmp_path / "bad.npz"
     else:
         bad = _rewrite(tmp_path / "m.npz", tmp_path / "bad.npz", **change)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=r"bad\.npz is not a valid gpumeanshift model: .*" + message):
         load_model(bad)
 
 
@@ -261,7 +267,7 @@ def test_load_reports_damaged_files_clearly(tmp_path, fitted, damage):
         os.replace(tmp_path / "a.npy", path)
     else:
         path.write_text("x,y\n1,2\n")
-    with pytest.raises(ValueError, match="not a readable gpumeanshift model file"):
+    with pytest.raises(ValueError, match=r"m\.npz is not a valid gpumeanshift model: "):
         load_model(path)
 
 
@@ -274,22 +280,132 @@ class _Trap:
         return (open, (str(self.marker), "w"))
 
 
-def test_load_never_unpickles(tmp_path, fitted):
+@pytest.mark.parametrize("member", ["extra", "seeds", "cluster_centers"])
+def test_load_never_unpickles(tmp_path, fitted, member):
     save_model(fitted, tmp_path / "m.npz")
     marker = tmp_path / "code-ran"
     _Trap.marker = marker
     data = _arrays(tmp_path / "m.npz")
-    trap = np.empty(1, dtype=object)
-    trap[0] = _Trap()
-    np.savez(tmp_path / "evil.npz", **data, extra=trap)  # np.savez pickles object arrays
-    with pytest.raises(ValueError, match="not a readable gpumeanshift model file"):
-        load_model(tmp_path / "evil.npz")
+    trap = np.empty((3, 2), dtype=object)
+    trap[0, 0] = _Trap()
+    data[member] = trap
+    np.savez(tmp_path / "evil.npz", **data)  # np.savez pickles object arrays
+    if member == "extra":  # not a member of the format: never opened
+        assert load_model(tmp_path / "evil.npz").estimator.n_features_in_ == 2
+    else:
+        with pytest.raises(ValueError, match=f"{member}.npy has an invalid .npy header"):
+            load_model(tmp_path / "evil.npz")
     assert not marker.exists()
 
 
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model(tmp_path / "nope.npz")
+
+
+# ---------------------------------------------------------------- the kernel of older files
+def _save_like_the_first_format_1_writer(model, path):
+    """A model file exactly as save_model wrote it when the format began
+    (gpumeanshift 4108d6d): every parameter of that time in ``params``
+    (max_memory and verbose did not exist yet), the kernel also at the top."""
+    params = {k: v for k, v in model.get_params().items() if k not in ("max_memory", "verbose")}
+    params["seeds"] = None
+    centers = model.cluster_centers_
+    header = {
+        "format": "gpumeanshift-model", "format_version": 1, "library_version": "0.1.0",
+        "n_clusters": len(centers), "n_features": centers.shape[1], "dtype": str(centers.dtype),
+        "bandwidth": float(model.bandwidth_), "kernel": model.kernel, "params": params,
+        "standardized": False, "columns": None,
+        "fit": {"backend": model.backend_, "n_iter": model.n_iter_},
+    }
+    blob = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    np.savez(path, header=blob, cluster_centers=centers,
+             cluster_sizes=model.cluster_sizes_.astype(np.int64))
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "flat"])
+def test_older_file_loads_with_the_kernel_it_was_saved_with(tmp_path, monkeypatch, kernel):
+    """Every model file written so far names its kernel (twice: at the top and in
+    params); it loads with that kernel whatever the library's default is now,
+    and parameters added since load with the values the fit had."""
+    ms = MeanShift(bandwidth=1.0, kernel=kernel, backend="numpy").fit(X)
+    _save_like_the_first_format_1_writer(ms, tmp_path / "old.npz")
+    other = {"gaussian": "flat", "flat": "gaussian"}[kernel]
+    monkeypatch.setitem(MeanShift.__init__.__kwdefaults__, "kernel", other)
+    monkeypatch.setitem(MeanShift.__init__.__kwdefaults__, "max_memory", 12345)
+    monkeypatch.setitem(MeanShift.__init__.__kwdefaults__, "verbose", 1)
+    assert MeanShift().kernel == other
+    est = load_model(tmp_path / "old.npz").estimator
+    assert est.kernel == kernel
+    assert est.max_memory is None and est.verbose == 0
+    new = np.array([[0.1, 0.2], [3.9, 4.2], [1.0, 3.0]])
+    np.testing.assert_array_equal(est.predict(new), ms.predict(new))
+
+
+def test_save_model_names_the_kernel_and_every_parameter(tmp_path, fitted):
+    save_model(fitted, tmp_path / "m.npz")
+    header = json.loads(_arrays(tmp_path / "m.npz")["header"].tobytes())
+    assert header["kernel"] == header["params"]["kernel"] == "flat"
+    assert set(header["params"]) == set(MeanShift._get_param_names())
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(header={"kernel": None}), "kernel must be one of"),
+    (dict(params_drop=["kernel"]), "params lacks kernel"),
+    (dict(params_drop=["tol", "algorithm"]), "params lacks algorithm, tol"),
+    (dict(params={"kernel": "gaussian"}), "params says kernel='gaussian' but the header says 'flat'"),
+])
+def test_file_that_does_not_say_its_kernel_is_refused(tmp_path, fitted, change, message):
+    """Never loaded with the library's default kernel, which older fits did not use."""
+    save_model(fitted, tmp_path / "m.npz")
+    data = _arrays(tmp_path / "m.npz")
+    h = json.loads(data["header"].tobytes())
+    h.update(change.get("header", {}))
+    h["params"].update(change.get("params", {}))
+    for key in change.get("params_drop", ()):
+        del h["params"][key]
+    data["header"] = np.frombuffer(json.dumps(h).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **data)
+    with pytest.raises(ValueError, match="is not a valid gpumeanshift model: " + message):
+        load_model(tmp_path / "bad.npz")
+
+
+def test_file_without_the_kernel_field_is_refused(tmp_path, fitted):
+    save_model(fitted, tmp_path / "m.npz")
+    data = _arrays(tmp_path / "m.npz")
+    h = json.loads(data["header"].tobytes())
+    del h["kernel"]
+    data["header"] = np.frombuffer(json.dumps(h).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "bad.npz", **data)
+    with pytest.raises(ValueError, match="is not a valid gpumeanshift model: the header names no kernel"):
+        load_model(tmp_path / "bad.npz")
+
+
+def test_every_parameter_has_a_value_for_files_that_predate_it():
+    """A new MeanShift parameter must be given the value older files were fitted
+    with (not the current default, which may change later)."""
+    from gpumeanshift import _model_io
+
+    assert set(MeanShift._get_param_names()) == set(_model_io._PARAMS_V1) | set(_model_io._PARAMS_ADDED)
+
+
+def test_save_model_refuses_parameters_load_model_would_refuse(tmp_path):
+    ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X)
+    ms.max_iter = -1  # changed after the fit: the file would not load
+    with pytest.raises(ValueError, match="max_iter must be >= 0"):
+        save_model(ms, tmp_path / "m.npz")
+    ms.max_iter, ms.bin_seeding = 300, "yes"
+    with pytest.raises(ValueError, match="bin_seeding must be True or False"):
+        save_model(ms, tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_load_model_checks_its_backend_argument(tmp_path, fitted):
+    save_model(fitted, tmp_path / "m.npz")
+    with pytest.raises(ValueError, match=r"^backend='nope' is not one of \('auto', 'numpy', 'cupy'"):
+        load_model(tmp_path / "m.npz", backend="nope")
+    with pytest.raises(TypeError, match="backend must be 'auto', a backend name or an object"):
+        load_model(tmp_path / "m.npz", backend=3)
 
 
 # ---------------------------------------------------------------- reading points

@@ -116,3 +116,21 @@ def test_plot_module_does_not_import_matplotlib():
     code = ("import sys, gpumeanshift.plot; "
             "sys.exit(int(any(m.split('.')[0] == 'matplotlib' for m in sys.modules)))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_many_center_markers_do_not_cover_the_data():
+    pytest.importorskip("matplotlib")
+    from gpumeanshift.plot import plot_clusters
+
+    rng = np.random.default_rng(0)
+    Xp = rng.uniform(size=(5000, 2))
+
+    def crosses(k):
+        fig = plot_clusters(Xp, np.arange(5000) % k, Xp[:k])
+        coll = fig.axes[0].collections[1]
+        return float(np.max(coll.get_sizes())), float(np.max(coll.get_linewidths()))
+
+    assert crosses(3) == (80.0, 2.0)  # a few clusters: as before
+    size, width = crosses(1000)
+    # The crosses' total area stays that of 20 large ones, at a floor of 4 points^2 each.
+    assert size * 1000 <= max(20 * 80, 4 * 1000) and width <= 0.5

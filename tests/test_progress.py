@@ -1,8 +1,10 @@
 """Progress and logging: ``verbose``, the package logger, the shift loop's progress callback
 and the tqdm bar; the ConvergenceWarning when ``max_iter`` stops seeds."""
 
+import io
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -201,3 +203,76 @@ def test_no_convergence_warning_when_every_seed_converges():
     with warnings.catch_warnings():
         warnings.simplefilter("error", gms.ConvergenceWarning)
         gms.MeanShift(bandwidth=0.8, backend="numpy").fit(X)
+
+
+# ------------------------------------------------ the command line's terminal line
+def test_the_progress_line_moves_within_a_round_of_the_shift_loop():
+    """tile_done reports each batch of tiles: the bar moves before the first round ends."""
+    from gpumeanshift._progress import ShiftProgress, TerminalProgress, terminal_progress
+
+    events = []
+
+    class Recording(TerminalProgress):
+        def tile_done(self, k, total):
+            super().tile_done(k, total)
+            events.append(("tiles", self.line(elapsed=0.0)))
+
+        def round_done(self, iteration, n_active):
+            super().round_done(iteration, n_active)
+            events.append(("round", iteration))
+
+    gp = _progress
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(3000, 2))
+    display = Recording(io.StringIO(), delay=1e9)
+    gp._terminal = display
+    try:
+        progress = ShiftProgress(len(data), 300, log=False)
+        NumpyBackend(n_threads=1).shift(data, data, bandwidth=0.5, kernel="gaussian", max_iter=300,
+                                        tol=1e-3, progress=progress)
+    finally:
+        gp._terminal = None
+    first_round = events.index(("round", 1))
+    within = [line for kind, line in events[:first_round] if kind == "tiles"]
+    assert len(within) >= 4, events[:10]
+    percents = [int(re.search(r"\] +(\d+)% of 3,000 seeds", line).group(1)) for line in within]
+    assert percents == sorted(percents) and 0 < percents[0] < 50 and percents[-1] == 100
+    assert all(line.startswith("shift: iteration 1 (max 300)") for line in within)
+    with terminal_progress(io.StringIO(), delay=1e9):
+        assert gp.active()
+    assert not gp.active()
+
+
+def test_a_terminal_line_gets_the_fit_without_verbose_and_logs_nothing(caplog):
+    from gpumeanshift._progress import terminal_progress
+
+    with caplog.at_level(logging.INFO, logger="gpumeanshift"):
+        with terminal_progress(io.StringIO(), delay=1e9) as line:
+            gms.MeanShift(bandwidth=0.8, backend="numpy").fit(X)
+            text = line.line(elapsed=0.0)
+    # The fit is over: the line says so, in rounds of the loop.
+    assert re.search(r"^shift: done after \d+ rounds, labelling, \d+ s$", text), text
+    assert not [r for r in caplog.records if "shift: iteration" in r.getMessage()]
+
+
+def test_progress_bar_moves_within_a_round(monkeypatch):
+    """The tqdm bar of verbose fits advances per batch of tiles, not once per iteration."""
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(_progress, "BAR_DELAY", 0.0)
+    progress = _progress.ShiftProgress(3000, 300, file=io.StringIO())
+    seen = []
+    real = progress.tile_done
+
+    def tile_done(k, total):
+        real(k, total)
+        seen.append((progress.last[0], progress.bar.n))
+
+    progress.tile_done = tile_done
+    data = np.random.default_rng(1).normal(size=(3000, 2))
+    NumpyBackend(n_threads=1).shift(data, data, bandwidth=0.5, kernel="gaussian", max_iter=300,
+                                    tol=1e-3, progress=progress)
+    progress.close()
+    first_round = [n for it, n in seen if it == 0]
+    assert len(first_round) >= 4
+    assert first_round == sorted(first_round) and 0 < first_round[0] < 0.5
+    assert first_round[-1] == pytest.approx(1.0)

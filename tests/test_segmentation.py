@@ -210,6 +210,9 @@ def test_plot_segmentation_draws_the_boundaries():
     assert (overlay[:, 6] == (255, 0, 0)).all()  # the boundary column, in red
     assert (overlay[:, :5] == 0).all()
     assert img[0, 6, 0] == 200  # the input is left as it was
+    flat = np.full((6, 6, 3), 90, dtype=np.uint8)
+    fig = plot_segmentation(flat, *segment_image(flat, 2, 20))
+    assert fig.axes[2].get_title() == "1 region"
 
 
 # ------------------------------------------------------------------ checks

@@ -546,6 +546,14 @@ class NumpyBackend:
                 return np.greater_equal(e, -0.5, out=e, casting="unsafe")
             return self._within_unit(q, _rows(Ys, sel))
 
+        tile_done = getattr(progress, "tile_done", None)  # moves a bar within a round
+
+        def tile_step(idx, total):
+            out = step(idx)
+            if tile_done is not None:
+                tile_done(len(idx), total)
+            return out
+
         prev = pos.copy()  # where each seed's last step started
         orphaned = np.zeros(m, dtype=bool)
         it = 0
@@ -560,7 +568,7 @@ class NumpyBackend:
                 active = active[~follows]
             order, tiles = self._plan_tiles(index, pos[active], reach)
             active = active[order]
-            results = self._map(lambda ab: step(active[ab[0]:ab[1]]), tiles)
+            results = self._map(lambda ab: tile_step(active[ab[0]:ab[1]], len(active)), tiles)
             new = np.concatenate([r[0] for r in results])
             wsum = np.concatenate([r[1] for r in results])
 

@@ -85,7 +85,7 @@ def test_bad_backend_and_channels(backend):
     img = np.zeros((4, 4, 5))
     with pytest.raises(ValueError, match="1 to 4 channels"):
         mean_shift_filter(img, 2, 10, backend=backend)
-    with pytest.raises(TypeError, match="filter_image method"):
+    with pytest.raises(TypeError, match="backend must be .auto., a backend name or an object"):
         mean_shift_filter(img[..., :3], 2, 10, backend=object())
     with pytest.raises(ValueError, match="spatial_radius"):  # validated before dispatch
         mean_shift_filter(img[..., :3], 0.5, 10, backend=backend)

@@ -91,7 +91,7 @@ def test_single_window_and_one_launch():
 
 
 def test_bad_backend(backend):
-    with pytest.raises(TypeError, match="track_windows method"):
+    with pytest.raises(TypeError, match="backend must be .auto., a backend name or an object"):
         mean_shift_track(np.zeros((5, 5)), (0, 0, 2, 2), backend=object())
     with pytest.raises(ValueError, match="non-positive sizes"):  # validated before dispatch
         mean_shift_track(np.zeros((5, 5)), (0, 0, 0, 2), backend=backend)
@@ -187,7 +187,7 @@ def test_cam_shift_single_window_and_one_launch():
 
 
 def test_cam_shift_bad_backend(backend):
-    with pytest.raises(TypeError, match="track_windows method"):
+    with pytest.raises(TypeError, match="backend must be .auto., a backend name or an object"):
         cam_shift(np.zeros((5, 5)), (0, 0, 2, 2), backend=object())
     with pytest.raises(ValueError, match="non-positive sizes"):
         cam_shift(np.zeros((5, 5)), (0, 0, 0, 2), backend=backend)
