@@ -31,7 +31,7 @@ python3 -m venv "$LOWEST_VENV"
 # shellcheck disable=SC1091
 . "$LOWEST_VENV/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q --only-binary=:all: -c ci/constraints-lowest.txt ".[test]"
+python -m pip install -q --only-binary=:all: -c ci/constraints-lowest.txt ".[test,kernel-check]"
 pinned="$(sed -E 's/#.*//; s/[=<>!~ ].*//' ci/constraints-lowest.txt | grep . | paste -sd'|')"
 python -m pip list --format=freeze | grep -iE "^($pinned)=="
 python -m pytest

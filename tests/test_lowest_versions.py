@@ -14,7 +14,8 @@ from packaging.version import Version
 tomllib = pytest.importorskip("tomllib")  # standard library from Python 3.11
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# GPU and NVRTC extras need hardware or pinned toolchains; the lowest run skips them.
+# CuPy needs a GPU, so the CPU run cannot install the cuda extras; kernel-check
+# pins exact versions (==), so it has no lower bound to test.
 UNTESTED_EXTRAS = {"cuda12", "cuda13", "kernel-check"}
 
 
