@@ -16,6 +16,7 @@ Examples
 ([[0.05]], [2])
 """
 
+from ._conformance import check_backend
 from .emulator import EmulatedOutOfMemoryError, EmulatedRuntime, LaunchError
 
 
@@ -55,4 +56,4 @@ def emulated_backend(**options):
     return CudaBackend(EmulatedRuntime(**rt_opts), **options)
 
 
-__all__ = ["EmulatedRuntime", "EmulatedOutOfMemoryError", "LaunchError", "emulated_backend"]
+__all__ = ["check_backend", "EmulatedRuntime", "EmulatedOutOfMemoryError", "LaunchError", "emulated_backend"]

@@ -1,0 +1,551 @@
+"""A conformance suite for backends: every interface method against a float64
+NumPy reference written here from the definitions (plain differences, no
+expansion of squared distances), on small deterministic data sets."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from .._params import KERNELS
+from ..backends._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
+
+__all__ = ["check_backend"]
+
+#: Tolerances per dtype. ``mode``: positions, in bandwidths; ``dist``:
+#: distances, relative to the data's scale; ``sum``: kernel sums, relative;
+#: ``log``: log densities, absolute near the data and relative far from it;
+#: ``count``: points a count may differ by (a point within rounding of a
+#: ball's boundary may fall on either side in float32); ``step``: iterations
+#: a climb may differ by (a step within rounding of the tolerance); ``edge``:
+#: how near a ball's boundary (relative, on squared distances) a non-integer
+#: flat climb may pass and still be compared.
+_TOL = {
+    np.dtype(np.float64): {"mode": 1e-8, "dist": 1e-12, "sum": 1e-10, "log": 1e-10,
+                           "count": 0, "step": 0, "edge": 1e-9},
+    np.dtype(np.float32): {"mode": 2e-3, "dist": 2e-6, "sum": 1e-4, "log": 1e-4,
+                           "count": 1, "step": 1, "edge": 1e-3},
+}
+_FAR = 1000.0  # bandwidths from every point: every Gaussian weight underflows to 0
+
+
+def _host(a: Any) -> np.ndarray:
+    """A NumPy copy of a backend result (NumPy, CuPy or anything with ``get``)."""
+    get = getattr(a, "get", None)
+    return np.asarray(get() if callable(get) and not isinstance(a, np.ndarray) else a)
+
+
+# ----------------------------------------------------------------- references
+def _sqdist(X: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """sum_j (x_j - q_j)^2 per row of X, float64, the features added in order
+    (scikit-learn's ball tree test on integer data)."""
+    diff = X - q
+    d2 = np.zeros(len(X))
+    for j in range(X.shape[1]):
+        d2 += diff[:, j] * diff[:, j]
+    return d2
+
+
+def _dist_matrix(X: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.stack([_sqdist(X, q) for q in Q]))  # (len(Q), len(X))
+
+
+def _ref_shift(X, seeds, h, kernel, max_iter, tol, truncate=None):
+    """scikit-learn's per-seed loop (``_mean_shift_single_seed``) in float64;
+    the Gaussian mean weighted by exp(-d^2 / 2h^2), dropped beyond ``truncate``
+    bandwidths when given."""
+    m = len(seeds)
+    modes = seeds.copy()
+    n_iter = np.zeros(m, np.int64)
+    intensity = np.zeros(m, np.int64)
+    converged = np.zeros(m, bool)
+    margin = np.full(m, np.inf)
+    for s in range(m):
+        pos, it = seeds[s].copy(), 0
+        while True:
+            d2 = _sqdist(X, pos)
+            margin[s] = min(margin[s], float(np.abs(d2 - h * h).min()) / (h * h))
+            within = d2 <= h * h
+            if kernel == "flat":
+                w = within.astype(np.float64)
+            else:
+                w = np.exp(-d2 / (2.0 * h * h))
+                if truncate is not None:
+                    w[d2 > (truncate * h) ** 2] = 0.0
+            if not w.sum() > 0:  # an orphan: nothing within reach
+                break
+            intensity[s] = np.count_nonzero(within)
+            if kernel == "flat":
+                new = X[within].sum(axis=0) / np.count_nonzero(within)
+            else:
+                new = (w[:, None] * X).sum(axis=0) / w.sum()
+            moved = math.sqrt(float(_sqdist(new[None, :], pos)[0]))
+            pos = new
+            if moved <= tol * h:
+                converged[s] = True
+                break
+            if it == max_iter:
+                break
+            it += 1
+        modes[s], n_iter[s] = pos, it
+    return modes, n_iter, intensity, converged, margin
+
+
+def _ref_log_density(D: np.ndarray, h: float, kernel: str) -> np.ndarray:
+    if kernel == "flat":
+        count = np.count_nonzero(D <= h, axis=1)
+        with np.errstate(divide="ignore"):
+            return np.log(count.astype(np.float64))
+    e = -(D * D) / (2.0 * h * h)
+    top = e.max(axis=1)
+    return top + np.log(np.exp(e - top[:, None]).sum(axis=1))
+
+
+# ---------------------------------------------------------------- data sets
+def _blobs(n: int, d: int, seed: int) -> tuple[np.ndarray, float]:
+    """Three well separated blobs away from the origin, and a bandwidth."""
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(0.0, 8.0, (3, d)) + 10.0
+    X = centers[rng.integers(0, 3, n)] + rng.normal(0.0, 0.5, (n, d))
+    return X, 0.8 * math.sqrt(d)
+
+
+def _lattice(n: int, d: int, seed: int) -> np.ndarray:
+    """Small integers: many pairs at exactly 1 or 2 apart."""
+    return np.random.default_rng(seed).integers(0, 5, (n, d)).astype(np.float64)
+
+
+# ------------------------------------------------------------------ checker
+class _Report:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def run(self, method: str, case: str, fn: Callable[[], list[str]]) -> None:
+        try:
+            problems = fn()
+        except Exception as exc:  # the backend raised: a failure of that method
+            problems = [f"raised {type(exc).__name__}: {exc}"]
+        self.failures += [f"{method} [{case}]: {p}" for p in problems]
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(np.asarray(mask).ravel())[0])
+
+
+def _exact(name: str, got: np.ndarray, ref: np.ndarray, slack: float = 0) -> list[str]:
+    """Integer-like arrays equal (within ``slack``)."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    if got.shape != ref.shape:
+        return [f"{name} has shape {got.shape}, expected {ref.shape}"]
+    bad = np.abs(got.astype(np.float64) - ref.astype(np.float64)) > slack
+    if bad.any():
+        i = _first(bad)
+        return [f"{name} differs at {int(bad.sum())} of {bad.size} entries "
+                f"(first: entry {i}: {got.ravel()[i].item()!r}, "
+                f"reference {ref.ravel()[i].item()!r})"]
+    return []
+
+
+def _close(name: str, got: np.ndarray, ref: np.ndarray, atol, rtol: float = 0.0) -> list[str]:
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != ref.shape:
+        return [f"{name} has shape {got.shape}, expected {ref.shape}"]
+    same_inf = np.isinf(ref) & (got == ref)
+    with np.errstate(invalid="ignore"):
+        bad = ~same_inf & ~(np.abs(got - ref) <= atol + rtol * np.abs(ref))
+    if bad.any():
+        i = _first(bad)
+        err = np.abs(got - ref).ravel()[i]
+        return [f"{name} differs at {int(bad.sum())} of {bad.size} values (first: index {i}: "
+                f"{got.ravel()[i].item()!r}, reference {ref.ravel()[i].item()!r}, error {err:.3g})"]
+    return []
+
+
+def _count_bounds(D: np.ndarray, r: float, tol: dict,
+                  scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of points surely within ``r`` and possibly within it, given the
+    dtype's rounding of distances (equal in float64)."""
+    if tol["count"] == 0:
+        c = np.count_nonzero(D <= r, axis=1)
+        return c, c
+    # rounding grows with the coordinates' size: the data's, or a far query's
+    margin = tol["dist"] * (r + D.min(axis=1, keepdims=True) + scale)
+    return np.count_nonzero(D <= r - margin, axis=1), np.count_nonzero(D <= r + margin, axis=1)
+
+
+def _scale(X: np.ndarray) -> float:
+    return float(np.abs(X.astype(np.float64)).max())
+
+
+def _in_bounds(name: str, got: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
+    got = np.asarray(got)
+    if got.shape != lo.shape:
+        return [f"{name} has shape {got.shape}, expected {lo.shape}"]
+    bad = (got < lo) | (got > hi)
+    if bad.any():
+        i = _first(bad)
+        want = f"{lo[i]}" if lo[i] == hi[i] else f"{lo[i]}..{hi[i]}"
+        return [f"{name} differs at {int(bad.sum())} of {bad.size} queries "
+                f"(first: query {i}: {got[i].item()!r}, reference {want})"]
+    return []
+
+
+def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
+                  dtypes=(np.float32, np.float64), algorithms=("brute", "grid"),
+                  quick: bool = False) -> None:
+    """Check a backend's every interface method against a float64 reference.
+
+    Runs :meth:`~gpumeanshift.backends.Backend.shift`, ``nearest``,
+    ``count_within``, ``kth_neighbor_distance``, ``kernel_sum`` and
+    ``log_kernel_density`` on small deterministic data sets and compares each
+    result with a float64 NumPy reference computed here from the definitions
+    (squared distances as plain differences summed feature by feature):
+
+    * ``shift``: scikit-learn's loop -- the flat mean of the points at distance
+      <= bandwidth, the Gaussian mean weighted by ``exp(-d^2 / 2h^2)``
+      (truncated at :data:`~gpumeanshift.backends._spatial.GAUSSIAN_GRID_RADIUS`
+      bandwidths for ``algorithm="grid"``), stopping when a step moves by at
+      most ``tol * bandwidth`` or after ``max_iter`` counted iterations --
+      on blobs with seeds far from all data (orphans: intensity 0, the mode
+      the seed, not converged, 0 iterations), with ``max_iter=2``, and, for
+      the flat kernel in float64, on integer lattices where points lie at
+      exactly one bandwidth (in, as in scikit-learn: modes, iteration counts
+      and intensities must be identical); the modes' dtype and the reported
+      algorithm;
+    * ``nearest``: labels and distances, exact ties (duplicate centers, and
+      points halfway between lattice centers) going to the lowest index;
+    * ``count_within``: counts, points at exactly the radius counted;
+    * ``kth_neighbor_distance``: for k from 1 to n, the query itself counted
+      when it is a data point (k = 1 gives 0), duplicates counted;
+    * ``kernel_sum``: Gaussian sums (0 for far queries) and flat counts;
+    * ``log_kernel_density``: float64; the Gaussian's log finite far from the
+      data (about ``-min d^2 / 2h^2``), the flat one ``log(count)`` and
+      ``-inf`` where no point is within reach.
+
+    Tolerances depend on the dtype: float64 results agree to rounding
+    (iteration counts, intensities, counts and labels exactly); float32 ones
+    within ``2e-3`` bandwidths for modes, relative ``1e-4`` for sums, and may
+    differ by one iteration, or one point for a point within float32 rounding
+    of a boundary; a float32 flat climb that passes within ``1e-3 h^2`` (in
+    squared distance) of a ball's boundary is not compared, since either side
+    is right there. Lattice cases run in float64 only (where exact boundary
+    ties are defined).
+
+    Every failure is collected; at the end one :class:`AssertionError` lists
+    them all, one line each, as ``method [case]: what differed`` (a method
+    that raises is reported the same way).
+
+    Parameters
+    ----------
+    backend : Backend or str
+        An object implementing :class:`gpumeanshift.backends.Backend`, or a
+        registered backend name. Results may be NumPy arrays or device arrays
+        with a ``get()`` method (CuPy).
+    kernels : tuple of str, default=("flat", "gaussian")
+        Kernels to check ``shift``, ``kernel_sum`` and ``log_kernel_density`` with.
+    dtypes : tuple of dtype, default=(np.float32, np.float64)
+        Data dtypes to check.
+    algorithms : tuple of str, default=("brute", "grid")
+        Values of ``shift``'s ``algorithm`` to check; for "auto" the reference
+        follows the algorithm the backend reports.
+    quick : bool, default=False
+        Fewer, smaller cases (one dimension, fewer values of k): a smoke test.
+
+    Raises
+    ------
+    AssertionError
+        When any method disagrees with the reference; the message lists every
+        failure.
+    ValueError
+        For an unknown kernel, dtype or algorithm.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.testing import check_backend
+    >>> check_backend("numpy", dtypes=(np.float64,), quick=True)  # passes: returns None
+
+    A backend whose ``nearest`` breaks ties toward the highest index fails:
+
+    >>> from gpumeanshift.backends.numpy_backend import NumpyBackend
+    >>> class HighTies(NumpyBackend):
+    ...     def nearest(self, X, centers):
+    ...         lab, dist = super().nearest(X, centers[::-1].copy())
+    ...         return len(centers) - 1 - lab, dist
+    >>> try:
+    ...     check_backend(HighTies(), kernels=("flat",), dtypes=(np.float64,), quick=True)
+    ... except AssertionError as exc:
+    ...     print(str(exc).splitlines()[1][:40])
+      - nearest [duplicate centers, float64]
+    """
+    from ..backends.base import resolve_backend
+
+    for k in kernels:
+        if k not in KERNELS:
+            raise ValueError(f"kernels: {k!r} is not one of {KERNELS}")
+    dts = []
+    for dt in dtypes:
+        dt = np.dtype(dt)
+        if dt not in _TOL:
+            raise ValueError(f"dtypes: {dt} is not float32 or float64")
+        dts.append(dt)
+    for a in algorithms:
+        if a not in ALGORITHMS:
+            raise ValueError(f"algorithms: {a!r} is not one of {ALGORITHMS}")
+    be = resolve_backend(backend)
+    report = _Report()
+    dims = (2,) if quick else (1, 2, 5)
+    n = 30 if quick else 60
+
+    for d in dims:
+        X64, h = _blobs(n, d, seed=d)
+        for dt in dts:
+            X = X64.astype(dt)
+            tag = f"blobs d={d}, {dt.name}"
+            for kernel in kernels:
+                for algorithm in algorithms:
+                    for max_iter, orphans in (((300, True),) if quick else
+                                              ((300, False), (2, False), (300, True))):
+                        case = f"{tag}, {kernel}, {algorithm}, " + (
+                            "with 2 orphan seeds" if orphans else f"max_iter={max_iter}")
+                        report.run("shift", case,
+                                   lambda: _check_shift_blobs(be, X, h, kernel, algorithm,
+                                                              max_iter, orphans))
+                report.run("kernel_sum", f"{tag}, {kernel}",
+                           lambda: _check_kernel_sum(be, X, h, kernel))
+                report.run("log_kernel_density", f"{tag}, {kernel}",
+                           lambda: _check_log_density(be, X, h, kernel))
+            report.run("nearest", tag, lambda: _check_nearest(be, X))
+            report.run("count_within", tag, lambda: _check_count_within(be, X, h))
+            report.run("kth_neighbor_distance", tag, lambda: _check_kth(be, X, quick))
+
+    for dt in dts:
+        report.run("nearest", f"duplicate centers, {dt.name}", lambda: _check_nearest_ties(be, dt))
+        report.run("kth_neighbor_distance", f"duplicates, {dt.name}",
+                   lambda: _check_kth_duplicates(be, dt))
+
+    if np.dtype(np.float64) in dts:
+        for d, h in ((2, 1.0),) if quick else ((2, 1.0), (2, 2.0), (3, 1.0)):
+            L = _lattice(40 if quick else 80, d, seed=10 * d + int(h))
+            tag = f"integer lattice d={d}, h={h:g}, float64"
+            if "flat" in kernels:
+                for algorithm in algorithms:
+                    report.run("shift", f"{tag}, flat, {algorithm}",
+                               lambda: _check_shift_lattice(be, L, h, algorithm))
+            report.run("count_within", tag, lambda: _check_count_within(be, L, h, lattice=True))
+            if "flat" in kernels:
+                report.run("kernel_sum", f"{tag}, flat",
+                           lambda: _check_kernel_sum(be, L, h, "flat", lattice=True))
+                report.run("log_kernel_density", f"{tag}, flat",
+                           lambda: _check_log_density(be, L, h, "flat", lattice=True))
+
+    if report.failures:
+        name = getattr(be, "name", type(be).__name__)
+        raise AssertionError(f"backend {name!r} failed {len(report.failures)} conformance "
+                             "check(s):\n" + "\n".join(f"  - {f}" for f in report.failures))
+
+
+# ------------------------------------------------------------------- checks
+def _far_points(X: np.ndarray, h: float, count: int) -> np.ndarray:
+    """Points about ``_FAR`` bandwidths from every row of X."""
+    top = X.astype(np.float64).max(axis=0)
+    out = np.stack([top + (_FAR + 7.0 * i) * h for i in range(count)])
+    return out.astype(X.dtype)
+
+
+def _compare_shift(res, X, seeds, h, kernel, algorithm, max_iter, tol, exact=False):
+    problems = []
+    modes, n_iter, inten, conv = (_host(getattr(res, a)) for a in
+                                  ("modes", "n_iter", "intensity", "converged"))
+    ran = getattr(res, "algorithm", None)
+    if algorithm in ("brute", "grid") and ran != algorithm:
+        problems.append(f"algorithm reported {ran!r}, expected {algorithm!r}")
+    truncate = GAUSSIAN_GRID_RADIUS if (ran == "grid" and kernel == "gaussian") else None
+    r_modes, r_iter, r_inten, r_conv, margin = _ref_shift(
+        X.astype(np.float64), seeds.astype(np.float64), h, kernel, max_iter, tol, truncate)
+    dt = np.dtype(X.dtype)
+    t = _TOL[dt]
+    if kernel == "flat" and not exact:
+        # A flat climb that passes within rounding of a ball's boundary may take
+        # the other side and end elsewhere: only seeds clear of every boundary
+        # (squared distances farther than t["edge"] * h^2 from it) are compared.
+        keep = margin > t["edge"]
+        if keep.sum() < 0.5 * len(keep):  # pragma: no cover - data guard
+            return [f"only {int(keep.sum())} of {len(keep)} seeds clear of the boundaries"]
+        modes, n_iter, inten, conv = (a[keep] if a.shape[:1] == keep.shape else a
+                                      for a in (modes, n_iter, inten, conv))
+        r_modes, r_iter, r_inten, r_conv = (a[keep] for a in (r_modes, r_iter, r_inten, r_conv))
+    if modes.dtype != dt:
+        problems.append(f"modes have dtype {modes.dtype}, expected {dt}")
+    if not (np.issubdtype(n_iter.dtype, np.integer) and np.issubdtype(inten.dtype, np.integer)):
+        problems.append(f"n_iter/intensity have dtypes {n_iter.dtype}/{inten.dtype}, "
+                        "expected integers")
+    if conv.dtype != bool:
+        problems.append(f"converged has dtype {conv.dtype}, expected bool")
+    if exact:
+        problems += _exact("modes", modes, r_modes)
+    else:
+        problems += _close("modes (in bandwidths)", modes / h, r_modes / h, t["mode"])
+    problems += _exact("n_iter", n_iter, r_iter, 0 if exact else t["step"])
+    problems += _exact("intensity", inten, r_inten, 0 if exact else t["count"])
+    if conv.shape == r_conv.shape and n_iter.shape == r_iter.shape:
+        # converged must agree wherever the iteration count does
+        same = n_iter == r_iter
+        problems += _exact("converged", conv[same], r_conv[same])
+    return problems
+
+
+def _check_shift_blobs(be, X, h, kernel, algorithm, max_iter, orphans=False):
+    seeds = X[::3]
+    far = _far_points(X, h, 2)
+    if orphans:
+        seeds = np.concatenate([seeds, far])
+    seeds = np.ascontiguousarray(seeds)
+    tol = 1e-3
+    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
+                   algorithm=algorithm)
+    problems = _compare_shift(res, X, seeds, h, kernel, algorithm, max_iter, tol)
+    if orphans and not problems:  # the orphans' contract, stated on its own
+        o = slice(len(seeds) - len(far), None)
+        t = _TOL[np.dtype(X.dtype)]
+        if (_host(res.intensity)[o] != 0).any():
+            problems.append("orphan seeds (far from all data) have intensity != 0")
+        if not (np.abs(_host(res.modes)[o].astype(np.float64) - far) <= t["mode"] * h).all():
+            problems.append("orphan seeds did not stay at the seed")
+        if (_host(res.n_iter)[o] != 0).any() or _host(res.converged)[o].any():
+            problems.append("orphan seeds have n_iter != 0 or converged")
+    if max_iter == 2 and not problems:
+        stopped = ~_host(res.converged)
+        if not stopped.any() or (_host(res.n_iter)[stopped] != 2).any():
+            problems.append("seeds stopped by max_iter=2 do not have n_iter == 2")
+    return problems
+
+
+def _check_shift_lattice(be, L, h, algorithm):
+    res = be.shift(L, L, bandwidth=h, kernel="flat", max_iter=300, tol=1e-3,
+                   algorithm=algorithm)
+    return _compare_shift(res, L, L, h, "flat", algorithm, 300, 1e-3, exact=True)
+
+
+def _queries(X: np.ndarray, h: float) -> np.ndarray:
+    """Data rows, points between them, and two far queries."""
+    off = (X[1::5].astype(np.float64) + 0.37 * h).astype(X.dtype)
+    return np.ascontiguousarray(np.concatenate([X[::4], off, _far_points(X, h, 2)]))
+
+
+def _check_nearest(be, X):
+    rng = np.random.default_rng(len(X))
+    C = np.ascontiguousarray(X[rng.choice(len(X), 7, replace=False)]
+                             + rng.normal(0, 0.3, (7, X.shape[1])).astype(X.dtype))
+    lab, dist = (_host(a) for a in be.nearest(X, C))
+    D = _dist_matrix(C.astype(np.float64), X.astype(np.float64))  # (n, 7)
+    r_lab = np.argmin(D, axis=1)
+    r_dist = D[np.arange(len(X)), r_lab]
+    t = _TOL[np.dtype(X.dtype)]
+    problems = []
+    if not np.issubdtype(lab.dtype, np.integer):
+        return [f"labels have dtype {lab.dtype}, expected integers"]
+    if lab.shape != r_lab.shape or lab.min() < 0 or lab.max() >= len(C):
+        return [f"labels have shape {lab.shape} or values outside [0, {len(C)})"]
+    scale = float(np.abs(X).max())
+    if t["count"] == 0:
+        problems += _exact("labels", lab, r_lab)
+    else:  # float32: a near tie may go either way, but the center must be as near
+        problems += _close("distance to the chosen center", D[np.arange(len(X)), lab], r_dist,
+                           t["dist"] * scale)
+    problems += _close("distances", dist, r_dist, t["dist"] * scale, t["dist"])
+    return problems
+
+
+def _check_nearest_ties(be, dt):
+    # Exact ties: duplicate centers (0 and 4, 1 and 6), and points at equal
+    # integer distances from distinct centers ((1, 0) and (3, 0)).
+    X = np.array([[0, 0], [3, 4], [1, 0], [5, 5], [2, 0], [3, 0]], dtype=dt)
+    C = np.array([[2, 0], [0, 0], [3, 4], [9, 9], [2, 0], [4, 0], [0, 0]], dtype=dt)
+    lab, dist = (_host(a) for a in be.nearest(X, C))
+    D = _dist_matrix(C.astype(np.float64), X.astype(np.float64))
+    r_lab = np.argmin(D, axis=1)  # the first of equal minima: the lowest index
+    t = _TOL[np.dtype(dt)]
+    return _exact("labels (ties to the lowest index)", lab, r_lab) + \
+        _close("distances", dist, D[np.arange(len(X)), r_lab], t["dist"], t["dist"])
+
+
+def _check_count_within(be, X, r, lattice=False):
+    Q = X[::3].copy() if lattice else _queries(X, r)
+    got = _host(be.count_within(X, Q, r))
+    problems = []
+    if got.dtype != np.int64:
+        problems.append(f"counts have dtype {got.dtype}, expected int64")
+    D = _dist_matrix(X.astype(np.float64), Q.astype(np.float64))
+    lo, hi = _count_bounds(D, r, _TOL[np.dtype(X.dtype)], _scale(X))
+    problems += _in_bounds("counts", got, lo, hi)
+    if lattice and not problems and not (D == r).any():  # pragma: no cover - data guard
+        problems.append("the lattice case has no point at exactly the radius")
+    return problems
+
+
+def _check_kth(be, X, quick):
+    Q = _queries(X, 1.0)[:-2]
+    D = np.sort(_dist_matrix(X.astype(np.float64), Q.astype(np.float64)), axis=1)
+    t = _TOL[np.dtype(X.dtype)]
+    scale = float(np.abs(X).max())
+    problems = []
+    n = len(X)
+    for k in ((1, n // 3, n) if quick else (1, 2, n // 3, n - 1, n)):
+        got = _host(be.kth_neighbor_distance(X, Q, k))
+        problems += _close(f"distance to the k={k}-th neighbour", got, D[:, k - 1],
+                           t["dist"] * scale, t["dist"])
+    return problems
+
+
+def _check_kth_duplicates(be, dt):
+    X = np.array([[0.0], [1.0], [1.0], [1.0], [3.0]], dtype=dt)
+    Q = np.array([[0.0], [1.0], [3.0]], dtype=dt)
+    problems = []
+    for k, want in ((1, [0, 0, 0]), (2, [1, 0, 2]), (3, [1, 0, 2]), (4, [1, 1, 2]),
+                    (5, [3, 2, 3])):
+        got = _host(be.kth_neighbor_distance(X, Q, k))
+        problems += _exact(f"distance to the k={k}-th neighbour (the query counted)", got,
+                           np.array(want, dtype=np.float64))
+    return problems
+
+
+def _check_kernel_sum(be, X, h, kernel, lattice=False):
+    Q = X[::3].copy() if lattice else _queries(X, h)
+    got = _host(be.kernel_sum(X, Q, bandwidth=h, kernel=kernel))
+    D = _dist_matrix(X.astype(np.float64), Q.astype(np.float64))
+    t = _TOL[np.dtype(X.dtype)]
+    if kernel == "flat":
+        lo, hi = _count_bounds(D, h, t, _scale(X))
+        return _in_bounds("flat kernel sums", got, lo, hi)
+    ref = np.exp(-(D * D) / (2.0 * h * h)).sum(axis=1)
+    return _close("Gaussian kernel sums", got, ref, 1e-300, t["sum"])
+
+
+def _check_log_density(be, X, h, kernel, lattice=False):
+    Q = X[::3].copy() if lattice else _queries(X, h)
+    got = _host(be.log_kernel_density(X, Q, bandwidth=h, kernel=kernel))
+    problems = []
+    if got.dtype != np.float64:
+        problems.append(f"log densities have dtype {got.dtype}, expected float64")
+    D = _dist_matrix(X.astype(np.float64), Q.astype(np.float64))
+    t = _TOL[np.dtype(X.dtype)]
+    ref = _ref_log_density(D, h, kernel)
+    if kernel == "flat":
+        lo, hi = _count_bounds(D, h, t, _scale(X))
+        got_count = np.rint(np.exp(got))  # exp(-inf) = 0
+        if not lattice and not np.isneginf(got[-2:]).all():
+            problems.append(f"far queries give {got[-2:].tolist()}, expected -inf (no point "
+                            "within reach)")
+        want = np.full(len(got), -np.inf)
+        want[got_count > 0] = np.log(got_count[got_count > 0])
+        problems += _close("flat log densities (the log of an integer count)", got, want, 1e-12)
+        problems += _in_bounds("flat log densities as counts", got_count, lo, hi)
+        return problems
+    if not np.isfinite(got[-2:]).all():
+        problems.append(f"far queries give {got[-2:].tolist()}, expected finite values "
+                        f"(about {ref[-2:].tolist()})")
+    problems += _close("Gaussian log densities", got, ref, t["log"], t["log"])
+    return problems
