@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole CI run on a CPU-only machine, from a fresh clone:
 #   1. a fresh virtual environment with the package and its test extra
-#   2. the README's test command (unit, parity, sklearn and emulated-CUDA tests)
+#   2. the README's test command (unit, parity, sklearn and emulated-CUDA tests),
+#      then once more in a second fresh environment with the lowest versions
+#      pyproject.toml allows (ci/constraints-lowest.txt)
 #   3. the wheel carries kernels/ (built wheel, not the editable install)
 #   4. the CUDA kernels compile with NVRTC for every supported architecture,
 #      with no register spills (bench/kernel_report.py)
@@ -19,6 +21,23 @@ python -m pip install -q ".[test,kernel-check]"
 
 echo "== tests (the README's test command) =="
 python -m pytest
+
+echo "== tests again at the lowest allowed versions (ci/constraints-lowest.txt) =="
+# Wheels only: a pin without a wheel for this Python fails here instead of
+# compiling an old release from source.
+deactivate
+LOWEST_VENV="${CI_LOWEST_VENV:-$(mktemp -d)/venv-lowest}"
+python3 -m venv "$LOWEST_VENV"
+# shellcheck disable=SC1091
+. "$LOWEST_VENV/bin/activate"
+python -m pip install -q --upgrade pip
+python -m pip install -q --only-binary=:all: -c ci/constraints-lowest.txt ".[test,kernel-check]"
+pinned="$(sed -E 's/#.*//; s/[=<>!~ ].*//' ci/constraints-lowest.txt | grep . | paste -sd'|')"
+python -m pip list --format=freeze | grep -iE "^($pinned)=="
+python -m pytest
+deactivate
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
 
 echo "== wheel contents =="
 python ci/check_wheel.py

@@ -8,6 +8,8 @@ import inspect
 
 import numpy as np
 import pytest
+import sklearn
+from packaging.version import Version
 from sklearn.cluster import MeanShift as SkMeanShift
 from sklearn.cluster import estimate_bandwidth as sk_estimate_bandwidth
 from sklearn.cluster import get_bin_seeds as sk_get_bin_seeds
@@ -155,7 +157,13 @@ def test_zero_estimated_bandwidth_as_sklearn(case, bin_seeding):
     ref = SkMeanShift(bin_seeding=bin_seeding).fit(X)
     np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
     np.testing.assert_array_equal(ours.labels_, ref.labels_)
-    assert ours.n_iter_ == ref.n_iter_
+    if Version(sklearn.__version__) >= Version("1.5"):
+        assert ours.n_iter_ == ref.n_iter_
+    else:
+        # scikit-learn < 1.5 stops on a shift strictly below 1e-3 * bandwidth,
+        # which a zero bandwidth never meets, so it runs to max_iter (1.5 made
+        # the test <=): only the clusters are comparable there.
+        assert ref.n_iter_ == ref.max_iter and ours.n_iter_ == 0
 
 
 def test_zero_bandwidth_seeds_off_the_data_are_orphans():
