@@ -9,6 +9,7 @@
 #   ci/gpu.sh                 # on the GPU machine (pip install ".[test,cuda12]" first)
 #   ci/gpu.sh --no-install    # the environment is already installed
 #   ci/gpu.sh --emulated      # the CPU emulator stands in, tiny sizes (CI)
+#   --reuse-cache             # keep the environment's compile caches (no cold compile timed)
 #
 # Exit status: 0 when no check failed (a far-seed difference from the NumPy
 # backend is reported as "differs" and does not fail the run), 1 otherwise,
@@ -21,12 +22,13 @@ export OMP_WAIT_POLICY=passive PIP_DISABLE_PIP_VERSION_CHECK=1
 LIMIT_S=${GPU_PROOF_LIMIT_S:-480}
 start=$(date +%s)
 
-emulated=0 install=1
+emulated=0 install=1 reuse=0
 for arg in "$@"; do
     case "$arg" in
         --emulated) emulated=1; install=0 ;;
         --no-install) install=0 ;;
-        *) echo "ci/gpu.sh: unknown argument '$arg' (use --emulated or --no-install)" >&2; exit 2 ;;
+        --reuse-cache) reuse=1 ;;
+        *) echo "ci/gpu.sh: unknown argument '$arg' (use --emulated, --no-install, --reuse-cache)" >&2; exit 2 ;;
     esac
 done
 out_dir=${GPU_REPORT_DIR:-${OUT:-gpu-report}}
@@ -51,6 +53,7 @@ budget=$(( left - 20 ))
 [ "$budget" -gt 30 ] || { echo "no time left for the proof run ($left s)"; exit 124; }
 args=(--out "$out_dir" --budget "$budget")
 [ "$emulated" = 1 ] && args+=(--emulated)
+[ "$reuse" = 1 ] && args+=(--reuse-cache)
 set +e
 timeout --signal=TERM --kill-after=5 "$left" "$PY" ci/gpu_proof.py "${args[@]}"
 rc=$?

@@ -64,10 +64,10 @@ SIZES = {
     "gpu": dict(fit_n=20_000, fused_n=1_000_000, fused_m=100_000, fused_n_hi=200_000,
                 fused_m_hi=20_000, numpy_m=100, grid_n=1_000_000, grid_m=100_000,
                 split_n=1_000_000, hot_n=1_000_000, sk_seeds=300, all_seeds_n=10_000,
-                count_check_n=N_LIMIT),
+                count_check_n=N_LIMIT, iters=10, rounds=2),
     "emulated": dict(fit_n=300, fused_n=1_000, fused_m=128, fused_n_hi=500, fused_m_hi=64,
                      numpy_m=16, grid_n=1_000, grid_m=128, split_n=2_048, hot_n=1_000,
-                     sk_seeds=20, all_seeds_n=200, count_check_n=2**12 + 1),
+                     sk_seeds=20, all_seeds_n=200, count_check_n=2**12 + 1, iters=2, rounds=1),
 }
 
 
@@ -280,7 +280,9 @@ def step_install_compile(st: Step, ctx):
                  f"{ctx.device['name']} sm_{ctx.device['sm']}, CuPy {cupy.__version__}, "
                  f"runtime {ctx.device['runtime']}, driver {ctx.device['driver']}", **ctx.device)
     # First call in two fresh processes sharing one (initially empty) compile cache.
-    for label in ("cold cache", "warm cache"):
+    labels = (("cold cache", "warm cache") if not ctx.reuse_cache else
+              ("first process (cache reused: not a cold compile)", "second process"))
+    for label in labels:
         rc, out = run_child(self_cmd(emu, "--probe-compile"), timeout=ctx.left(180, reserve=250))
         if rc != 0:
             st.check(f"first call, fresh process, {label}", "fail", f"exit {rc}: {out[-800:]}")
@@ -620,7 +622,7 @@ def step_speed(st: Step, ctx):
                                       bandwidth=case.bandwidth, max_iter=case.max_iter)
         backend.shift(dcase.X, dcase.seeds[:64], bandwidth=case.bandwidth, kernel="gaussian",
                       max_iter=1, tol=0.0, algorithm="brute")  # warm up outside the timing
-        t, res = timed(lambda: _cases.run_shift(dcase, backend), emu)
+        t, res = timed(lambda: _cases.run_shift(dcase, backend), emu, S["rounds"])
         res = type(res)(*(host(getattr(res, k)) for k in ("modes", "n_iter", "intensity",
                                                           "converged")))
         _cases.check_shift(case, res)
@@ -632,9 +634,9 @@ def step_speed(st: Step, ctx):
 
     for d in (2, 3, 8, 16):
         n, m = (S["fused_n"], S["fused_m"]) if d <= 3 else (S["fused_n_hi"], S["fused_m_hi"])
-        case = _cases.throughput_case(d, "float32", n=n, m=m)
+        case = _cases.throughput_case(d, "float32", n=n, m=m, max_iter=S["iters"])
         shift_row(f"fused, float32, d={d}", case, make_backend(emu, split=False), d)
-    case = _cases.throughput_case(2, "float32", n=S["split_n"], m=1000)
+    case = _cases.throughput_case(2, "float32", n=S["split_n"], m=1000, max_iter=S["iters"])
     shift_row("split, float32, d=2, 1,000 seeds", case, make_backend(emu, split=True), 2)
 
     # Grid kernel: flat, hotspot data, real convergence. Pairs are counted two ways:
@@ -644,7 +646,7 @@ def step_speed(st: Step, ctx):
     dX, dS = dev(Xh), dev(seeds)
     gkw = dict(bandwidth=2.0, kernel="flat", max_iter=300, tol=1e-3, algorithm="grid")
     be.shift(dX, dS[:64], **gkw)
-    t, res = timed(lambda: be.shift(dX, dS, **gkw), emu)
+    t, res = timed(lambda: be.shift(dX, dS, **gkw), emu, S["rounds"])
     steps = host(res.n_iter).astype(np.int64) + 1
     window = float((steps * host(res.intensity)).sum())
     tc, rc_ = timed(lambda: NumpyBackend().shift(Xh, seeds[: S["numpy_m"]], **gkw), True, 1)
@@ -715,6 +717,7 @@ class Context:
         self.sizes = SIZES["emulated" if args.emulated else "gpu"]
         self.out = Path(args.out)
         self.deadline = time.monotonic() + args.budget
+        self.reuse_cache = args.reuse_cache
 
     def left(self, cap: float, reserve: float = 0.0) -> float:
         """Seconds a child may run: at most ``cap``, leaving ``reserve`` for later steps."""
@@ -733,6 +736,9 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=420.0,
                     help="seconds for all steps; a step that no longer fits is skipped")
     ap.add_argument("--steps", default="1,2,3,4,5,6", help="comma-separated step numbers")
+    ap.add_argument("--reuse-cache", action="store_true",
+                    help="use the compile caches of the environment instead of a fresh, "
+                    "empty one (step 1 then does not time a cold compile)")
     ap.add_argument("--probe-compile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--probe-fit", action="store_true", help=argparse.SUPPRESS)
@@ -755,15 +761,17 @@ def main(argv=None) -> int:
     args.out = args.out or default_out()
     # One compile cache for this run: the first probe process finds it empty.
     cache = Path(tempfile.mkdtemp(prefix="gpu-proof-cache-"))
-    os.environ["CUPY_CACHE_DIR"] = str(cache / "cupy")
-    os.environ["GPUMEANSHIFT_EMU_CACHE"] = str(cache / "emu")
+    saved_env = {k: os.environ.get(k) for k in ("CUPY_CACHE_DIR", "GPUMEANSHIFT_EMU_CACHE")}
+    if not args.reuse_cache:
+        os.environ["CUPY_CACHE_DIR"] = str(cache / "cupy")
+        os.environ["GPUMEANSHIFT_EMU_CACHE"] = str(cache / "emu")
     ctx = Context(args)
     # ci/gpu.sh's time limit sends SIGTERM: unwind (children killed, cache
     # removed); report.json then names the step that was running.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
-    report = Report(ctx.out, ctx.emulated)
+    saved_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     t_start = time.monotonic()
     try:
+        report = Report(ctx.out, ctx.emulated)
         for number, title, fn, minimum in STEPS:
             if number not in wanted:
                 continue
@@ -789,6 +797,12 @@ def main(argv=None) -> int:
                     section[k[1:]] = v
             report.add(section)
     finally:
+        signal.signal(signal.SIGTERM, saved_term)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         shutil.rmtree(cache, ignore_errors=True)
     table = report.finish(time.monotonic() - t_start)
     print("\n" + table)
