@@ -24,7 +24,7 @@ script itself is tested in CI; checks that need real hardware are recorded as
 failed (a "differs" result of a known defect does not count), else 0.
 
 Internal entry points (run in child processes): ``--probe-compile``,
-``--driver``, ``--probe-fit``.
+``--driver``, ``--probe-fit``, ``--probe-count``.
 """
 
 from __future__ import annotations
@@ -308,10 +308,10 @@ def step_install_compile(st: Step, ctx):
     rows = []
     for n in names:
         f = mod.get_function(n)
-        rows.append({"kernel": n, "registers": int(f.num_regs),
-                     "local_bytes": int(f.local_size_bytes),
-                     "max_threads": int(f.max_threads_per_block),
-                     "static_shared": int(f.shared_size_bytes)})
+        rows.append({"kernel": n, "registers": func_attr(f, "num_regs", 4),
+                     "local_bytes": func_attr(f, "local_size_bytes", 3),
+                     "max_threads": func_attr(f, "max_threads_per_block", 0),
+                     "static_shared": func_attr(f, "shared_size_bytes", 1)})
     ctx.kernel_attrs = rows
     low = [r["kernel"] for r in rows if r["max_threads"] < R.BLOCK]
     st.check(f"max threads per block >= {R.BLOCK} (the launch block)",
@@ -330,6 +330,16 @@ def step_install_compile(st: Step, ctx):
         w["min max threads"] = min(w["min max threads"], r["max_threads"])
     st.tables["per family (every instantiation in report.json)"] = list(fams.values())
     st.tables["_all_kernels"] = rows
+
+
+def func_attr(f, name: str, cu_attribute: int) -> int:
+    """An attribute of a loaded function: CuPy's property, else cuFuncGetAttribute."""
+    v = getattr(f, name, None)
+    if v is None:
+        import cupy
+
+        v = cupy.cuda.driver.funcGetAttribute(cu_attribute, f.ptr)
+    return int(v)
 
 
 def probe_compile(emulated: bool) -> None:
@@ -563,23 +573,37 @@ def step_limits(st: Step, ctx):
     if ctx.emulated:
         st.check(f"count over n = 2^31 - 1 = {N_LIMIT} rows", "n/a",
                  NA + f" (the same check runs at n = {n} below)")
-    else:
-        need = 3 * 4 * n  # X, the int32 ramp that fills it, the |X| temporary
-        free = be.runtime.free_memory()
-        if free < need:
-            st.check(f"count over n = 2^31 - 1 = {N_LIMIT} rows", "skipped",
-                     f"needs about {need / 2**30:.1f} GiB of device memory, "
-                     f"{free / 2**30:.1f} GiB free")
-            return
+    # A child process: a kernel that loops forever on 2^31 rows must not take
+    # the rest of the run with it, and its 26 GB go back to the device on exit.
+    what = f"count_within over n = {n} rows (x = i mod 2, float32)"
+    rc, out = run_child(self_cmd(ctx.emulated, "--probe-count", "--n", str(n)),
+                        timeout=ctx.left(120, reserve=60))
+    if rc != 0:
+        st.check(what, "fail", ("timed out" if rc is None else f"exit {rc}") + f": {out[-800:]}")
+        return
+    r = last_json(out)
+    if "skipped" in r:
+        st.check(what, "skipped", r["skipped"])
+        return
+    st.check(what, "ok" if r["counts"] == r["want"] else "fail",
+             f"{r['counts']} (want {r['want']}), {r['seconds']:.1f} s", **r)
+
+
+def probe_count(emulated: bool, n: int) -> None:
+    be = make_backend(emulated)
+    need = 3 * 4 * n  # X, the int32 ramp that fills it, the |X| temporary
+    free = be.runtime.free_memory()
+    if free < need:
+        print(json.dumps({"skipped": f"needs about {need / 2**30:.1f} GiB of device memory, "
+                                     f"{free / 2**30:.1f} GiB free"}))
+        return
     t0 = time.perf_counter()
     X = count_data(be, n)
     Q = np.array([[0.0], [1.0], [0.5], [3.0]], np.float32)
     got = host(be.count_within(X, be.runtime.asarray(Q), 0.6)).tolist()
-    sync(ctx.emulated)
-    want = [(n + 1) // 2, n // 2, n, 0]
-    st.check(f"count_within over n = {n} rows (x = i mod 2, float32)",
-             "ok" if got == want else "fail",
-             f"{got} (want {want}), {time.perf_counter() - t0:.1f} s")
+    sync(emulated)
+    print(json.dumps({"counts": got, "want": [(n + 1) // 2, n // 2, n, 0],
+                      "seconds": time.perf_counter() - t0, "n": n}))
 
 
 def count_data(be, n):
@@ -742,6 +766,7 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-compile", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--probe-fit", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--probe-count", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=300, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.probe_compile:
@@ -750,6 +775,8 @@ def main(argv=None) -> int:
         return driver(args.emulated) or 0
     if args.probe_fit:
         return probe_fit(args.emulated, args.n) or 0
+    if args.probe_count:
+        return probe_count(args.emulated, args.n) or 0
     if args.budget <= 0:
         ap.error(f"--budget must be positive, got {args.budget}")
     try:
