@@ -189,3 +189,24 @@ def test_bad_arguments_are_refused(tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "ci" / "gpu.sh"), "--fast"], capture_output=True,
                           text=True, cwd=ROOT)
     assert proc.returncode == 2 and "unknown argument '--fast'" in proc.stderr
+
+
+def test_a_run_cut_short_keeps_the_finished_steps(tmp_path, monkeypatch):
+    import signal
+
+    def fine(st, ctx):
+        st.check("fine", "ok")
+
+    def killed(st, ctx):  # what ci/gpu.sh's time limit does
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    _fake_steps(monkeypatch, ((1, "fine", fine, 0), (2, "killed", killed, 0)))
+    with pytest.raises(SystemExit) as exc:
+        gp.main(["--out", str(tmp_path), "--steps", "1,2", "--emulated"])
+    assert exc.value.code == 124
+    assert signal.getsignal(signal.SIGTERM) is before
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert [s["step"] for s in rep["steps"]] == [1] and not rep["finished"]
+    assert rep["running"]["step"] == 2
+    assert "## 1. fine: **ok**" in (tmp_path / "report.md").read_text()
