@@ -48,7 +48,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.append(str(ROOT / "bench"))  # bench/_cases.py; appended: it has a conftest.py
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 NA = "n/a on the emulator"
