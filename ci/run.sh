@@ -51,4 +51,7 @@ python bench/kernel_report.py --from-json build/kernel-matrix.json
 
 echo "== emulated kernels under AddressSanitizer and UBSan =="
 bash ci/sanitize.sh
+echo "== the GPU proof run, on the emulator (ci/gpu.sh --emulated) =="
+GPU_REPORT_DIR=build/gpu-report-emulated bash ci/gpu.sh --emulated
+
 echo "CI passed"
