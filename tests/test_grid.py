@@ -414,7 +414,7 @@ def test_clearance_bounds_the_distance_to_every_left_out_point():
     for i in range(len(Q)):
         got = np.zeros(len(Y), dtype=bool)
         got[idx.order[idx.candidates(Q[i:i + 1], 10.5)]] = True
-        c = idx.clearance(Q[i:i + 1])[0]
+        c = idx.clearance(Q[i:i + 1], 10.5)[0]
         assert c >= 10.5 * (1 - 1e-9)  # at least the reach the index promises
         if (~got).any():
             assert np.linalg.norm(Y[~got] - Q[i], axis=1).min() > c

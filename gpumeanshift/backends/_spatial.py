@@ -16,8 +16,10 @@ candidates (more may be; the kernel itself decides their weight).
     A cell list: cubic cells of side ``reach``, cell ``floor(y / reach)`` per
     axis (floor, not truncation toward zero, so the cell at 0 is no wider
     than the others and negative coordinates bin correctly), points sorted
-    by cell. A seed visits only the 3^d cells around its own; seeds are
-    tiled in Morton order of their cells, so a tile covers a compact block. For the
+    by cell. A tile of seeds visits the cells that its bounding box, grown by
+    the reach, overlaps (a lone seed with the reach of one cell: at most 3^d,
+    a fourth per axis only by rounding); seeds are tiled in Morton order of
+    their cells, so a tile covers a compact block. For the
     Gaussian kernel the grid truncates the kernel at
     :data:`GAUSSIAN_GRID_RADIUS` bandwidths: weights of points farther than
     that are dropped, the largest dropped weight being
@@ -506,31 +508,40 @@ class CellIndex:
     def _coords(self, P: np.ndarray) -> np.ndarray:
         return np.floor((np.asarray(P, np.float64) - self.origin) / self.cell).astype(np.int64)
 
-    def clearance(self, P: np.ndarray) -> np.ndarray:
-        """Per row of ``P``: a lower bound on the distance from it to any
-        point outside its ``(2 * span + 1)^d`` cells, i.e. to any point that
-        :meth:`candidates` leaves out for a tile holding it (0 at worst).
+    def _box(self, q: np.ndarray, reach: float):
+        """Unclipped cell ranges ``[c0, c1]`` (int64, per axis) of the box
+        ``[min(q) - reach, max(q) + reach]``, widened by a millionth of a cell
+        so that rounding never drops a cell (a cell more may come in)."""
+        q = np.asarray(q, np.float64)
+        lo = (q.min(axis=0) - reach - self.origin) / self.cell
+        hi = (q.max(axis=0) + reach - self.origin) / self.cell
+        return np.floor(lo - 1e-6).astype(np.int64), np.floor(hi + 1e-6).astype(np.int64)
 
-        The distance to the nearest face of the block of cells, less a
-        margin for the rounding of the cell coordinates (a point a hair
-        inside a face may be binned just outside it).
+    def clearance(self, P: np.ndarray, reach: float) -> np.ndarray:
+        """Per row of ``P``: a lower bound on the distance from it to any
+        point that ``candidates(P, reach)`` leaves out (0 at worst).
+
+        The distance to the nearest face of the block of cells the tile
+        visits, less a margin for the rounding of the cell coordinates (a
+        point a hair inside a face may be binned just outside it).
 
         Examples
         --------
         >>> import numpy as np
         >>> from gpumeanshift.backends._spatial import CellIndex
         >>> idx = CellIndex(np.array([[0.0], [10.0]]), 2.0)
-        >>> [round(float(c), 6) for c in idx.clearance(np.array([[0.5], [3.0], [-7.0]]))]
-        [2.5, 3.0, 3.0]
+        >>> P = np.array([[0.5], [3.0]])  # one tile: cells -1 .. 2, i.e. [-2, 6)
+        >>> [round(float(c), 6) for c in idx.clearance(P, 1.0)]
+        [2.5, 3.0]
         """
         P = np.asarray(P, np.float64)
-        k = self._coords(P).astype(np.float64)
-        lo = self.origin + (k - self.span) * self.cell
-        hi = self.origin + (k + self.span + 1) * self.cell
+        c0, c1 = self._box(P, reach)
+        lo = self.origin + c0 * self.cell
+        hi = self.origin + (c1 + 1) * self.cell
         gap = np.minimum(P - lo, hi - P).min(axis=1) if P.shape[1] else np.full(len(P), np.inf)
         eps = float(np.finfo(np.float64).eps)
         top = np.abs(P).max(axis=1) + float(np.abs(self.origin).max(initial=0.0)) \
-            + (np.abs(k).max(axis=1) + self.span + 1) * self.cell
+            + (max(np.abs(c0).max(initial=0), np.abs(c1).max(initial=0)) + 1) * self.cell
         return np.maximum(gap - 16.0 * eps * top, 0.0)
 
     def tile_order(self, P: np.ndarray) -> np.ndarray:
@@ -544,20 +555,29 @@ class CellIndex:
         return np.argsort(key, kind="stable")
 
     def candidates(self, q: np.ndarray, reach: float):
-        if reach > self.cell * self.span * (1 + 1e-12):
-            raise ValueError(f"reach {reach} exceeds {self.span} cells of side {self.cell}")
-        cells = np.unique(self._coords(q), axis=0)
-        nb = (cells[:, None, :] + self.offsets[None, :, :]).reshape(-1, cells.shape[1])
-        ok = np.all((nb >= 0) & (nb < self.shape), axis=1)
-        ids = np.unique(nb[ok] @ self.strides)
-        pos = np.minimum(np.searchsorted(self.cell_ids, ids), len(self.cell_ids) - 1)
-        hit = pos[self.cell_ids[pos] == ids]
-        starts, ends = self.cell_start[hit], self.cell_end[hit]
-        lengths = ends - starts
+        """Sorted rows in the cells that the box ``[min(q) - reach, max(q) +
+        reach]`` overlaps: every point within ``reach`` of a row of ``q``.
+        Along the last axis consecutive cells have consecutive ids, so each
+        row of cells over the other axes is one run of sorted points, found by
+        two binary searches."""
+        c0, c1 = self._box(q, reach)
+        c0 = np.maximum(c0, 0)
+        c1 = np.minimum(c1, self.shape - 1)
+        if (c1 < c0).any():
+            return np.empty(0, dtype=np.int64)
+        base = np.zeros(1, np.int64)
+        for k in range(len(c0) - 1):
+            r = np.arange(c0[k], c1[k] + 1, dtype=np.int64)
+            base = (base[:, None] + r[None, :] * self.strides[k]).ravel()
+        first = np.searchsorted(self.cell_ids, base + c0[-1], side="left")
+        last = np.searchsorted(self.cell_ids, base + c1[-1], side="right")
+        keep = last > first
+        starts = self.cell_start[first[keep]]
+        lengths = self.cell_end[last[keep] - 1] - starts
         total = int(lengths.sum())
         if total == 0:
             return np.empty(0, dtype=np.int64)
-        # Concatenate the ranges [start, end) without a Python loop.
+        # Concatenate the ranges [start, start + length) without a Python loop.
         shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         return np.arange(total, dtype=np.int64) + shift
 

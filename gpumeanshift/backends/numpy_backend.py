@@ -548,7 +548,7 @@ class NumpyBackend:
             if prove:
                 diff = (new - q).astype(np.float64)
                 shift = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-                bound = gaussian_truncation_bound(dtype, n - len(cand), index.clearance(q),
+                bound = gaussian_truncation_bound(dtype, n - len(cand), index.clearance(q, reach),
                                                   wsum, shift)
                 unproven = ~(bound <= 1.0)
             return new, wsum, unproven
