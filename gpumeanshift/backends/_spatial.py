@@ -16,10 +16,9 @@ candidates (more may be; the kernel itself decides their weight).
     A cell list: cubic cells of side ``reach``, cell ``floor(y / reach)`` per
     axis (floor, not truncation toward zero, so the cell at 0 is no wider
     than the others and negative coordinates bin correctly), points sorted
-    by cell. A tile of seeds visits the cells that its bounding box, grown by
-    the reach, overlaps (a lone seed with the reach of one cell: at most 3^d,
-    a fourth per axis only by rounding); seeds are tiled in Morton order of
-    their cells, so a tile covers a compact block. For the
+    by cell. A seed visits only the 3^d cells around its own (the
+    ``(2 span + 1)^d`` when cells are a ``span``-th of the reach); seeds are
+    tiled in Morton order of their cells, so a tile covers a compact block. For the
     Gaussian kernel the grid truncates the kernel at
     :data:`GAUSSIAN_GRID_RADIUS` bandwidths: weights of points farther than
     that are dropped, the largest dropped weight being
@@ -508,40 +507,40 @@ class CellIndex:
     def _coords(self, P: np.ndarray) -> np.ndarray:
         return np.floor((np.asarray(P, np.float64) - self.origin) / self.cell).astype(np.int64)
 
-    def _box(self, q: np.ndarray, reach: float):
-        """Unclipped cell ranges ``[c0, c1]`` (int64, per axis) of the box
-        ``[min(q) - reach, max(q) + reach]``, widened by a millionth of a cell
-        so that rounding never drops a cell (a cell more may come in)."""
-        q = np.asarray(q, np.float64)
-        lo = (q.min(axis=0) - reach - self.origin) / self.cell
-        hi = (q.max(axis=0) + reach - self.origin) / self.cell
-        return np.floor(lo - 1e-6).astype(np.int64), np.floor(hi + 1e-6).astype(np.int64)
+    def _cells_for(self, reach: float) -> int:
+        """Cells on each side of a seed's own that hold every point within
+        ``reach`` of it: ``span`` when the reach fits in it (the grid's
+        design), fewer for a shorter reach, more for a longer one."""
+        if reach <= self.cell * self.span * (1 + 1e-12):
+            return max(1, min(self.span, int(np.ceil(reach / self.cell - 1e-12))))
+        return int(np.ceil(reach / self.cell - 1e-12))
 
     def clearance(self, P: np.ndarray, reach: float) -> np.ndarray:
         """Per row of ``P``: a lower bound on the distance from it to any
         point that ``candidates(P, reach)`` leaves out (0 at worst).
 
-        The distance to the nearest face of the block of cells the tile
-        visits, less a margin for the rounding of the cell coordinates (a
-        point a hair inside a face may be binned just outside it).
+        The distance to the nearest face of the seed's own block of cells
+        (its cell and ``s`` more on each side, all visited), less a margin for
+        the rounding of the cell coordinates (a point a hair inside a face
+        may be binned just outside it).
 
         Examples
         --------
         >>> import numpy as np
         >>> from gpumeanshift.backends._spatial import CellIndex
         >>> idx = CellIndex(np.array([[0.0], [10.0]]), 2.0)
-        >>> P = np.array([[0.5], [3.0]])  # one tile: cells -1 .. 2, i.e. [-2, 6)
-        >>> [round(float(c), 6) for c in idx.clearance(P, 1.0)]
+        >>> [round(float(c), 6) for c in idx.clearance(np.array([[0.5], [3.0]]), 1.0)]
         [2.5, 3.0]
         """
         P = np.asarray(P, np.float64)
-        c0, c1 = self._box(P, reach)
-        lo = self.origin + c0 * self.cell
-        hi = self.origin + (c1 + 1) * self.cell
+        s = self._cells_for(reach)
+        k = self._coords(P).astype(np.float64)
+        lo = self.origin + (k - s) * self.cell
+        hi = self.origin + (k + s + 1) * self.cell
         gap = np.minimum(P - lo, hi - P).min(axis=1) if P.shape[1] else np.full(len(P), np.inf)
         eps = float(np.finfo(np.float64).eps)
         top = np.abs(P).max(axis=1) + float(np.abs(self.origin).max(initial=0.0)) \
-            + (max(np.abs(c0).max(initial=0), np.abs(c1).max(initial=0)) + 1) * self.cell
+            + (np.abs(k).max(axis=1, initial=0.0) + s + 1) * self.cell
         return np.maximum(gap - 16.0 * eps * top, 0.0)
 
     def tile_order(self, P: np.ndarray) -> np.ndarray:
@@ -555,22 +554,43 @@ class CellIndex:
         return np.argsort(key, kind="stable")
 
     def candidates(self, q: np.ndarray, reach: float):
-        """Sorted rows in the cells that the box ``[min(q) - reach, max(q) +
-        reach]`` overlaps: every point within ``reach`` of a row of ``q``.
-        Along the last axis consecutive cells have consecutive ids, so each
-        row of cells over the other axes is one run of sorted points, found by
-        two binary searches."""
-        c0, c1 = self._box(q, reach)
-        c0 = np.maximum(c0, 0)
-        c1 = np.minimum(c1, self.shape - 1)
-        if (c1 < c0).any():
+        """Sorted rows of the cells within ``s`` cells (per axis) of a row of
+        ``q``'s own, ``s`` the fewest that hold the ``reach``: every point
+        within ``reach`` of a row of ``q``.
+
+        Along the last axis consecutive cells have consecutive ids, so a
+        seed's block is ``(2 s + 1)^(d - 1)`` runs of sorted points; the runs
+        of the tile's seeds are merged row by row and each is found by two
+        binary searches (no per-cell work).
+        """
+        d = self.origin.shape[0]
+        s = self._cells_for(reach)
+        cells = np.unique(self._coords(q), axis=0)
+        top = self.shape - 1
+        # One run per (seed cell, row offset over the first d - 1 axes).
+        lead = (np.array(list(itertools.product(range(-s, s + 1), repeat=d - 1)),
+                         dtype=np.int64) if d > 1 else np.zeros((1, 0), np.int64))
+        rows = (cells[:, None, :d - 1] + lead[None, :, :]).reshape(len(cells) * len(lead), d - 1)
+        lo = np.repeat(cells[:, d - 1] - s, len(lead))  # unclipped: all 2 s + 1 wide
+        ok = np.all((rows >= 0) & (rows <= top[:d - 1]), axis=1)
+        base = rows[ok] @ self.strides[:d - 1] if d > 1 else np.zeros(int(ok.sum()), np.int64)
+        lo = lo[ok]
+        if base.size == 0:
             return np.empty(0, dtype=np.int64)
-        base = np.zeros(1, np.int64)
-        for k in range(len(c0) - 1):
-            r = np.arange(c0[k], c1[k] + 1, dtype=np.int64)
-            base = (base[:, None] + r[None, :] * self.strides[k]).ravel()
-        first = np.searchsorted(self.cell_ids, base + c0[-1], side="left")
-        last = np.searchsorted(self.cell_ids, base + c1[-1], side="right")
+        # Merge the runs of a row (equal widths: sorted by start, sorted by
+        # end too), then clip them to the grid.
+        order = np.lexsort((lo, base))
+        base, lo = base[order], lo[order]
+        new = np.ones(len(base), dtype=bool)
+        new[1:] = (base[1:] != base[:-1]) | (lo[1:] > lo[:-1] + 2 * s + 1)
+        start = np.flatnonzero(new)
+        end = np.append(start[1:], len(base)) - 1
+        a = np.maximum(lo[start], 0)
+        b = np.minimum(lo[end] + 2 * s, top[d - 1])
+        inside = b >= a
+        base, a, b = base[start][inside], a[inside], b[inside]
+        first = np.searchsorted(self.cell_ids, base + a, side="left")
+        last = np.searchsorted(self.cell_ids, base + b, side="right")
         keep = last > first
         starts = self.cell_start[first[keep]]
         lengths = self.cell_end[last[keep] - 1] - starts
