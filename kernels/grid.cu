@@ -25,6 +25,14 @@
 //   Each launch runs up to `steps` shift steps with the rule of ms_update,
 //   then ms_compact (meanshift.cu) rebuilds the active list, as for the
 //   fused kernel.
+//   KERNEL == MS_GAUSSIAN (the proven grid of algorithm="auto", cells of side
+//   `reach` = gaussian_proof_radius): before each update the seed proves
+//   that the n_out points it did not visit, all more than `reach` away, move
+//   its step by less than rounding: n_out * (reach + |step|) / wsum * proof
+//   <= 1, with proof = 2 exp(-reach^2 / 2) / (eps / 2) from the host
+//   (_spatial.gaussian_truncation_bound). A seed that cannot leaves with
+//   state MS_UNPROVEN, its position and count untouched, and the host climbs
+//   it on with the exact all-points kernel.
 #include "common.cuh"
 
 // First index i in [lo, hi) with ids[i] >= key (hi when none).
@@ -46,7 +54,7 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
               const long long* __restrict__ gstride, double cell, double reach,
               T* __restrict__ pos, int* __restrict__ n_iter, int* __restrict__ intensity,
               int* __restrict__ state, const int* __restrict__ active, int n_active,
-              int max_iter, int steps, T tol2, T r2) {
+              int max_iter, int steps, T tol2, T r2, double proof) {
     const int slot = blockIdx.x * blockDim.x + threadIdx.x;
     if (slot >= n_active) return;
     const int seed = active[slot];
@@ -74,6 +82,7 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
         }
         T wsum = T(0);
         int cnt = 0;
+        int nvis = 0;  // points visited (the proven Gaussian's n - n_out)
 #pragma unroll
         for (int k = 0; k < D; ++k) acc[k] = T(0);
         if (!empty) {
@@ -88,6 +97,7 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
                 c = ms_lower_bound(cell_ids, c, n_cells, base + clo[D - 1]);
                 const int c_end = ms_lower_bound(cell_ids, c, n_cells, base + chi[D - 1] + 1);
                 const int j_end = cell_start[c_end];
+                if (KERNEL == MS_GAUSSIAN) nvis += j_end - cell_start[c];
                 for (int j = cell_start[c]; j < j_end; ++j) {
                     const T* x = X + (long long)j * D;
                     T xr[D];
@@ -112,6 +122,21 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
                     cur[k] = clo[k];
                 }
                 if (k < 0) break;  // runs come in increasing id order: c only grows
+            }
+        }
+        if (KERNEL == MS_GAUSSIAN && nvis < n) {
+            // |step| from the rounded quotient: the bound carries a factor 2.
+            double step2 = 0.0;
+#pragma unroll
+            for (int k = 0; k < D; ++k) {
+                const double dk = (double)acc[k] / (double)wsum - (double)p[k];
+                step2 += dk * dk;
+            }
+            const double bound = (double)(n - nvis) * (reach + sqrt(step2)) * proof
+                                 / (double)wsum;
+            if (!(bound <= 1.0)) {  // wsum == 0 too (inf or NaN)
+                state[seed] = MS_UNPROVEN;
+                break;
             }
         }
         live = ms_update<T>(p, acc, wsum, cnt, D, tol2, max_iter, it, state + seed,

@@ -5,7 +5,11 @@ Gaussian: the grid truncates the kernel at GAUSSIAN_GRID_RADIUS bandwidths
 (largest dropped weight exp(-18), about 1.5e-8 of the weight at distance 0),
 so its centers may differ from brute force's by a tiny amount; with
 tol=1e-7 both climbs end within ~1e-7 bandwidths of the same mode, and the
-test allows GAUSSIAN_ATOL bandwidths.
+test allows GAUSSIAN_ATOL bandwidths. Under "auto" the Gaussian takes the
+grid only with a per-seed proof that the dropped terms are below rounding:
+its results equal brute force's to ROUNDING_ATOL bandwidths, on data built
+to defeat a truncation without the proof (seeds in an empty region, far
+seeds, duplicated points).
 
 The data put points exactly on cell borders: the extent is exactly
 [-6h, 6h] on every axis and h is a power of two, so the scaled coordinates
@@ -22,16 +26,21 @@ import numpy as np
 import pytest
 
 from gpumeanshift import MeanShift
+from gpumeanshift.backends import numpy_backend
 from gpumeanshift.backends._spatial import (
     GAUSSIAN_GRID_RADIUS,
     CellIndex,
     coincident_rows,
+    gaussian_proof_radius,
+    gaussian_truncation_bound,
     make_index,
     resolve_leaders,
 )
+from gpumeanshift.backends.numpy_backend import NumpyBackend
 
 H = 0.5  # a power of two: X / H is exact
 GAUSSIAN_ATOL = 1e-5  # in bandwidths; see the module docstring
+ROUNDING_ATOL = 1e-12  # in bandwidths: "equal to rounding" in float64
 
 
 def border_data(d: int, seed: int = 0) -> np.ndarray:
@@ -282,3 +291,148 @@ def test_tile_order_is_a_permutation_with_negative_cells():
     P = np.concatenate([Y, Y.min(0)[None, :] - [[3.5, 0.0], [0.0, 7.25]]])  # below the origin too
     order = idx.tile_order(P)
     np.testing.assert_array_equal(np.sort(order), np.arange(len(P)))
+
+
+# ------------------------------------------- the Gaussian under auto: proven grid
+def holey_data(d: int, seed: int = 0):
+    """Blobs over ~120 bandwidths a side (bandwidth 1) around an empty ball of
+    radius 25, a point repeated 300 times and 300 duplicated rows; seeds: a
+    sample of the data, seeds in the hole (10-25 bandwidths from any point:
+    the proof radius's cells see nothing or almost nothing of the data there,
+    brute force's 38.6 sees the blobs) and seeds 1e4 bandwidths away."""
+    rng = np.random.default_rng(seed)
+    side, hole = (600.0 if d == 1 else 120.0), 25.0
+    mid = np.full(d, side / 2)
+    centers = rng.uniform(0.0, side, size=(200, d))
+    centers = centers[np.linalg.norm(centers - mid, axis=1) > hole + 3.0][:30]
+    X = centers[rng.integers(0, len(centers), 3000)] + rng.normal(scale=0.5, size=(3000, d))
+    X = X[np.linalg.norm(X - mid, axis=1) > hole]
+    X = np.concatenate([X, np.repeat(X[:1], 300, axis=0), X[1:301]])
+    direction = rng.normal(size=(12, d))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    in_hole = mid + direction * rng.uniform(0.0, hole - 10.0, size=(12, 1))
+    far = mid + 1e4 * direction[:3]
+    seeds = np.concatenate([X[::23], in_hole, far])
+    return X, seeds
+
+
+def shift_modes(X, seeds, algorithm, **kw):
+    be = NumpyBackend(n_threads=2)
+    res = be.shift(X, seeds, bandwidth=1.0, kernel="gaussian", max_iter=500, tol=1e-7,
+                   algorithm=algorithm, **kw)
+    return res, be
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_auto_gaussian_equals_brute_to_rounding(d):
+    X, seeds = holey_data(d)
+    auto, be = shift_modes(X, seeds, "auto")
+    brute, _ = shift_modes(X, seeds, "brute")
+    assert auto.algorithm == "grid"
+    assert be._exact_steps > 0  # the hole's seeds could not prove their truncation
+    np.testing.assert_allclose(auto.modes, brute.modes, rtol=0, atol=ROUNDING_ATOL)
+    np.testing.assert_array_equal(auto.n_iter, brute.n_iter)
+    np.testing.assert_array_equal(auto.intensity, brute.intensity)
+    np.testing.assert_array_equal(auto.converged, brute.converged)
+    # Hole seeds reached the data (brute force's reach); the far ones are orphans.
+    hole = slice(len(seeds) - 15, len(seeds) - 3)
+    assert (auto.intensity[hole] > 0).any() and (auto.intensity[-3:] == 0).all()
+
+
+@pytest.mark.parametrize("d", [2])
+def test_auto_gaussian_estimator_equals_brute(d):
+    X, seeds = holey_data(d, seed=1)
+    kw = dict(bandwidth=1.0, kernel="gaussian", seeds=seeds, tol=1e-7, max_iter=500,
+              backend="numpy", n_jobs=2)
+    auto = MeanShift(algorithm="auto", **kw).fit(X)
+    brute = MeanShift(algorithm="brute", **kw).fit(X)
+    assert auto.algorithm_ == "grid" and brute.algorithm_ == "brute"
+    assert len(auto.cluster_centers_) >= 10
+    np.testing.assert_allclose(auto.cluster_centers_, brute.cluster_centers_,
+                               rtol=0, atol=ROUNDING_ATOL)
+    np.testing.assert_array_equal(auto.labels_, brute.labels_)
+    assert auto.n_iter_ == brute.n_iter_
+
+
+def test_truncation_without_the_proof_is_not_exact(monkeypatch):
+    """The data above do tell a proven truncation from an unproven one: the
+    fixed 6-bandwidth truncation of algorithm="grid", and the proof radius's
+    own cells with the check switched off, both move some centers by more
+    than ROUNDING_ATOL (so the test above can fail)."""
+    X, seeds = holey_data(2)
+    brute, _ = shift_modes(X, seeds, "brute")
+    fixed, _ = shift_modes(X, seeds, "grid")
+    assert np.abs(fixed.modes - brute.modes).max() > 1e3 * ROUNDING_ATOL
+    monkeypatch.setattr(numpy_backend, "gaussian_truncation_bound",
+                        lambda dtype, n_out, *a: np.zeros(np.shape(n_out) or (1,)))
+    unchecked, be = shift_modes(X, seeds, "auto")
+    assert unchecked.algorithm == "grid" and be._exact_steps == 0
+    assert np.abs(unchecked.modes - brute.modes).max() > 1e3 * ROUNDING_ATOL
+
+
+@pytest.mark.parametrize("clearance", [2.0, 3.0, 4.5])
+def test_truncation_bound_covers_the_dropped_terms(clearance):
+    """The bound against the exact effect of dropping every point beyond
+    ``clearance`` bandwidths, the sums taken with math.fsum."""
+    import math
+
+    rng = np.random.default_rng(int(clearance * 10))
+    Y = rng.normal(scale=3.0, size=(400, 2))
+    q = np.array([0.3, -0.2])
+    r = np.linalg.norm(Y - q, axis=1)
+    w = np.exp(-0.5 * r * r)
+
+    def mean(sel):
+        W = math.fsum(w[sel])
+        return np.array([math.fsum(w[sel] * Y[sel, j]) for j in range(2)]) / W, W
+
+    full, _ = mean(np.ones(len(Y), bool))
+    kept = r <= clearance
+    trunc, w_in = mean(kept)
+    err = np.linalg.norm(full - trunc)
+    tau = 0.5 * np.finfo(np.float64).eps
+    bound = gaussian_truncation_bound(np.float64, np.count_nonzero(~kept), clearance, w_in,
+                                      np.linalg.norm(trunc - q)) * tau
+    assert err > 1e3 * tau  # measurable: far above rounding
+    assert err <= bound
+
+
+def test_proof_radius_passes_its_own_bound_and_is_small():
+    for dtype, top in ((np.float64, 11.0), (np.float32, 9.0)):
+        for n, extent in ((10**3, 10.0), (10**6, 1500.0)):
+            r = gaussian_proof_radius(dtype, n, extent)
+            assert 1.0 <= r <= top
+            assert gaussian_truncation_bound(dtype, n, r, 1.0, extent) <= 1.0
+            assert gaussian_truncation_bound(dtype, n, 0.97 * r, 1.0, extent) > 1.0
+
+
+def test_clearance_bounds_the_distance_to_every_left_out_point():
+    rng = np.random.default_rng(5)
+    Y = rng.uniform(-20, 20, size=(3000, 2))
+    idx = CellIndex(Y, 3.5, span=3)
+    Q = np.concatenate([rng.uniform(-30, 30, size=(40, 2)), Y[:20]])
+    for i in range(len(Q)):
+        got = np.zeros(len(Y), dtype=bool)
+        got[idx.order[idx.candidates(Q[i:i + 1], 10.5)]] = True
+        c = idx.clearance(Q[i:i + 1], 10.5)[0]
+        assert c >= 10.5 * (1 - 1e-9)  # at least the reach the index promises
+        if (~got).any():
+            assert np.linalg.norm(Y[~got] - Q[i], axis=1).min() > c
+
+
+def test_basin_labels_climb_with_the_callers_algorithm(monkeypatch):
+    """Basin labels for given seeds climb every point again: under "auto" that
+    climb is auto's (proven) one, not the explicit grid's truncation."""
+    X, seeds = holey_data(2)
+    calls = []
+    shift = NumpyBackend.shift
+
+    def spy(self, *args, **kw):
+        res = shift(self, *args, **kw)
+        calls.append((kw["algorithm"], res.algorithm))
+        return res
+
+    monkeypatch.setattr(NumpyBackend, "shift", spy)
+    MeanShift(bandwidth=1.0, kernel="gaussian", seeds=seeds[:40], label_assignment="basin",
+              backend="numpy", n_jobs=1).fit(X)
+    assert calls == [("auto", "grid"), ("auto", "grid")]

@@ -16,13 +16,21 @@ candidates (more may be; the kernel itself decides their weight).
     A cell list: cubic cells of side ``reach``, cell ``floor(y / reach)`` per
     axis (floor, not truncation toward zero, so the cell at 0 is no wider
     than the others and negative coordinates bin correctly), points sorted
-    by cell. A seed visits only the 3^d cells around its own; seeds are
+    by cell. A seed visits only the 3^d cells around its own (the
+    ``(2 span + 1)^d`` when cells are a ``span``-th of the reach); seeds are
     tiled in Morton order of their cells, so a tile covers a compact block. For the
     Gaussian kernel the grid truncates the kernel at
     :data:`GAUSSIAN_GRID_RADIUS` bandwidths: weights of points farther than
     that are dropped, the largest dropped weight being
     ``exp(-GAUSSIAN_GRID_RADIUS**2 / 2)`` (about 1.5e-8) of the weight at
     distance 0. The flat kernel is not truncated: the grid is exact for it.
+
+``"auto"`` with the Gaussian kernel (:func:`gaussian_proof_radius`)
+    The grid with cells sized so that, for a seed among the data, the terms
+    outside its cells provably cannot move its new position by more than the
+    dtype's rounding (:func:`gaussian_truncation_bound`, checked seed by seed
+    on every step); a seed that cannot prove it takes brute force's exact
+    step. So "auto" never changes a Gaussian result beyond rounding.
 """
 
 from __future__ import annotations
@@ -226,6 +234,88 @@ def pair_distance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return out
 
 
+def gaussian_proof_radius(dtype, n: int, extent: float) -> float:
+    """Radius (in bandwidths) past which the Gaussian terms of ``n`` points
+    provably move a seed's step by less than the dtype's rounding.
+
+    The radius ``R`` at which :func:`gaussian_truncation_bound` passes for a
+    seed whose retained weight is at least 1 (a seed on a data point, or
+    anywhere near one) with all ``n`` points dropped and the new position
+    ``extent`` bandwidths from the seed (``extent``: the diagonal of the
+    data's bounding box, which holds both the seed's step and its mean):
+    ``2 n exp(-R^2/2) (R + extent) <= eps/2``. About
+    10.8 bandwidths in float64 and 8.7 in float32 for a million points,
+    against 38.6 and 14.4 where ``exp`` underflows to zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends._spatial import gaussian_proof_radius
+    >>> r64 = gaussian_proof_radius(np.float64, 10**6, 700.0)
+    >>> r32 = gaussian_proof_radius(np.float32, 10**6, 700.0)
+    >>> round(r64, 2), round(r32, 2)
+    (10.75, 8.68)
+    >>> bool(gaussian_truncation_bound(np.float64, 10**6, r64, 1.0, 700.0) <= 1.0)
+    True
+    """
+    tau = 0.5 * float(np.finfo(dtype).eps)
+    n = max(int(n), 1)
+    extent = max(float(extent), 0.0)
+    r = 1.0
+    # Fixed point of r = sqrt(2 ln(2 n (r + extent) / tau)): increasing in r and
+    # contracting (its slope is ~ 1 / (r (r + extent)) < 1 for r >= 1); a few
+    # rounds settle it to well within the last iteration's 1e-9.
+    for _ in range(50):
+        nxt = float(np.sqrt(2.0 * np.log(2.0 * n * (r + extent) / tau)))
+        if abs(nxt - r) < 1e-9:
+            r = nxt
+            break
+        r = nxt
+    return max(1.0, r * (1.0 + 1e-6))
+
+
+def gaussian_truncation_bound(dtype, n_out, clearance, w_in, shift):
+    """How far the dropped terms may move a Gaussian step, in units of its rounding.
+
+    A seed ``q`` whose step sums the points within reach (retained weight
+    ``w_in``) and drops ``n_out`` points, each more than ``clearance`` (>= 1)
+    bandwidths away, computes ``m = A_in / W_in`` instead of
+    ``(A_in + A_out) / (W_in + W_out)``. Their difference is
+    ``sum_out w_i (y_i - m) / (W_in + W_out)``, so its norm is at most
+    ``sum_out w_i (|y_i - q| + |q - m|) / W_in``. A dropped point at distance
+    ``r > clearance >= 1`` has ``w = exp(-r^2/2)`` and ``r w <= clearance *
+    exp(-clearance^2/2)`` (``r exp(-r^2/2)`` decreases past 1), so the norm is
+    at most ``n_out exp(-clearance^2/2) (clearance + shift) / w_in`` with
+    ``shift = |q - m|``. Returned divided by the tolerance ``eps/2`` (one
+    bandwidth's rounding in the dtype) and doubled for the rounding of the
+    inputs: a value <= 1 proves that dropping the terms changes the step by
+    less than rounding. Why ``eps/2`` bandwidths and not ``eps/2 * |m|``: each
+    coordinate of the computed step averages coordinates spread over about a
+    bandwidth, so its own rounding is at least that, whatever the position's
+    magnitude; the stricter choice costs only ~0.3 bandwidths of radius.
+    Any input may be an array; ``w_in == 0`` gives inf (unproven).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends._spatial import gaussian_truncation_bound
+    >>> b = gaussian_truncation_bound(np.float64, np.array([0, 10, 10]), 11.0,
+    ...                               np.array([1.0, 1.0, 0.0]), 0.5)
+    >>> b.tolist()[0], bool(b[1] < 1.0), b.tolist()[2]
+    (0.0, True, inf)
+    >>> bool(gaussian_truncation_bound(np.float64, 10, 6.0, 1.0, 0.5) > 1e6)  # 6 bandwidths
+    True
+    """
+    tau = 0.5 * float(np.finfo(dtype).eps)
+    n_out = np.asarray(n_out, dtype=np.float64)
+    c = np.maximum(np.asarray(clearance, dtype=np.float64), 1.0)
+    w_in = np.asarray(w_in, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        drop = n_out * np.exp(-0.5 * c * c) * (c + np.asarray(shift, dtype=np.float64))
+        out = np.where(n_out > 0, 2.0 * drop / (w_in * tau), 0.0)
+    return np.where(np.isnan(out), np.inf, out)
+
+
 def neighbourhood_reach(kernel: str, dtype, algorithm: str) -> float:
     """Distance (in bandwidths) beyond which a point's weight is taken as 0."""
     if kernel == "flat":
@@ -421,6 +511,42 @@ class CellIndex:
     def _coords(self, P: np.ndarray) -> np.ndarray:
         return np.floor((np.asarray(P, np.float64) - self.origin) / self.cell).astype(np.int64)
 
+    def _cells_for(self, reach: float) -> int:
+        """Cells on each side of a seed's own that hold every point within
+        ``reach`` of it: ``span`` when the reach fits in it (the grid's
+        design), fewer for a shorter reach, more for a longer one."""
+        if reach <= self.cell * self.span * (1 + 1e-12):
+            return max(1, min(self.span, int(np.ceil(reach / self.cell - 1e-12))))
+        return int(np.ceil(reach / self.cell - 1e-12))
+
+    def clearance(self, P: np.ndarray, reach: float) -> np.ndarray:
+        """Per row of ``P``: a lower bound on the distance from it to any
+        point that ``candidates(P, reach)`` leaves out (0 at worst).
+
+        The distance to the nearest face of the seed's own block of cells
+        (its cell and ``s`` more on each side, all visited), less a margin for
+        the rounding of the cell coordinates (a point a hair inside a face
+        may be binned just outside it).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift.backends._spatial import CellIndex
+        >>> idx = CellIndex(np.array([[0.0], [10.0]]), 2.0)
+        >>> [round(float(c), 6) for c in idx.clearance(np.array([[0.5], [3.0]]), 1.0)]
+        [2.5, 3.0]
+        """
+        P = np.asarray(P, np.float64)
+        s = self._cells_for(reach)
+        k = self._coords(P).astype(np.float64)
+        lo = self.origin + (k - s) * self.cell
+        hi = self.origin + (k + s + 1) * self.cell
+        gap = np.minimum(P - lo, hi - P).min(axis=1) if P.shape[1] else np.full(len(P), np.inf)
+        eps = float(np.finfo(np.float64).eps)
+        top = np.abs(P).max(axis=1) + float(np.abs(self.origin).max(initial=0.0)) \
+            + (np.abs(k).max(axis=1, initial=0.0) + s + 1) * self.cell
+        return np.maximum(gap - 16.0 * eps * top, 0.0)
+
     def tile_order(self, P: np.ndarray) -> np.ndarray:
         """Seeds in Morton (Z) order of their cells, so a tile of consecutive
         seeds covers a compact block of cells rather than a long row (about
@@ -432,20 +558,50 @@ class CellIndex:
         return np.argsort(key, kind="stable")
 
     def candidates(self, q: np.ndarray, reach: float):
-        if reach > self.cell * self.span * (1 + 1e-12):
-            raise ValueError(f"reach {reach} exceeds {self.span} cells of side {self.cell}")
+        """Sorted rows of the cells within ``s`` cells (per axis) of a row of
+        ``q``'s own, ``s`` the fewest that hold the ``reach``: every point
+        within ``reach`` of a row of ``q``.
+
+        Along the last axis consecutive cells have consecutive ids, so a
+        seed's block is ``(2 s + 1)^(d - 1)`` runs of sorted points; the runs
+        of the tile's seeds are merged row by row and each is found by two
+        binary searches (no per-cell work).
+        """
+        d = self.origin.shape[0]
+        s = self._cells_for(reach)
         cells = np.unique(self._coords(q), axis=0)
-        nb = (cells[:, None, :] + self.offsets[None, :, :]).reshape(-1, cells.shape[1])
-        ok = np.all((nb >= 0) & (nb < self.shape), axis=1)
-        ids = np.unique(nb[ok] @ self.strides)
-        pos = np.minimum(np.searchsorted(self.cell_ids, ids), len(self.cell_ids) - 1)
-        hit = pos[self.cell_ids[pos] == ids]
-        starts, ends = self.cell_start[hit], self.cell_end[hit]
-        lengths = ends - starts
+        top = self.shape - 1
+        # One run per (seed cell, row offset over the first d - 1 axes).
+        lead = (np.array(list(itertools.product(range(-s, s + 1), repeat=d - 1)),
+                         dtype=np.int64) if d > 1 else np.zeros((1, 0), np.int64))
+        rows = (cells[:, None, :d - 1] + lead[None, :, :]).reshape(len(cells) * len(lead), d - 1)
+        lo = np.repeat(cells[:, d - 1] - s, len(lead))  # unclipped: all 2 s + 1 wide
+        ok = np.all((rows >= 0) & (rows <= top[:d - 1]), axis=1)
+        base = rows[ok] @ self.strides[:d - 1] if d > 1 else np.zeros(int(ok.sum()), np.int64)
+        lo = lo[ok]
+        if base.size == 0:
+            return np.empty(0, dtype=np.int64)
+        # Merge the runs of a row (equal widths: sorted by start, sorted by
+        # end too), then clip them to the grid.
+        order = np.lexsort((lo, base))
+        base, lo = base[order], lo[order]
+        new = np.ones(len(base), dtype=bool)
+        new[1:] = (base[1:] != base[:-1]) | (lo[1:] > lo[:-1] + 2 * s + 1)
+        start = np.flatnonzero(new)
+        end = np.append(start[1:], len(base)) - 1
+        a = np.maximum(lo[start], 0)
+        b = np.minimum(lo[end] + 2 * s, top[d - 1])
+        inside = b >= a
+        base, a, b = base[start][inside], a[inside], b[inside]
+        first = np.searchsorted(self.cell_ids, base + a, side="left")
+        last = np.searchsorted(self.cell_ids, base + b, side="right")
+        keep = last > first
+        starts = self.cell_start[first[keep]]
+        lengths = self.cell_end[last[keep] - 1] - starts
         total = int(lengths.sum())
         if total == 0:
             return np.empty(0, dtype=np.int64)
-        # Concatenate the ranges [start, end) without a Python loop.
+        # Concatenate the ranges [start, start + length) without a Python loop.
         shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         return np.arange(total, dtype=np.int64) + shift
 
@@ -494,14 +650,17 @@ def _morton(c: np.ndarray):
     return key
 
 
-def make_index(Y: np.ndarray, reach: float, algorithm: str):
+def make_index(Y: np.ndarray, reach: float, algorithm: str, span: int = 1):
     """Build the index for ``algorithm`` ("brute", "grid" or "auto").
 
     "auto" takes the grid when the data have at most :data:`GRID_MAX_DIM`
     features and a seed on a data point would visit, on average, fewer than
-    a quarter of the points through the grid; otherwise brute force. The
-    Gaussian kernel under "auto" keeps brute force's exact reach, so auto
-    never changes a Gaussian result through truncation.
+    a quarter of the points through the grid; otherwise brute force. Its
+    cells have side ``reach / span`` and a seed visits ``span`` cells on each
+    side of its own. For the Gaussian kernel the backends pass the radius of
+    :func:`gaussian_proof_radius` and check every seed's truncation (see the
+    module docstring), so auto never changes a Gaussian result beyond
+    rounding.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -524,10 +683,11 @@ def make_index(Y: np.ndarray, reach: float, algorithm: str):
             # (A wrong guess costs speed only: both indexes give the same
             # result under "auto".)
             sample = Y[:: n // _AUTO_SAMPLE]
-            estimate = CellIndex(sample, reach).mean_candidates() * (n / len(sample))
+            estimate = CellIndex(sample, reach / span, span=span).mean_candidates() \
+                * (n / len(sample))
             if estimate > 0.4 * n:
                 return SortedIndex(Y)
-        grid = CellIndex(Y, reach)
+        grid = CellIndex(Y, reach / span, span=span)
     except ValueError:
         return SortedIndex(Y)
     if grid.mean_candidates() < 0.25 * n:

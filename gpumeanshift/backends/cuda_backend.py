@@ -21,6 +21,14 @@ batches sized to the free device memory. Per batch:
   built on the device (points sorted by cell; each seed visits only the
   cells within its kernel's reach), same rounds as the fused kernel, plus
   one transfer of the grid's d cell counts per call.
+* ``algorithm="auto"``, Gaussian, d <= 3, data wide against the kernel ->
+  the same grid with cells of :func:`_spatial.gaussian_proof_radius`: each
+  seed proves on every step that the points it did not visit move it by
+  less than rounding; a seed that cannot leaves the grid kernel (state
+  ``UNPROVEN``) and climbs on with ``ms_shift_fused`` over all the points,
+  so the result is brute force's to rounding. One more transfer per call
+  (the data's extent) and, when some seed could not prove a step, one
+  more pass of rounds for those seeds.
 
 After each round, ``ms_compact`` rebuilds the list of still-active seeds and
 the host reads one int (the active count). Every seed stops after at most
@@ -54,7 +62,8 @@ from typing import Any
 import numpy as np
 
 from . import runtime as _rt
-from ._spatial import GAUSSIAN_GRID_RADIUS, SAFE_ABS, integer_valued, midrange, pow2_at_least
+from ._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SAFE_ABS, gaussian_proof_radius,
+                       integer_valued, midrange, pow2_at_least)
 from .base import KERNELS, ShiftResult
 
 _SHIFT_FIELDS = {f.name for f in dataclasses.fields(ShiftResult)}
@@ -202,8 +211,10 @@ class CudaBackend:
               algorithm="brute", progress=None) -> ShiftResult:
         """Climb every seed to a mode (see the module docstring for the scheme).
 
-        ``algorithm``: "auto" and "brute" visit every data point (exact
-        sums). "grid" has the grid's semantics (the Gaussian truncated at
+        ``algorithm``: "brute" visits every data point (exact sums); so
+        does "auto", except for the Gaussian in d <= 3 on data wide against
+        the kernel, where it takes the proven grid (the same result to
+        rounding; see the module docstring). "grid" has the grid's semantics (the Gaussian truncated at
         ``GAUSSIAN_GRID_RADIUS`` bandwidths; flat is exact): for d <= 3 the
         cell-list kernel ``ms_shift_grid`` visits only the cells around each
         seed (see :meth:`_cell_list`); for d > 3 the all-points kernels run
@@ -218,15 +229,19 @@ class CudaBackend:
             raise ValueError(f"algorithm must be 'auto', 'brute' or 'grid', got {algorithm!r}")
         algo = "grid" if algorithm == "grid" else "brute"
         kid = "gaussian_grid" if (algo == "grid" and kernel == "gaussian") else kernel
+        proven = algorithm == "auto" and kernel == "gaussian"
         with self._ctx():
             res = self._shift(X, seeds, float(bandwidth), kid, int(max_iter), float(tol), progress,
-                              grid=algo == "grid")
+                              grid=algo == "grid", proven=proven)
+        if self.last_plan.get("proven"):
+            algo = "grid"
         if "algorithm" in _SHIFT_FIELDS:
             return ShiftResult(res.modes, res.n_iter, res.intensity, res.converged,
                                algorithm=algo)
         return res
 
-    def _shift(self, X, seeds, h, kernel, max_iter, tol, progress=None, grid=False):
+    def _shift(self, X, seeds, h, kernel, max_iter, tol, progress=None, grid=False,
+               proven=False):
         rt, xp = self.runtime, self.runtime.xp
         # Integer-valued data under the flat kernel (pixel coordinates,
         # counts, lattices) stay in their own units: the kernels then decide
@@ -269,13 +284,21 @@ class CudaBackend:
         smem = tile * d * isz
         split, n_splits, chunk = self._plan_split(min(m, 1 << 30), n, tile)
         cells = None
+        proof = 0.0
+        if proven:  # the Gaussian under "auto": the proven grid when it pays
+            cells = self._proven_cells(Xs)
+            if cells is not None:
+                # _spatial.gaussian_truncation_bound's factor, folded: 2 exp(-R^2/2) / tau.
+                proof = 2.0 * np.exp(-0.5 * cells["cell"] ** 2) / (0.5 * np.finfo(dtype).eps)
+                split, n_splits, chunk = False, 1, n
         if grid:  # each seed visits its neighbouring cells only; no split scheme
             cells = self._cell_list(Xs, kernel, unit)
             split, n_splits, chunk = False, 1, n
         per_seed = 2 * d * isz + 5 * 4 + (n_splits * ((d + 1) * isz + 4) if split else 0)
         self.last_plan = {"split": split, "n_splits": n_splits, "chunk": chunk,
                           "tile": tile, "dim": D, "rounds": 0, "grid": grid,
-                          "n_cells": 0 if cells is None else int(cells["n_cells"])}
+                          "n_cells": 0 if cells is None else int(cells["n_cells"]),
+                          "proven": proof > 0, "unproven": 0}
 
         def run(lo, hi):
             mb = hi - lo
@@ -299,49 +322,70 @@ class CudaBackend:
             common = (np.int32(max_iter),)
             tol2 = T(min((tol * unit) * (tol * unit), float(np.finfo(dtype).max)))
             r2 = T(unit * unit)  # the flat radius^2 in the kernels' units
-            n_active, rounds = mb, 0
-            while n_active > 0:
-                if rounds >= max_rounds:  # cannot happen unless a kernel is wrong
-                    raise RuntimeError(f"shift did not stop after {rounds} rounds "
-                                       f"({n_active} seeds still active)")
-                g = self._grid(n_active)
-                if sp:
-                    for _ in range(steps):
-                        rt.launch(_rt.kernel_name("ms_shift_partial", dtype, D, kernel),
-                                  (g, ns), (_rt.BLOCK,),
-                                  (Xs, np.int32(n), np.int32(d), np.int32(tile), np.int32(ch),
-                                   pos, state, active, np.int32(n_active), partial, pcount, r2),
-                                  smem)
-                        rt.launch(_rt.kernel_name("ms_shift_finalize", dtype),
+            done = [0]  # rounds of this batch so far (progress)
+
+            def climb(active, active_out, n_active, cells):
+                """Rounds until no seed in ``active[:n_active]`` is active (the
+                grid kernel over ``cells``, or the all-points kernels)."""
+                rounds = 0
+                while n_active > 0:
+                    if rounds >= max_rounds:  # cannot happen unless a kernel is wrong
+                        raise RuntimeError(f"shift did not stop after {rounds} rounds "
+                                           f"({n_active} seeds still active)")
+                    g = self._grid(n_active)
+                    if sp:
+                        for _ in range(steps):
+                            rt.launch(_rt.kernel_name("ms_shift_partial", dtype, D, kernel),
+                                      (g, ns), (_rt.BLOCK,),
+                                      (Xs, np.int32(n), np.int32(d), np.int32(tile),
+                                       np.int32(ch), pos, state, active, np.int32(n_active),
+                                       partial, pcount, r2),
+                                      smem)
+                            rt.launch(_rt.kernel_name("ms_shift_finalize", dtype),
+                                      (g,), (_rt.BLOCK,),
+                                      (partial, pcount, np.int32(ns), np.int32(d), pos, scratch,
+                                       it, inten, state, active, np.int32(n_active), *common,
+                                       tol2),
+                                      0)
+                    elif cells is not None:
+                        c = cells
+                        rt.launch(_rt.kernel_name("ms_shift_grid", dtype, d, kernel),
                                   (g,), (_rt.BLOCK,),
-                                  (partial, pcount, np.int32(ns), np.int32(d), pos, scratch,
-                                   it, inten, state, active, np.int32(n_active), *common, tol2),
+                                  (c["X"], np.int32(n), c["ids"], c["start"],
+                                   np.int32(c["n_cells"]), c["origin"], c["shape"], c["stride"],
+                                   np.float64(c["cell"]), np.float64(c["cell"]), pos, it, inten,
+                                   state, active, np.int32(n_active), *common, np.int32(steps),
+                                   tol2, r2, np.float64(proof)),
                                   0)
-                elif cells is not None:
-                    c = cells
-                    rt.launch(_rt.kernel_name("ms_shift_grid", dtype, d, kernel),
-                              (g,), (_rt.BLOCK,),
-                              (c["X"], np.int32(n), c["ids"], c["start"], np.int32(c["n_cells"]),
-                               c["origin"], c["shape"], c["stride"], np.float64(c["cell"]),
-                               np.float64(c["cell"]), pos, it, inten, state, active,
-                               np.int32(n_active), *common, np.int32(steps), tol2, r2),
-                              0)
-                else:
-                    rt.launch(_rt.kernel_name("ms_shift_fused", dtype, D, kernel),
-                              (g,), (_rt.BLOCK,),
-                              (Xs, np.int32(n), np.int32(d), np.int32(tile), pos, scratch,
-                               it, inten, state, active, np.int32(n_active), *common,
-                               np.int32(steps), tol2, r2),
-                              smem)
-                counter[...] = 0
-                rt.launch("ms_compact", (g,), (_rt.BLOCK,),
-                          (state, active, np.int32(n_active), active_out, counter), 0)
-                n_active = int(rt.to_host(counter)[0])
-                active, active_out = active_out, active
-                rounds += 1
-                if progress is not None:
-                    # Seeds of later batches count as still moving.
-                    progress(min(rounds * steps, max_iter), n_active + (m - hi))
+                    else:
+                        rt.launch(_rt.kernel_name("ms_shift_fused", dtype, D, kernel),
+                                  (g,), (_rt.BLOCK,),
+                                  (Xs, np.int32(n), np.int32(d), np.int32(tile), pos, scratch,
+                                   it, inten, state, active, np.int32(n_active), *common,
+                                   np.int32(steps), tol2, r2),
+                                  smem)
+                    counter[...] = 0
+                    rt.launch("ms_compact", (g,), (_rt.BLOCK,),
+                              (state, active, np.int32(n_active), active_out, counter), 0)
+                    n_active = int(rt.to_host(counter)[0])
+                    active, active_out = active_out, active
+                    rounds += 1
+                    done[0] += 1
+                    if progress is not None:
+                        # Seeds of later batches count as still moving.
+                        progress(min(done[0] * steps, max_iter), n_active + (m - hi))
+                return rounds
+
+            rounds = climb(active, active_out, mb, cells)
+            if proof > 0:
+                # Seeds that could not prove a step climb on over all the points.
+                redo = xp.flatnonzero(state == _rt.UNPROVEN).astype(np.int32)
+                k = int(redo.shape[0])
+                if k:
+                    state[redo] = _rt.ACTIVE
+                    active[:k] = redo
+                    rounds += climb(active, active_out, k, None)
+                    self.last_plan["unproven"] += k
             self.last_plan["rounds"] += rounds
             # float64: pos * h may pass float32
             modes[lo:hi] = pos if lattice else pos.astype(np.float64) * h + center
@@ -352,7 +396,30 @@ class CudaBackend:
         self._batched(m, per_seed, 0, run, "shift")
         return ShiftResult(modes, n_iter, intensity, converged)
 
-    def _cell_list(self, Xs, kernel: str, unit: float = 1.0) -> dict:
+    def _proven_cells(self, Xs):
+        """The proven Gaussian grid's cell list for the scaled data ``Xs``, or
+        None where "auto" keeps the all-points kernels: d > 3, fewer than
+        2048 points, cells that would cover a quarter of the data's box or
+        more (the first tests of ``_spatial.make_index``), or a grid too
+        large. One transfer: the data's extent."""
+        n, d = Xs.shape
+        if d > GRID_MAX_DIM or d not in _rt.GRID_DIMS or n < 2048:
+            return None
+        lo = self.runtime.to_host(Xs.min(axis=0)).astype(np.float64)
+        hi = self.runtime.to_host(Xs.max(axis=0)).astype(np.float64)
+        ext = hi - lo
+        if not np.isfinite(ext).all() or max(np.abs(lo).max(), np.abs(hi).max()) \
+                > 0.25 * SAFE_ABS[np.dtype(Xs.dtype)]:
+            return None
+        reach = gaussian_proof_radius(Xs.dtype, n, float(np.sqrt(ext @ ext)))
+        if np.prod(np.minimum(1.0, 3.0 * reach / np.maximum(ext, 1e-300))) > 0.25:
+            return None
+        try:
+            return self._cell_list(Xs, "gaussian", cell=reach)
+        except ValueError:  # too many cells: brute force
+            return None
+
+    def _cell_list(self, Xs, kernel: str, unit: float = 1.0, cell: float | None = None) -> dict:
         """The cell list of the data ``Xs`` for ``ms_shift_grid``: ``Xs`` in
         bandwidths (``unit`` = 1) or in the data's own units (``unit`` = h,
         integer data under the flat kernel); cells are ``unit`` times the
@@ -364,12 +431,14 @@ class CudaBackend:
         needs are the d cell counts per axis (one small transfer; CuPy's
         ``flatnonzero`` also synchronizes once to size its result).
         Cells have side ``reach`` (1 bandwidth for flat,
-        ``GAUSSIAN_GRID_RADIUS`` for the Gaussian), cell ``floor((y - origin)
-        / reach)`` per axis, float64, with origin the data's minimum.
+        ``GAUSSIAN_GRID_RADIUS`` for the Gaussian, ``cell`` when given), cell
+        ``floor((y - origin) / reach)`` per axis, float64, with origin the
+        data's minimum.
         """
         rt, xp = self.runtime, self.runtime.xp
         n, d = Xs.shape
-        cell = unit * (1.0 if kernel == "flat" else float(GAUSSIAN_GRID_RADIUS))
+        if cell is None:
+            cell = unit * (1.0 if kernel == "flat" else float(GAUSSIAN_GRID_RADIUS))
         origin = xp.ascontiguousarray(Xs.min(axis=0).astype(np.float64))
         coords = xp.floor((Xs.astype(np.float64) - origin) / cell).astype(np.int64)
         shape = rt.to_host(coords.max(axis=0)).astype(np.int64) + 1

@@ -8,7 +8,9 @@ point x) has weight ``1[|s - x|^2 <= 1]`` (flat) or ``exp(-|s - x|^2 / 2)``
 active seeds are sorted into spatially compact tiles; for each tile only the
 data within reach of the tile's bounding box are visited (reach: 1 for the
 flat kernel, and for the Gaussian the distance past which ``exp`` underflows
-to exactly zero, so the culling never changes a result). For a tile of ``t``
+to exactly zero, so the culling never changes a result; under "auto" in
+d <= 3, a cell grid whose shorter reach each seed proves harmless, step by
+step, or else takes the exact step, see ``_spatial``). For a tile of ``t``
 seeds and ``c`` candidate points, one matrix product gives the squared
 distances (coordinates taken relative to the tile's center, which keeps the
 expansion |s|^2 + |x|^2 - 2 s.x accurate) and a second gives the weighted
@@ -29,8 +31,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ._spatial import (coincident_rows, integer_valued, make_index, neighbourhood_reach,
-                       resolve_leaders, within_exact)
+from ._spatial import (GRID_MAX_DIM, SortedIndex, coincident_rows, col_max, col_min,
+                       gaussian_proof_radius, gaussian_truncation_bound, integer_valued,
+                       make_index, neighbourhood_reach, resolve_leaders, within_exact)
 from ._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
 from . import _kth
 from .base import ShiftResult
@@ -245,6 +248,9 @@ class NumpyBackend:
     _TILE_OVERHEAD_PAIRS = 10_000
     _CANDIDATE_PAIRS = 8
     _GLOBAL_FRAME_MAX = 16.0  # bandwidths; see ``shift``
+    # The proven Gaussian grid (``shift``): cells of a third of the radius,
+    # a seed visiting 3 on each side of its own (a 7/3-radius box, not 3).
+    _PROOF_SPAN = 3
 
     def __init__(self, *, n_threads: int | None = None, tile_elements: int = 2**17,
                  max_memory: int | None = None):
@@ -414,7 +420,21 @@ class NumpyBackend:
             # error beyond 1 in scaled units: visit a hair further (the
             # weights themselves are decided pair by pair).
             reach += 64 * float(np.finfo(dtype).eps) * (1.0 + max(_absmax(Y), _absmax(S)))
-        index = make_index(Y, reach, algorithm)
+        # Gaussian under "auto": the grid, with cells sized so that a seed
+        # among the data can prove, step by step, that the points outside
+        # its cells move it by less than rounding (``proven``); a seed that
+        # cannot takes brute force's exact step (see ``_spatial``).
+        proven = (kernel == "gaussian" and algorithm == "auto" and not big and n > 0
+                  and d <= GRID_MAX_DIM)
+        if proven:
+            ext = (col_max(Y) - col_min(Y)).astype(np.float64)
+            proof_reach = gaussian_proof_radius(dtype, n, float(np.sqrt(ext @ ext)))
+            index = make_index(Y, proof_reach, algorithm, span=self._PROOF_SPAN)
+            proven = index.name == "grid"
+            if proven:
+                exact_reach, reach = reach, proof_reach
+        if not proven:
+            index = make_index(Y, reach, algorithm)
         Ys = index.Y
         # Each point as [x, 1, -|x|^2/2]: the first d + 1 columns give the
         # weighted sum and the weight total in one product; with the last
@@ -464,8 +484,10 @@ class NumpyBackend:
                 prod = local.p = np.empty((t, d + 1), dtype)
             return buf, prod
 
-        def step(idx):
-            """One shift step for the seed rows ``idx``: new positions, weight totals."""
+        def step(idx, index=index, Ya=Ya, reach=reach, prove=proven):
+            """One shift step for the seed rows ``idx`` over ``index``: new
+            positions, weight totals and (``prove``) which seeds could not
+            prove their truncation (None otherwise)."""
             q = pos[idx]
             sel = index.candidates(q, reach)
             cand = _rows(Ya, sel)
@@ -537,7 +559,14 @@ class NumpyBackend:
             ok = wsum > 0
             new = (qX if lattice else q).copy()
             new[ok] = acc[ok, :d] / wsum[ok, None]
-            return new, wsum
+            unproven = None
+            if prove:
+                diff = (new - q).astype(np.float64)
+                shift = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+                bound = gaussian_truncation_bound(dtype, n - len(cand), index.clearance(q, reach),
+                                                  wsum, shift)
+                unproven = ~(bound <= 1.0)
+            return new, wsum, unproven
 
         def within(q, sel):
             """Float 0/1 matrix of |q - y|^2 <= 1 for the index rows ``sel``."""
@@ -557,6 +586,8 @@ class NumpyBackend:
 
         prev = pos.copy()  # where each seed's last step started
         orphaned = np.zeros(m, dtype=bool)
+        exact = None  # the brute-force index, built when a seed first needs it
+        n_exact = 0  # seed steps that took the exact path
         it = 0
         # Flat kernel: seeds that reach the same position share every later
         # step; only one of them (the leader) keeps climbing.
@@ -572,6 +603,20 @@ class NumpyBackend:
             results = self._map(lambda ab: tile_step(active[ab[0]:ab[1]], len(active)), tiles)
             new = np.concatenate([r[0] for r in results])
             wsum = np.concatenate([r[1] for r in results])
+            if proven:
+                redo = np.flatnonzero(np.concatenate([r[2] for r in results]))
+                if redo.size:
+                    n_exact += redo.size
+                    if exact is None:
+                        exact_index = SortedIndex(Y)
+                        exact = dict(index=exact_index, reach=exact_reach, prove=False,
+                                     Ya=_augment_points(exact_index.Y, dtype))
+                    sub = active[redo]
+                    order, tiles = self._plan_tiles(exact["index"], pos[sub], exact_reach)
+                    sub, redo = sub[order], redo[order]
+                    again = self._map(lambda ab: step(sub[ab[0]:ab[1]], **exact), tiles)
+                    new[redo] = np.concatenate([r[0] for r in again])
+                    wsum[redo] = np.concatenate([r[1] for r in again])
 
             orphan = ~(wsum > 0)
             old = pos[active]
@@ -629,6 +674,7 @@ class NumpyBackend:
             intensity = self._count_unit(index, prev, within)
             modes = (pos.astype(np.float64) * bandwidth + center).astype(dtype)
         intensity[orphaned] = 0
+        self._exact_steps = n_exact  # diagnostics: seed steps the proof sent to brute force
         return ShiftResult(modes=modes, n_iter=n_iter, intensity=intensity,
                            converged=converged, algorithm=index.name)
 

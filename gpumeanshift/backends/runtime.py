@@ -46,6 +46,7 @@ NVRTC_OPTIONS = ("--std=c++17",)
 CUPY_APPENDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 # Seed state codes, as in kernels/common.cuh.
 ACTIVE, CONVERGED, MAXITER, ORPHAN = 0, 1, 2, 3
+UNPROVEN = 4  # the proven Gaussian grid could not prove a step (grid.cu)
 KERNEL_IDS = {"gaussian": 0, "flat": 1, "gaussian_grid": 2}
 #: Truncation of the Gaussian under algorithm="grid", in bandwidths (MS_GRID_RADIUS2 = 6^2).
 GRID_RADIUS = 6.0
@@ -97,7 +98,7 @@ def kernel_names() -> tuple[str, ...]:
             names.append(kernel_name("kth_neighbor", T, D))
         names.append(kernel_name("ms_shift_finalize", T))
         for D in GRID_DIMS:
-            for K in ("flat", "gaussian_grid"):
+            for K in ("flat", "gaussian_grid", "gaussian"):  # gaussian: the proven grid
                 names.append(kernel_name("ms_shift_grid", T, D, K))
         for CH in FILTER_CHANNELS:
             names.append(kernel_name("ms_filter_image", T, CH))

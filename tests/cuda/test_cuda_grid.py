@@ -173,3 +173,90 @@ def test_harness_catches_a_dropped_cell():
                                 tol=1e-3, algorithm="grid")
     ref = ref_shift(X, seeds, 0.6, "flat", 300, 1e-3)
     assert not np.array_equal(res.intensity, ref[2])
+
+
+# --------------------------------------- the Gaussian under "auto": proven grid
+ROUNDING_ATOL = 1e-12  # bandwidths: "equal to rounding" in float64
+
+
+def _holey(d, seed=0):
+    """Blobs over ~100 bandwidths a side (bandwidth 1) around an empty ball of
+    radius 22, one point repeated 200 times; seeds: a sample of the data,
+    seeds in the hole (its cells see little or nothing of the data: they must
+    take the exact kernel) and far seeds (orphans)."""
+    rng = np.random.default_rng(seed)
+    side, hole = (500.0 if d == 1 else 100.0), 22.0
+    mid = np.full(d, side / 2)
+    centers = rng.uniform(0.0, side, size=(100, d))
+    centers = centers[np.linalg.norm(centers - mid, axis=1) > hole + 3.0][:20]
+    X = centers[rng.integers(0, len(centers), 2200)] + rng.normal(scale=0.5, size=(2200, d))
+    X = X[np.linalg.norm(X - mid, axis=1) > hole]
+    X = np.concatenate([X, np.repeat(X[:1], 200, axis=0)])
+    direction = rng.normal(size=(6, d))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    seeds = np.concatenate([X[::40], mid + direction * rng.uniform(0, hole - 9.0, size=(6, 1)),
+                            mid + 1e4 * direction[:2]])
+    return X, seeds
+
+
+def _auto_and_brute(be, X, seeds, dtype, tol=1e-7):
+    X, seeds = X.astype(dtype), seeds.astype(dtype)
+    kw = dict(bandwidth=1.0, kernel="gaussian", max_iter=300, tol=tol)
+    auto = be.shift(X, seeds, algorithm="auto", **kw)
+    plan = dict(be.last_plan)
+    brute = be.shift(X, seeds, algorithm="brute", **kw)
+    return auto, plan, brute
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_auto_gaussian_proven_grid_equals_brute(make_backend, d):
+    X, seeds = _holey(d)
+    be = make_backend(iters_per_launch=8)
+    auto, plan, brute = _auto_and_brute(be, X, seeds, np.float64)
+    assert auto.algorithm == "grid" and plan["proven"] and brute.algorithm == "brute"
+    assert plan["unproven"] > 0  # the hole's seeds took the exact kernel
+    if hasattr(be.runtime, "launches"):
+        assert be.runtime.launches[R.kernel_name("ms_shift_grid", np.float64, d, "gaussian")] >= 1
+    modes = [to_numpy(r.modes) for r in (auto, brute)]
+    np.testing.assert_allclose(modes[0], modes[1], rtol=0, atol=ROUNDING_ATOL)
+    for a, b in ((auto.n_iter, brute.n_iter), (auto.intensity, brute.intensity)):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert (to_numpy(auto.intensity)[-2:] == 0).all()
+    # And the NumPy backend's proven grid (its own tiles and rounding).
+    nb = NumpyBackend().shift(X, seeds, bandwidth=1.0, kernel="gaussian", max_iter=300,
+                              tol=1e-7, algorithm="auto")
+    assert nb.algorithm == "grid"
+    np.testing.assert_allclose(modes[0], nb.modes, rtol=0, atol=1e-9)
+
+
+def test_auto_gaussian_proven_grid_float32(make_backend):
+    X, seeds = _holey(2, seed=1)
+    be = make_backend()
+    auto, plan, brute = _auto_and_brute(be, X, seeds, np.float32, tol=1e-3)
+    assert auto.algorithm == "grid" and plan["proven"]
+    _check(auto, (to_numpy(brute.modes), to_numpy(brute.n_iter), to_numpy(brute.intensity)),
+           np.float32, 1.0)
+
+
+def test_auto_gaussian_few_points_or_narrow_data_stay_brute(make_backend):
+    be = make_backend()
+    X = blobs(300, 2, seed=3)
+    res = be.shift(X, X[::10], bandwidth=1.0, kernel="gaussian", max_iter=50, tol=1e-3,
+                   algorithm="auto")
+    assert res.algorithm == "brute" and not be.last_plan["proven"]
+
+
+def test_harness_catches_an_unchecked_truncation():
+    """The proven grid kernel with its check switched off (every seed
+    trusts its cells) must fail the rounding comparison with brute force."""
+    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.testing import EmulatedRuntime
+
+    src = R.kernel_source()
+    check = "if (!(bound <= 1.0)) {"
+    assert src.count(check) == 1
+    be = CudaBackend(EmulatedRuntime(source=src.replace(check, "if (false) {")))
+    X, seeds = _holey(2)
+    auto, plan, brute = _auto_and_brute(be, X, seeds, np.float64)
+    assert plan["proven"] and plan["unproven"] == 0
+    assert np.abs(to_numpy(auto.modes) - to_numpy(brute.modes)).max() > 1e3 * ROUNDING_ATOL
