@@ -260,7 +260,7 @@ def fit(X, params) -> FitResult:
             # The caller's algorithm, not the one "auto" chose: "grid" named
             # explicitly truncates the Gaussian, auto's grid does not.
             point_modes = to_numpy(be.shift(X, X, bandwidth=h, kernel=kernel, max_iter=max_iter,
-                                             tol=tol, algorithm=algorithm).modes)
+                                             tol=tol, algorithm=p["algorithm"]).modes)
         labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype), centers)
         labels = to_numpy(labels).astype(np.int64, copy=False)
         if not p["cluster_all"]:

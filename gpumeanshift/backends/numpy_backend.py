@@ -93,6 +93,13 @@ def _sequential_sum(X, idx):
                      for j in range(X.shape[1])])
 
 
+#: Widest float32 tile, in bandwidths, stepped in one expansion outside the
+#: global frame: its rounding error, about eps * (span / 2 + reach)^2, then
+#: stays far below the flat kernel's boundary (~1e-5 of h^2). Float64 keeps
+#: its tiles whole (the same error is 5e-11 at a span of 1000 bandwidths).
+_MAX_TILE_SPAN = 16.0
+
+
 def _sequential_mean(X, idx):
     """``np.mean(X[idx], axis=0)`` in float64 as scikit-learn computes it, bit for bit,
     where that sum is finite; past float64's range (data near its maximum) the
@@ -487,7 +494,34 @@ class NumpyBackend:
         def step(idx, index=index, Ya=Ya, reach=reach, prove=proven):
             """One shift step for the seed rows ``idx`` over ``index``: new
             positions, weight totals and (``prove``) which seeds could not
-            prove their truncation (None otherwise)."""
+            prove their truncation (None otherwise).
+
+            Outside the global frame a tile is expanded around its own centre,
+            so the expansion's rounding grows with the square of the tile's
+            span: a tile wider than ``_MAX_TILE_SPAN`` bandwidths (a seed far
+            from the others, e.g. an orphan) is split along its widest axis
+            and each half stepped on its own.
+            """
+            if not global_frame and dtype == np.float32 and len(idx) > 1:
+                q = pos[idx]
+                span = q.max(axis=0).astype(np.float64) - q.min(axis=0)
+                if span.max() > _MAX_TILE_SPAN:
+                    order = np.argsort(q[:, int(span.argmax())], kind="stable")
+                    half = len(idx) // 2
+                    parts = [(order[:half], step(idx[order[:half]], index, Ya, reach, prove)),
+                             (order[half:], step(idx[order[half:]], index, Ya, reach, prove))]
+                    first = parts[0][1]
+                    new = np.empty((len(idx),) + first[0].shape[1:], dtype=first[0].dtype)
+                    wsum = np.empty(len(idx), dtype=first[1].dtype)
+                    unproven = None if first[2] is None else np.empty(len(idx), dtype=bool)
+                    for rows, (n_, w_, u_) in parts:
+                        new[rows], wsum[rows] = n_, w_
+                        if unproven is not None:
+                            unproven[rows] = u_
+                    return new, wsum, unproven
+            return step_tile(idx, index, Ya, reach, prove)
+
+        def step_tile(idx, index, Ya, reach, prove):
             q = pos[idx]
             sel = index.candidates(q, reach)
             cand = _rows(Ya, sel)
@@ -757,7 +791,21 @@ class NumpyBackend:
 
     @staticmethod
     def _within_unit(q, C):
-        """Float 0/1 matrix of |q_i - c_j|^2 <= 1 (relative to q's center)."""
+        """Float 0/1 matrix of |q_i - c_j|^2 <= 1 (relative to q's center).
+
+        Queries spread over more than ``_MAX_TILE_SPAN`` bandwidths are split
+        along their widest axis, as in the shift step, so that the expansion
+        around their centre keeps its accuracy.
+        """
+        wide = len(q) > 1 and C.dtype == np.float32
+        span = q.max(axis=0).astype(np.float64) - q.min(axis=0) if wide else None
+        if span is not None and span.max() > _MAX_TILE_SPAN:
+            order = np.argsort(q[:, int(span.argmax())], kind="stable")
+            half = len(q) // 2
+            out = np.empty((len(q), len(C)), dtype=C.dtype)
+            for rows in (order[:half], order[half:]):
+                out[rows] = NumpyBackend._within_unit(q[rows], C)
+            return out
         mid = ((q.min(axis=0) + q.max(axis=0)) * 0.5).astype(C.dtype)
         qc = q - mid
         cc = C - mid
