@@ -206,15 +206,9 @@ __device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, int cnt, i
 
 // Multiply / add rounded once each, never fused into an FMA: the image filter
 // repeats the NumPy path's float operations exactly (NVRTC contracts a * b + c
-// into an FMA by default; g++ for x86-64 without -mfma never does).
-#ifndef MS_EMULATED
+// into an FMA by default; so does the emulator's build, whose header keeps
+// these intrinsics unfused).
 __device__ __forceinline__ float ms_mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double ms_mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ __forceinline__ float ms_add_rn(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ double ms_add_rn(double a, double b) { return __dadd_rn(a, b); }
-#else
-template <typename T>
-inline T ms_mul_rn(T a, T b) { return a * b; }
-template <typename T>
-inline T ms_add_rn(T a, T b) { return a + b; }
-#endif

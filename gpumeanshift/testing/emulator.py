@@ -41,6 +41,22 @@ MAX_SHARED_NO_OPT_IN = 48 * 1024
 
 _BASE_FLAGS = ("-std=c++17", "-fopenmp", "-fPIC", "-shared", "-Wno-unknown-pragmas")
 _OPT_FLAGS = ("-O2",)
+# Floating point as NVRTC builds it: a * b + c contracted into an FMA (NVRTC's
+# default --fmad=true), with hardware FMA where the CPU has it. "ieee" builds
+# without contraction (and launches without flush to zero), for comparison.
+_FP_FLAGS = {"nvrtc": ("-ffp-contract=fast",), "ieee": ("-ffp-contract=off",)}
+FP_MODES = tuple(_FP_FLAGS)
+
+
+def _cpu_has_fma() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "fma" in line.split()
+    except OSError:
+        pass
+    return False
 _SANITIZE_FLAGS = ("-O1", "-g", "-fno-omit-frame-pointer",
                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
 
@@ -88,10 +104,12 @@ _LIBS: dict[str, ctypes.CDLL] = {}
 
 
 def build_library(source: str, names: Sequence[str], *, sanitize: bool = False,
-                  cache_dir: Path | str | None = None) -> Path:
+                  cache_dir: Path | str | None = None, fp: str = "nvrtc") -> Path:
     """Compile (once per key) and return the path of the shared library."""
     cxx = _compiler()
-    flags = _BASE_FLAGS + (_SANITIZE_FLAGS if sanitize else _OPT_FLAGS)
+    flags = _BASE_FLAGS + (_SANITIZE_FLAGS if sanitize else _OPT_FLAGS) + _FP_FLAGS[fp]
+    if fp == "nvrtc" and _cpu_has_fma():
+        flags += ("-mfma",)
     unit = launcher_source(source, names)
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([unit, " ".join(flags), version]).encode()).hexdigest()[:20]
@@ -136,6 +154,13 @@ class EmulatedRuntime:
         live total, or 16 GiB); set it above the truth to force OOM errors.
     multiprocessor_count : int, default=132
         SMs reported to the backend (an H100 by default).
+    fp : {"nvrtc", "ieee"}, default="nvrtc"
+        Floating point of the build. "nvrtc", as CuPy builds the kernels:
+        ``a * b + c`` contracted into FMAs, and launches of float
+        instantiations (``<float...>``) run with denormals flushed to zero
+        in and out (``-ftz=true``; x86 MXCSR FTZ and DAZ, see
+        :attr:`flushes_denormals`). "ieee": no contraction, denormals kept.
+        Default: ``$GPUMEANSHIFT_EMU_FP`` if set, else "nvrtc".
 
     Attributes
     ----------
@@ -143,6 +168,9 @@ class EmulatedRuntime:
         Launches per kernel name; ``n_launches`` is the total.
     d2h_transfers : int
         Device-to-host copies made through :meth:`to_host`.
+    flushes_denormals : bool
+        Whether float launches flush denormals (``fp="nvrtc"`` on an x86 CPU;
+        other CPUs have no MXCSR and keep them).
 
     Examples
     --------
@@ -154,7 +182,13 @@ class EmulatedRuntime:
 
     def __init__(self, *, source: str | None = None, sanitize: bool | None = None,
                  memory_limit: int | None = None, reported_free: int | None = None,
-                 multiprocessor_count: int = 132, cache_dir: Path | str | None = None):
+                 multiprocessor_count: int = 132, cache_dir: Path | str | None = None,
+                 fp: str | None = None):
+        if fp is None:
+            fp = os.environ.get("GPUMEANSHIFT_EMU_FP", "") or "nvrtc"
+        if fp not in _FP_FLAGS:
+            raise ValueError(f"fp must be one of {FP_MODES}, got {fp!r}")
+        self.fp = fp
         self.xp = np
         self.multiprocessor_count = int(multiprocessor_count)
         self.oom_errors = (EmulatedOutOfMemoryError,)
@@ -193,7 +227,7 @@ class EmulatedRuntime:
     def _library(self) -> ctypes.CDLL:
         if self._lib is None:
             path = build_library(self._source, self._names, sanitize=self._sanitize,
-                                 cache_dir=self._cache_dir)
+                                 cache_dir=self._cache_dir, fp=self.fp)
             with _LIB_LOCK:
                 lib = _LIBS.get(str(path))
                 if lib is None:
@@ -216,6 +250,14 @@ class EmulatedRuntime:
             s = fn().decode()
             self._sigs[name] = [] if s == "-" else s.split(",")
         return self._sigs[name]
+
+    @property
+    def flushes_denormals(self) -> bool:
+        if self.fp != "nvrtc":
+            return False
+        fn = self._library().emu_has_ftz
+        fn.restype = ctypes.c_int
+        return bool(fn())
 
     # -- counters ----------------------------------------------------------
     @property
@@ -273,10 +315,13 @@ class EmulatedRuntime:
             *[ctypes.cast(ctypes.pointer(k), ctypes.c_void_p) for k in keep])
         fn = getattr(self._library(), f"emu_launch_{self._index[name]}")
         fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p]
+        fn.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int]
+        # -ftz=true concerns float arithmetic: float instantiations run flushed
+        # (MXCSR flushes doubles too, so double ones do not).
+        ftz = int(self.fp == "nvrtc" and "<float" in name)
         self.launches[name] += 1
         with _LIB_LOCK:  # the emulated device runs one launch at a time
-            err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p))
+            err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p), ftz)
         if err:
             raise LaunchError(f"{name}: OpenMP did not provide {threads} threads per block "
                               "(check OMP_THREAD_LIMIT / OMP_DYNAMIC)")
