@@ -60,6 +60,17 @@ from .base import KERNELS, ShiftResult
 _SHIFT_FIELDS = {f.name for f in dataclasses.fields(ShiftResult)}
 _SHARED_BUDGET = 16 * 1024  # bytes of shared memory per block we aim for
 _SHARED_MAX = 48 * 1024     # no opt-in above this
+# The kernels index rows and threads with 32-bit ints: data of at most this
+# many rows, launches over batches of at most _MAX_BATCH rows (whole blocks of
+# threads then stay below 2^31 too).
+_MAX_ROWS = 2**31 - 1
+_MAX_BATCH = 2**31 - _rt.BLOCK
+
+
+def _check_rows(n: int, what: str) -> None:
+    if n > _MAX_ROWS:
+        raise ValueError(f"{what}: {n} rows exceed the CUDA kernels' 32-bit row index "
+                         f"(at most {_MAX_ROWS}); use backend='numpy' or split the data")
 
 
 class CudaBackend:
@@ -171,6 +182,7 @@ class CudaBackend:
             budget = min(budget, self.max_memory)
         budget -= fixed
         size = max(1, min(total, budget // max(1, per_row))) if budget > 0 else 1
+        size = min(size, _MAX_BATCH)  # one launch's rows index as int32
         lo = 0
         while lo < total:
             hi = min(total, lo + size)
@@ -218,6 +230,8 @@ class CudaBackend:
             raise ValueError(f"algorithm must be 'auto', 'brute' or 'grid', got {algorithm!r}")
         algo = "grid" if algorithm == "grid" else "brute"
         kid = "gaussian_grid" if (algo == "grid" and kernel == "gaussian") else kernel
+        # before anything touches (or copies) the data
+        _check_rows(int(np.shape(X)[0]) if np.ndim(X) else 0, "shift")
         with self._ctx():
             res = self._shift(X, seeds, float(bandwidth), kid, int(max_iter), float(tol), progress,
                               grid=algo == "grid")

@@ -38,6 +38,7 @@ MAX_THREADS_PER_BLOCK = 1024
 MAX_BLOCK_DIMS = (1024, 1024, 64)
 MAX_GRID_DIMS = (2**31 - 1, 65535, 65535)
 MAX_SHARED_NO_OPT_IN = 48 * 1024
+INT32_MAX = 2**31 - 1
 
 _BASE_FLAGS = ("-std=c++17", "-fopenmp", "-fPIC", "-shared", "-Wno-unknown-pragmas")
 _OPT_FLAGS = ("-O2",)
@@ -285,6 +286,11 @@ class EmulatedRuntime:
                 f"__launch_bounds__({_rt.BLOCK}) / device limit {MAX_THREADS_PER_BLOCK}")
         if any(g < 1 for g in grid) or any(g > lim for g, lim in zip(grid, MAX_GRID_DIMS)):
             raise LaunchError(f"{name}: grid {grid} outside CUDA limits {MAX_GRID_DIMS}")
+        # The kernels index threads as int: blockIdx.x * blockDim.x + threadIdx.x
+        # must not pass 2^31 - 1 (CUDA would launch it and the index wrap).
+        if grid[0] * block[0] > INT32_MAX:
+            raise LaunchError(f"{name}: {grid[0]} x {block[0]} threads along x overflow the "
+                              "kernels' 32-bit thread index")
         if not 0 <= int(shared_mem) <= MAX_SHARED_NO_OPT_IN:
             raise LaunchError(f"{name}: {shared_mem} bytes of dynamic shared memory "
                               f"(limit without opt-in: {MAX_SHARED_NO_OPT_IN})")
@@ -310,6 +316,11 @@ class EmulatedRuntime:
                         f"{name} argument {i}: the kernel takes {np.dtype(np_t)}, got "
                         f"{type(a).__name__} (pass a NumPy scalar of the exact type: "
                         f"CuPy would pass the bytes of its own type)")
+                # Every int parameter of the kernels is a count, size or index:
+                # a negative one is a value that wrapped in its int32 conversion.
+                if code == "i4" and int(a) < 0:
+                    raise LaunchError(f"{name} argument {i}: {int(a)} (a count that wrapped "
+                                      "around in its 32-bit conversion?)")
                 keep.append(c_t(a.item()))
         argv = (ctypes.c_void_p * max(1, len(keep)))(
             *[ctypes.cast(ctypes.pointer(k), ctypes.c_void_p) for k in keep])

@@ -223,3 +223,47 @@ def test_float32_shift_is_scale_free_under_flush(kernel, scale):
     np.testing.assert_allclose(r.modes.astype(np.float64) / 2.0**scale, ref.modes,
                                rtol=0, atol=1e-5)
     assert r.intensity.tolist() == ref.intensity.tolist()
+
+
+# ------------------------------------------------------------ 32-bit limits
+def test_shift_refuses_2_31_rows_before_touching_them():
+    # zero-stride view: 2^31 rows and no memory; a copy would need 16 GiB
+    X = np.broadcast_to(np.zeros((1, 1)), (2**31, 1))
+    be = _backend()
+    be.runtime.reset_counters()
+    with pytest.raises(ValueError, match="32-bit row index"):
+        be.shift(X, np.zeros((1, 1)), bandwidth=1.0, **_SHIFT)
+    assert be.runtime.n_launches == 0 and be.runtime.allocations == 0
+
+
+def test_batches_stay_below_2_31_rows():
+    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.testing import EmulatedRuntime
+
+    be = CudaBackend(EmulatedRuntime(reported_free=1 << 40))
+    seen = []
+    be._batched(2**32 + 5, 1, 0, lambda lo, hi: seen.append((lo, hi)), "test")
+    assert seen[0][0] == 0 and seen[-1][1] == 2**32 + 5
+    assert all(a[1] == b[0] for a, b in zip(seen, seen[1:]))
+    assert max(hi - lo for lo, hi in seen) <= 2**31 - _rt.BLOCK
+    # whole blocks of threads over a batch still index as int32
+    assert -(-(2**31 - _rt.BLOCK) // _rt.BLOCK) * _rt.BLOCK <= 2**31 - 1
+
+
+def test_emulated_launch_refuses_32_bit_index_overflow():
+    from gpumeanshift.testing import EmulatedRuntime, LaunchError
+
+    rt = EmulatedRuntime()
+    state = np.zeros(4, np.int32)
+    active = np.arange(4, dtype=np.int32)
+    out = np.zeros(4, np.int32)
+    count = np.zeros(1, np.int32)
+    args = (state, active, np.int32(4), out, count)
+    rt.launch("ms_compact", (1,), (_rt.BLOCK,), args)  # fine
+    assert count[0] == 4
+    with pytest.raises(LaunchError, match="32-bit thread index"):
+        rt.launch("ms_compact", (2**24,), (_rt.BLOCK,), args)
+    with pytest.raises(LaunchError, match="wrapped"):
+        rt.launch("ms_compact", (1,), (_rt.BLOCK,),
+                  (state, active, np.int32(-4), out, count))
+    assert rt.launches["ms_compact"] == 1  # the refused ones never ran
