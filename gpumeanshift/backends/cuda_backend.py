@@ -48,6 +48,7 @@ Under CuPy, ``-ftz=true`` also flushes float32 denormal weights to zero.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -139,13 +140,17 @@ class CudaBackend:
         self.last_plan: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
+    @contextlib.contextmanager
     def _ctx(self):
+        """Every public method runs in it: the runtime's stream current, and
+        that stream synchronized before the results leave (the caller may
+        read them on another stream, or on the host)."""
         act = getattr(self.runtime, "activate", None)
-        if act is None:
-            import contextlib
-
-            return contextlib.nullcontext()
-        return act()
+        with (act() if act is not None else contextlib.nullcontext()):
+            yield
+            sync = getattr(self.runtime, "synchronize", None)
+            if sync is not None:
+                sync()
 
     def _inputs(self, X, Q=None):
         rt = self.runtime

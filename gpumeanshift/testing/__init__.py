@@ -16,7 +16,7 @@ Examples
 ([[0.05]], [2])
 """
 
-from .emulator import EmulatedOutOfMemoryError, EmulatedRuntime, LaunchError
+from .emulator import EmulatedOutOfMemoryError, EmulatedRuntime, EmulatedStream, LaunchError
 
 
 def emulated_backend(**options):
@@ -55,4 +55,5 @@ def emulated_backend(**options):
     return CudaBackend(EmulatedRuntime(**rt_opts), **options)
 
 
-__all__ = ["EmulatedRuntime", "EmulatedOutOfMemoryError", "LaunchError", "emulated_backend"]
+__all__ = ["EmulatedRuntime", "EmulatedOutOfMemoryError", "EmulatedStream", "LaunchError",
+           "emulated_backend"]

@@ -78,6 +78,38 @@ class LaunchError(RuntimeError):
     """A launch CUDA or CuPy would refuse (bad arguments or geometry)."""
 
 
+class EmulatedStream:
+    """A CUDA stream of the emulated device, for ``EmulatedRuntime(stream=...)``.
+
+    Launches on a stream are deferred: they run when the stream is
+    synchronized (:meth:`synchronize`) or a device-to-host copy is made on
+    it (:meth:`EmulatedRuntime.to_host`), in launch order. Until then the
+    arrays they write hold what they held before, which is what a read on
+    another stream (or the host, without a synchronize) sees on a GPU.
+
+    Examples
+    --------
+    >>> s = EmulatedStream()
+    >>> s.synchronize(); s.synchronizations
+    1
+    """
+
+    def __init__(self):
+        self._queue: list = []
+        self.synchronizations = 0
+
+    @property
+    def pending(self) -> int:
+        """Launches queued and not yet run."""
+        return len(self._queue)
+
+    def synchronize(self) -> None:
+        """Run every queued launch (``cudaStreamSynchronize``)."""
+        while self._queue:
+            self._queue.pop(0)()
+        self.synchronizations += 1
+
+
 def _cache_root() -> Path:
     env = os.environ.get("GPUMEANSHIFT_EMU_CACHE")
     if env:
@@ -155,6 +187,13 @@ class EmulatedRuntime:
         live total, or 16 GiB); set it above the truth to force OOM errors.
     multiprocessor_count : int, default=132
         SMs reported to the backend (an H100 by default).
+    stream : EmulatedStream, optional
+        Run on this stream (as ``CupyRuntime(stream=...)``): launches are
+        queued on it and run at the next :meth:`synchronize` or
+        :meth:`to_host`; inside :meth:`activate` (a backend method, whose
+        NumPy array operations run at once and must see them, as CuPy's
+        would on the same stream) they run at once. None: the null stream,
+        launches run at once.
     fp : {"nvrtc", "ieee"}, default="nvrtc"
         Floating point of the build. "nvrtc", as CuPy builds the kernels:
         ``a * b + c`` contracted into FMAs, and launches of float
@@ -169,6 +208,10 @@ class EmulatedRuntime:
         Launches per kernel name; ``n_launches`` is the total.
     d2h_transfers : int
         Device-to-host copies made through :meth:`to_host`.
+    unsynchronized_exits : int
+        Times an :meth:`activate` block (a backend method) ended with work
+        on the runtime's stream since its last :meth:`synchronize`: results
+        that left the method before the stream finished them.
     flushes_denormals : bool
         Whether float launches flush denormals (``fp="nvrtc"`` on an x86 CPU;
         other CPUs have no MXCSR and keep them).
@@ -184,12 +227,18 @@ class EmulatedRuntime:
     def __init__(self, *, source: str | None = None, sanitize: bool | None = None,
                  memory_limit: int | None = None, reported_free: int | None = None,
                  multiprocessor_count: int = 132, cache_dir: Path | str | None = None,
-                 fp: str | None = None):
+                 fp: str | None = None, stream: EmulatedStream | None = None):
         if fp is None:
             fp = os.environ.get("GPUMEANSHIFT_EMU_FP", "") or "nvrtc"
         if fp not in _FP_FLAGS:
             raise ValueError(f"fp must be one of {FP_MODES}, got {fp!r}")
         self.fp = fp
+        if stream is not None and not isinstance(stream, EmulatedStream):
+            raise TypeError(f"stream must be an EmulatedStream, got {type(stream).__name__}")
+        self.stream = stream
+        self.unsynchronized_exits = 0
+        self._since_sync = 0  # operations on the stream since its last synchronize
+        self._active = False  # inside activate()
         self.xp = np
         self.multiprocessor_count = int(multiprocessor_count)
         self.oom_errors = (EmulatedOutOfMemoryError,)
@@ -215,6 +264,9 @@ class EmulatedRuntime:
     def __getstate__(self):
         # The loaded library is process-local; the copy reloads it (from the
         # build cache) on its first launch. Counters travel with the copy.
+        if self.stream is not None:
+            raise TypeError("an EmulatedRuntime bound to a stream cannot be pickled "
+                            "(as a CupyRuntime bound to one)")
         state = self.__dict__.copy()
         state["_lib"] = None
         del state["xp"]  # the numpy module
@@ -331,11 +383,30 @@ class EmulatedRuntime:
         # (MXCSR flushes doubles too, so double ones do not).
         ftz = int(self.fp == "nvrtc" and "<float" in name)
         self.launches[name] += 1
-        with _LIB_LOCK:  # the emulated device runs one launch at a time
-            err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p), ftz)
-        if err:
-            raise LaunchError(f"{name}: OpenMP did not provide {threads} threads per block "
-                              "(check OMP_THREAD_LIMIT / OMP_DYNAMIC)")
+        self._since_sync += 1
+
+        def run(keep=keep, argv=argv, args=tuple(args)):  # the buffers stay alive until it runs
+            with _LIB_LOCK:  # the emulated device runs one launch at a time
+                err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p), ftz)
+            if err:
+                raise LaunchError(f"{name}: OpenMP did not provide {threads} threads per block "
+                                  "(check OMP_THREAD_LIMIT / OMP_DYNAMIC)")
+
+        if self.stream is not None and not self._active:
+            self.stream._queue.append(run)
+        else:
+            # Inside activate() (a backend method) the array-module operations
+            # that follow a launch on the same stream must see its results;
+            # here they are NumPy and run at once, so the launch does too.
+            if self.stream is not None:
+                self._run_queue()
+            run()
+
+    def synchronize(self) -> None:
+        """Wait for the runtime's stream: queued launches run."""
+        if self.stream is not None:
+            self.stream.synchronize()
+        self._since_sync = 0
 
     # -- memory ------------------------------------------------------------
     def _release(self, nbytes: int) -> None:
@@ -365,7 +436,16 @@ class EmulatedRuntime:
             self.h2d_transfers += 1
         return np.ascontiguousarray(np.asarray(a, dtype=dtype))
 
+    def _run_queue(self) -> None:
+        """Run the launches queued on the runtime's stream (what an operation
+        on that stream waits for), without synchronizing it."""
+        if self.stream is not None:
+            while self.stream._queue:
+                self.stream._queue.pop(0)()
+
     def to_host(self, a):
+        self._run_queue()  # a copy on the runtime's stream runs after its queue
+        self._since_sync += 1  # the backend may queue more work after the copy
         self.d2h_transfers += 1
         out = np.array(a, copy=True)
         self.d2h_bytes += out.nbytes
@@ -382,6 +462,19 @@ class EmulatedRuntime:
         pass
 
     def activate(self):
+        """``with runtime.activate():`` around a backend method; counts the
+        exits that leave work on the stream unsynchronized."""
         import contextlib
 
-        return contextlib.nullcontext()
+        @contextlib.contextmanager
+        def block():
+            outer = self._active
+            self._active = True
+            try:
+                yield
+            finally:
+                self._active = outer
+            if self._since_sync:
+                self.unsynchronized_exits += 1
+
+        return block()

@@ -267,3 +267,45 @@ def test_emulated_launch_refuses_32_bit_index_overflow():
         rt.launch("ms_compact", (1,), (_rt.BLOCK,),
                   (state, active, np.int32(-4), out, count))
     assert rt.launches["ms_compact"] == 1  # the refused ones never ran
+
+
+# ------------------------------------------------------------------ streams
+def _stream_backend(**options):
+    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.testing import EmulatedRuntime, EmulatedStream
+
+    stream = EmulatedStream()
+    return CudaBackend(EmulatedRuntime(stream=stream), **options), stream
+
+
+def test_emulated_stream_defers_launches_until_synchronized():
+    be, stream = _stream_backend()
+    rt = be.runtime
+    state = np.zeros(4, np.int32)
+    active = np.arange(4, dtype=np.int32)
+    out = np.full(4, -1, np.int32)
+    count = np.zeros(1, np.int32)
+    rt.launch("ms_compact", (1,), (_rt.BLOCK,), (state, active, np.int32(4), out, count))
+    assert stream.pending == 1
+    assert count[0] == 0 and (out == -1).all()  # another stream's view: as they were
+    assert rt.to_host(count)[0] == 4  # a copy on the same stream runs the queue first
+    assert stream.pending == 0 and sorted(out.tolist()) == [0, 1, 2, 3]
+    rt.launch("ms_compact", (1,), (_rt.BLOCK,), (state, active, np.int32(4), out, count))
+    assert count[0] == 4
+    stream.synchronize()
+    assert count[0] == 8 and stream.pending == 0
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_results_leave_only_after_their_stream_is_synchronized(split):
+    be, stream = _stream_backend(split=split, n_splits=2 if split else None)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(80, 2))
+    res = be.shift(X, X[:10], bandwidth=1.0, **_SHIFT)
+    ref = _backend(split).shift(X, X[:10], bandwidth=1.0, **_SHIFT)
+    assert stream.pending == 0 and stream.synchronizations >= 1
+    assert be.runtime.unsynchronized_exits == 0
+    np.testing.assert_array_equal(res.modes, ref.modes)
+    labels, _ = be.nearest(X, res.modes)
+    assert be.runtime.unsynchronized_exits == 0 and stream.pending == 0
+    np.testing.assert_array_equal(labels, _backend().nearest(X, ref.modes)[0])
