@@ -60,9 +60,10 @@ def _rows(res, mask):
                                intensity=res.intensity[mask], converged=res.converged[mask])
 
 
-def _assert_agree(gpu, cpu, dtype):
+def _assert_agree(gpu, cpu, dtype, same_path=True):
     """GPU and NumPy backends agree: same stop, same count, modes to rounding
-    (float32: the kernel's exp2f Gaussian is within 2 ulp of NumPy's exp)."""
+    (float32: the kernel's exp2f Gaussian is within 2 ulp of NumPy's exp);
+    with ``same_path`` also the number of steps (within one for float32)."""
     assert gpu.converged.tolist() == cpu.converged.tolist()
     assert gpu.intensity.tolist() == cpu.intensity.tolist()
     assert np.isfinite(gpu.modes).all()
@@ -70,7 +71,8 @@ def _assert_agree(gpu, cpu, dtype):
         assert gpu.n_iter.tolist() == cpu.n_iter.tolist()
         np.testing.assert_allclose(gpu.modes, cpu.modes, rtol=0, atol=1e-9)
     else:
-        assert np.abs(gpu.n_iter - cpu.n_iter).max(initial=0) <= 1
+        if same_path:
+            assert np.abs(gpu.n_iter - cpu.n_iter).max(initial=0) <= 1
         np.testing.assert_allclose(gpu.modes, cpu.modes, rtol=0, atol=2e-3)
 
 
@@ -85,6 +87,7 @@ def _assert_agree(gpu, cpu, dtype):
 @example(dist=14.1, spread=0.5, dtype=np.float32, d=1, split=False, fp="ieee")
 @example(dist=10.0, spread=0.5, dtype=np.float32, d=2, split=True, fp="ieee")
 @example(dist=13.8, spread=0.5, dtype=np.float32, d=1, split=True, fp="nvrtc")
+@example(dist=13.1875, spread=1.0, dtype=np.float32, d=1, split=False, fp="nvrtc")
 def test_far_seeds_agree_with_numpy(dist, spread, dtype, d, split, fp):
     """A seed ``dist`` bandwidths from the nearest of a few points: the CUDA
     kernels and the NumPy backend give the same result, whether the weights
@@ -99,13 +102,17 @@ def test_far_seeds_agree_with_numpy(dist, spread, dtype, d, split, fp):
     if dtype == np.float32 and rt.flushes_denormals:
         # -ftz=true: a float32 weight below 2^-126 is 0 on the device. A seed
         # whose weights all flush is an orphan there, not on the CPU (the
-        # documented float32 difference, docs/gpu.md); the others climb as on
-        # the CPU. Within 0.05 of the cut, exp2f's rounding decides: not checked.
-        e = ((seeds[:, None, :] - X[None]) ** 2).sum(-1).min(axis=1) * _LOG2E_2
+        # documented float32 difference, docs/gpu.md); the others climb to
+        # the CPU's mode, along another path when some of their first weights
+        # flush. Within 0.05 of the cut, exp2f's rounding decides: not checked.
+        e2 = ((seeds[:, None, :] - X[None]) ** 2).sum(-1) * _LOG2E_2
+        e = e2.min(axis=1)
         flushed, kept = e > 126.05, e < 125.95
         assert (gpu.intensity[flushed] == 0).all() and not gpu.converged[flushed].any()
         np.testing.assert_array_equal(gpu.modes[flushed], seeds.astype(dtype)[flushed])
-        gpu, cpu = _rows(gpu, kept), _rows(cpu, kept)
+        same_path = bool((e2.max(axis=1)[kept] < 125.95).all())
+        _assert_agree(_rows(gpu, kept), _rows(cpu, kept), dtype, same_path)
+        return
     _assert_agree(gpu, cpu, dtype)
 
 
