@@ -297,10 +297,12 @@ def test_emulated_stream_defers_launches_until_synchronized():
     assert count[0] == 0 and (out == -1).all()  # another stream's view: as they were
     assert rt.to_host(count)[0] == 4  # a copy on the same stream runs the queue first
     assert stream.pending == 0 and sorted(out.tolist()) == [0, 1, 2, 3]
+    count[0] = 0
+    out[:] = -1
     rt.launch("ms_compact", (1,), (_rt.BLOCK,), (state, active, np.int32(4), out, count))
-    assert count[0] == 4
+    assert count[0] == 0 and (out == -1).all()
     stream.synchronize()
-    assert count[0] == 8 and stream.pending == 0
+    assert count[0] == 4 and stream.pending == 0 and sorted(out.tolist()) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("split", [False, True])
