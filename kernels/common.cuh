@@ -151,6 +151,13 @@ __device__ __forceinline__ const T* ms_query(const T* __restrict__ Q, int row, b
     return q;
 }
 
+// Weight sums below ms_tiny_sum are scaled by ms_big_scale in ms_update
+// (powers of two: exact; the scaled sum is normal, its reciprocal finite).
+__device__ __forceinline__ float ms_tiny_sum(float) { return 0x1p-64f; }
+__device__ __forceinline__ double ms_tiny_sum(double) { return 0x1p-512; }
+__device__ __forceinline__ float ms_big_scale(float) { return 0x1p64f; }
+__device__ __forceinline__ double ms_big_scale(double) { return 0x1p512; }
+
 // Shared update rule (scikit-learn's loop body). Returns true while the seed
 // stays active. p and acc may live in registers (D > 0) or global memory.
 template <typename T>
@@ -171,11 +178,18 @@ __device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, int cnt, i
     // against a / b on 5.4e7 random pairs). For integer data the sums are
     // exact, so the mean is bit for bit the host's np.mean, which exact
     // boundary ties need.
+    // A seed tens of bandwidths from every point has subnormal weights and
+    // 1 / wsum overflows (double: wsum < 2^-1024). Scaling acc and wsum by
+    // the same power of two is exact and leaves the quotient unchanged, so
+    // tiny sums are brought up first (the host's acc / wsum does the same).
+    const T scale = wsum < ms_tiny_sum(wsum) ? ms_big_scale(wsum) : T(1);
+    wsum *= scale;
     const T inv = T(1) / wsum;
     T moved2 = T(0);
     for (int k = 0; k < dd; ++k) {
-        const T q0 = acc[k] * inv;
-        const T nk = fma(fma(-q0, wsum, acc[k]), inv, q0);
+        const T a = acc[k] * scale;
+        const T q0 = a * inv;
+        const T nk = fma(fma(-q0, wsum, a), inv, q0);
         const T diff = nk - p[k];
         moved2 += diff * diff;
         p[k] = nk;
@@ -195,15 +209,9 @@ __device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, int cnt, i
 
 // Multiply / add rounded once each, never fused into an FMA: the image filter
 // repeats the NumPy path's float operations exactly (NVRTC contracts a * b + c
-// into an FMA by default; g++ for x86-64 without -mfma never does).
-#ifndef MS_EMULATED
+// into an FMA by default; so does the emulator's build, whose header keeps
+// these intrinsics unfused).
 __device__ __forceinline__ float ms_mul_rn(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ double ms_mul_rn(double a, double b) { return __dmul_rn(a, b); }
 __device__ __forceinline__ float ms_add_rn(float a, float b) { return __fadd_rn(a, b); }
 __device__ __forceinline__ double ms_add_rn(double a, double b) { return __dadd_rn(a, b); }
-#else
-template <typename T>
-inline T ms_mul_rn(T a, T b) { return a * b; }
-template <typename T>
-inline T ms_add_rn(T a, T b) { return a + b; }
-#endif

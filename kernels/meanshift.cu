@@ -138,8 +138,8 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
         for (int k = 0; k < dd; ++k) acc[k] = T(0);
     }
     if (!__syncthreads_or(live)) return;  // uniform: the whole block leaves
-    const int begin = blockIdx.y * chunk;
-    const int end = ms_min(n, begin + chunk);
+    const int begin = blockIdx.y * chunk;  // < n: the host makes ceil(n / chunk) ranges
+    const int end = chunk < n - begin ? begin + chunk : n;  // begin + chunk may pass 2^31
     T wsum = T(0);
     int cnt = 0;
     ms_for_tiles(sh, X, begin, end, tile, dd, live, [&](long long, int rows) {

@@ -56,6 +56,7 @@ Under CuPy, ``-ftz=true`` also flushes float32 denormal weights to zero.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -69,6 +70,17 @@ from .base import KERNELS, ShiftResult
 _SHIFT_FIELDS = {f.name for f in dataclasses.fields(ShiftResult)}
 _SHARED_BUDGET = 16 * 1024  # bytes of shared memory per block we aim for
 _SHARED_MAX = 48 * 1024     # no opt-in above this
+# The kernels index rows and threads with 32-bit ints: data of at most this
+# many rows, launches over batches of at most _MAX_BATCH rows (whole blocks of
+# threads then stay below 2^31 too).
+_MAX_ROWS = 2**31 - 1
+_MAX_BATCH = 2**31 - _rt.BLOCK
+
+
+def _check_rows(n: int, what: str) -> None:
+    if n > _MAX_ROWS:
+        raise ValueError(f"{what}: {n} rows exceed the CUDA kernels' 32-bit row index "
+                         f"(at most {_MAX_ROWS}); use backend='numpy' or split the data")
 
 
 class CudaBackend:
@@ -137,13 +149,17 @@ class CudaBackend:
         self.last_plan: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
+    @contextlib.contextmanager
     def _ctx(self):
+        """Every public method runs in it: the runtime's stream current, and
+        that stream synchronized before the results leave (the caller may
+        read them on another stream, or on the host)."""
         act = getattr(self.runtime, "activate", None)
-        if act is None:
-            import contextlib
-
-            return contextlib.nullcontext()
-        return act()
+        with (act() if act is not None else contextlib.nullcontext()):
+            yield
+            sync = getattr(self.runtime, "synchronize", None)
+            if sync is not None:
+                sync()
 
     def _inputs(self, X, Q=None):
         rt = self.runtime
@@ -180,6 +196,7 @@ class CudaBackend:
             budget = min(budget, self.max_memory)
         budget -= fixed
         size = max(1, min(total, budget // max(1, per_row))) if budget > 0 else 1
+        size = min(size, _MAX_BATCH)  # one launch's rows index as int32
         lo = 0
         while lo < total:
             hi = min(total, lo + size)
@@ -229,6 +246,8 @@ class CudaBackend:
             raise ValueError(f"algorithm must be 'auto', 'brute' or 'grid', got {algorithm!r}")
         algo = "grid" if algorithm == "grid" else "brute"
         kid = "gaussian_grid" if (algo == "grid" and kernel == "gaussian") else kernel
+        # before anything touches (or copies) the data
+        _check_rows(int(np.shape(X)[0]) if np.ndim(X) else 0, "shift")
         proven = algorithm == "auto" and kernel == "gaussian"
         with self._ctx():
             res = self._shift(X, seeds, float(bandwidth), kid, int(max_iter), float(tol), progress,

@@ -187,6 +187,9 @@ class Runtime(Protocol):
         """Context manager making the runtime's stream current (array-module
         operations of the backend then run on it too)."""
 
+    def synchronize(self) -> None:
+        """Wait until the work queued on the runtime's stream is done."""
+
 
 def _is_cupy_array(a: Any) -> bool:
     import sys
@@ -256,6 +259,11 @@ class CupyRuntime:
         """``with runtime.activate():`` -- the stream passed in, else the
         caller's current stream (nothing to switch)."""
         return self._stream_ctx()
+
+    def synchronize(self):
+        """Wait for the stream passed in, else for the caller's current stream."""
+        stream = self._stream if self._stream is not None else self._cp.cuda.get_current_stream()
+        stream.synchronize()
 
     # -- kernels -----------------------------------------------------------
     def launch(self, name, grid, block, args, shared_mem=0):

@@ -17,7 +17,7 @@ Examples
 """
 
 from ._conformance import check_backend
-from .emulator import EmulatedOutOfMemoryError, EmulatedRuntime, LaunchError
+from .emulator import EmulatedOutOfMemoryError, EmulatedRuntime, EmulatedStream, LaunchError
 
 
 def emulated_backend(**options):
@@ -56,4 +56,5 @@ def emulated_backend(**options):
     return CudaBackend(EmulatedRuntime(**rt_opts), **options)
 
 
-__all__ = ["check_backend", "EmulatedRuntime", "EmulatedOutOfMemoryError", "LaunchError", "emulated_backend"]
+__all__ = ["check_backend", "EmulatedRuntime", "EmulatedOutOfMemoryError", "EmulatedStream",
+           "LaunchError", "emulated_backend"]

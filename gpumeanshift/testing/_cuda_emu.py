@@ -7,6 +7,15 @@ CUDA thread is an OpenMP thread. ``__syncthreads()`` is an OpenMP barrier and
 dynamic shared memory is one buffer per launch, poisoned with 0xFF bytes
 (NaN for floats) before each block so reads of never-written shared memory
 show up in results.
+
+Floating point as NVRTC builds it (see ``emulator.build_library``): the
+unit is compiled with ``-ffp-contract=fast`` (and ``-mfma`` where the CPU
+has it), so ``a * b + c`` may become one FMA, as NVRTC contracts by default;
+the intrinsics ``__fmul_rn`` / ``__fadd_rn`` / ``__dmul_rn`` / ``__dadd_rn``
+pass their result through an empty asm statement, which the compiler cannot
+fuse across, so they stay rounded once each, as on the device. A launch with
+``ftz`` set runs each thread with the x86 MXCSR flush-to-zero and
+denormals-are-zero bits on (CuPy's ``-ftz=true`` for float), restored after.
 """
 
 HEADER = r"""
@@ -21,6 +30,12 @@ HEADER = r"""
 #include <utility>
 #include <type_traits>
 #include <omp.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define EMU_HAS_MXCSR 1
+#else
+#define EMU_HAS_MXCSR 0
+#endif
 
 #define MS_EMULATED 1
 #define __global__
@@ -48,6 +63,20 @@ using std::fma;  // float and double overloads, as CUDA's
 using std::sqrt;
 using ::expf;
 using ::sqrtf;
+
+// Rounded once, never contracted into an FMA with a neighbouring operation
+// (the empty asm hides the value from the compiler's contraction).
+#if defined(__x86_64__) || defined(__i386__)
+#define EMU_OPAQUE(v) asm volatile("" : "+x"(v))
+#elif defined(__aarch64__)
+#define EMU_OPAQUE(v) asm volatile("" : "+w"(v))
+#else
+#define EMU_OPAQUE(v) asm volatile("" : "+m"(v))
+#endif
+inline float __fmul_rn(float a, float b) { float r = a * b; EMU_OPAQUE(r); return r; }
+inline float __fadd_rn(float a, float b) { float r = a + b; EMU_OPAQUE(r); return r; }
+inline double __dmul_rn(double a, double b) { double r = a * b; EMU_OPAQUE(r); return r; }
+inline double __dadd_rn(double a, double b) { double r = a + b; EMU_OPAQUE(r); return r; }
 
 inline void __syncthreads() {
 #pragma omp barrier
@@ -106,9 +135,11 @@ inline void emu_call(void (*f)(A...), void** args, std::index_sequence<I...>) {
 }
 
 // Returns 0 on success, 1 when OpenMP could not give the block its threads.
+// ftz: flush float denormal results to zero and read denormal inputs as zero
+// (MXCSR FTZ | DAZ, per OpenMP thread, restored after the block).
 template <typename... A>
 int emu_run(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-            unsigned by, unsigned bz, std::size_t shmem, void** args) {
+            unsigned by, unsigned bz, std::size_t shmem, void** args, int ftz) {
     const int nthreads = (int)(bx * by * bz);
     unsigned char* smem = static_cast<unsigned char*>(std::malloc(shmem ? shmem : 1));
     gridDim = dim3{gx, gy, gz};
@@ -129,7 +160,14 @@ int emu_run(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                     } else {
                         const unsigned t = (unsigned)omp_get_thread_num();
                         threadIdx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
+#if EMU_HAS_MXCSR
+                        const unsigned csr = _mm_getcsr();
+                        if (ftz) _mm_setcsr(csr | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+#endif
                         emu_call(f, args, std::index_sequence_for<A...>{});
+#if EMU_HAS_MXCSR
+                        _mm_setcsr(csr);
+#endif
                     }
                 }
             }
@@ -141,8 +179,10 @@ int emu_run(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
 #define EMU_KERNEL(IDX, ...)                                                        \
     extern "C" int emu_launch_##IDX(unsigned gx, unsigned gy, unsigned gz,         \
                                     unsigned bx, unsigned by, unsigned bz,         \
-                                    std::size_t shmem, void** args) {              \
-        return emu_run(&__VA_ARGS__, gx, gy, gz, bx, by, bz, shmem, args);         \
+                                    std::size_t shmem, void** args, int ftz) {     \
+        return emu_run(&__VA_ARGS__, gx, gy, gz, bx, by, bz, shmem, args, ftz);    \
     }                                                                               \
     extern "C" const char* emu_sig_##IDX() { return emu_signature(&__VA_ARGS__); }
+
+extern "C" int emu_has_ftz() { return EMU_HAS_MXCSR; }
 """

@@ -38,9 +38,26 @@ MAX_THREADS_PER_BLOCK = 1024
 MAX_BLOCK_DIMS = (1024, 1024, 64)
 MAX_GRID_DIMS = (2**31 - 1, 65535, 65535)
 MAX_SHARED_NO_OPT_IN = 48 * 1024
+INT32_MAX = 2**31 - 1
 
 _BASE_FLAGS = ("-std=c++17", "-fopenmp", "-fPIC", "-shared", "-Wno-unknown-pragmas")
 _OPT_FLAGS = ("-O2",)
+# Floating point as NVRTC builds it: a * b + c contracted into an FMA (NVRTC's
+# default --fmad=true), with hardware FMA where the CPU has it. "ieee" builds
+# without contraction (and launches without flush to zero), for comparison.
+_FP_FLAGS = {"nvrtc": ("-ffp-contract=fast",), "ieee": ("-ffp-contract=off",)}
+FP_MODES = tuple(_FP_FLAGS)
+
+
+def _cpu_has_fma() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "fma" in line.split()
+    except OSError:
+        pass
+    return False
 _SANITIZE_FLAGS = ("-O1", "-g", "-fno-omit-frame-pointer",
                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
 
@@ -59,6 +76,38 @@ class EmulatedOutOfMemoryError(MemoryError):
 
 class LaunchError(RuntimeError):
     """A launch CUDA or CuPy would refuse (bad arguments or geometry)."""
+
+
+class EmulatedStream:
+    """A CUDA stream of the emulated device, for ``EmulatedRuntime(stream=...)``.
+
+    Launches on a stream are deferred: they run when the stream is
+    synchronized (:meth:`synchronize`) or a device-to-host copy is made on
+    it (:meth:`EmulatedRuntime.to_host`), in launch order. Until then the
+    arrays they write hold what they held before, which is what a read on
+    another stream (or the host, without a synchronize) sees on a GPU.
+
+    Examples
+    --------
+    >>> s = EmulatedStream()
+    >>> s.synchronize(); s.synchronizations
+    1
+    """
+
+    def __init__(self):
+        self._queue: list = []
+        self.synchronizations = 0
+
+    @property
+    def pending(self) -> int:
+        """Launches queued and not yet run."""
+        return len(self._queue)
+
+    def synchronize(self) -> None:
+        """Run every queued launch (``cudaStreamSynchronize``)."""
+        while self._queue:
+            self._queue.pop(0)()
+        self.synchronizations += 1
 
 
 def _cache_root() -> Path:
@@ -88,10 +137,12 @@ _LIBS: dict[str, ctypes.CDLL] = {}
 
 
 def build_library(source: str, names: Sequence[str], *, sanitize: bool = False,
-                  cache_dir: Path | str | None = None) -> Path:
+                  cache_dir: Path | str | None = None, fp: str = "nvrtc") -> Path:
     """Compile (once per key) and return the path of the shared library."""
     cxx = _compiler()
-    flags = _BASE_FLAGS + (_SANITIZE_FLAGS if sanitize else _OPT_FLAGS)
+    flags = _BASE_FLAGS + (_SANITIZE_FLAGS if sanitize else _OPT_FLAGS) + _FP_FLAGS[fp]
+    if fp == "nvrtc" and _cpu_has_fma():
+        flags += ("-mfma",)
     unit = launcher_source(source, names)
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256("\0".join([unit, " ".join(flags), version]).encode()).hexdigest()[:20]
@@ -136,6 +187,20 @@ class EmulatedRuntime:
         live total, or 16 GiB); set it above the truth to force OOM errors.
     multiprocessor_count : int, default=132
         SMs reported to the backend (an H100 by default).
+    stream : EmulatedStream, optional
+        Run on this stream (as ``CupyRuntime(stream=...)``): launches are
+        queued on it and run at the next :meth:`synchronize` or
+        :meth:`to_host`; inside :meth:`activate` (a backend method, whose
+        NumPy array operations run at once and must see them, as CuPy's
+        would on the same stream) they run at once. None: the null stream,
+        launches run at once.
+    fp : {"nvrtc", "ieee"}, default="nvrtc"
+        Floating point of the build. "nvrtc", as CuPy builds the kernels:
+        ``a * b + c`` contracted into FMAs, and launches of float
+        instantiations (``<float...>``) run with denormals flushed to zero
+        in and out (``-ftz=true``; x86 MXCSR FTZ and DAZ, see
+        :attr:`flushes_denormals`). "ieee": no contraction, denormals kept.
+        Default: ``$GPUMEANSHIFT_EMU_FP`` if set, else "nvrtc".
 
     Attributes
     ----------
@@ -143,6 +208,13 @@ class EmulatedRuntime:
         Launches per kernel name; ``n_launches`` is the total.
     d2h_transfers : int
         Device-to-host copies made through :meth:`to_host`.
+    unsynchronized_exits : int
+        Times an :meth:`activate` block (a backend method) ended with work
+        on the runtime's stream since its last :meth:`synchronize`: results
+        that left the method before the stream finished them.
+    flushes_denormals : bool
+        Whether float launches flush denormals (``fp="nvrtc"`` on an x86 CPU;
+        other CPUs have no MXCSR and keep them).
 
     Examples
     --------
@@ -154,7 +226,19 @@ class EmulatedRuntime:
 
     def __init__(self, *, source: str | None = None, sanitize: bool | None = None,
                  memory_limit: int | None = None, reported_free: int | None = None,
-                 multiprocessor_count: int = 132, cache_dir: Path | str | None = None):
+                 multiprocessor_count: int = 132, cache_dir: Path | str | None = None,
+                 fp: str | None = None, stream: EmulatedStream | None = None):
+        if fp is None:
+            fp = os.environ.get("GPUMEANSHIFT_EMU_FP", "") or "nvrtc"
+        if fp not in _FP_FLAGS:
+            raise ValueError(f"fp must be one of {FP_MODES}, got {fp!r}")
+        self.fp = fp
+        if stream is not None and not isinstance(stream, EmulatedStream):
+            raise TypeError(f"stream must be an EmulatedStream, got {type(stream).__name__}")
+        self.stream = stream
+        self.unsynchronized_exits = 0
+        self._since_sync = 0  # operations on the stream since its last synchronize
+        self._active = False  # inside activate()
         self.xp = np
         self.multiprocessor_count = int(multiprocessor_count)
         self.oom_errors = (EmulatedOutOfMemoryError,)
@@ -180,6 +264,9 @@ class EmulatedRuntime:
     def __getstate__(self):
         # The loaded library is process-local; the copy reloads it (from the
         # build cache) on its first launch. Counters travel with the copy.
+        if self.stream is not None:
+            raise TypeError("an EmulatedRuntime bound to a stream cannot be pickled "
+                            "(as a CupyRuntime bound to one)")
         state = self.__dict__.copy()
         state["_lib"] = None
         del state["xp"]  # the numpy module
@@ -193,7 +280,7 @@ class EmulatedRuntime:
     def _library(self) -> ctypes.CDLL:
         if self._lib is None:
             path = build_library(self._source, self._names, sanitize=self._sanitize,
-                                 cache_dir=self._cache_dir)
+                                 cache_dir=self._cache_dir, fp=self.fp)
             with _LIB_LOCK:
                 lib = _LIBS.get(str(path))
                 if lib is None:
@@ -216,6 +303,14 @@ class EmulatedRuntime:
             s = fn().decode()
             self._sigs[name] = [] if s == "-" else s.split(",")
         return self._sigs[name]
+
+    @property
+    def flushes_denormals(self) -> bool:
+        if self.fp != "nvrtc":
+            return False
+        fn = self._library().emu_has_ftz
+        fn.restype = ctypes.c_int
+        return bool(fn())
 
     # -- counters ----------------------------------------------------------
     @property
@@ -243,6 +338,11 @@ class EmulatedRuntime:
                 f"__launch_bounds__({_rt.BLOCK}) / device limit {MAX_THREADS_PER_BLOCK}")
         if any(g < 1 for g in grid) or any(g > lim for g, lim in zip(grid, MAX_GRID_DIMS)):
             raise LaunchError(f"{name}: grid {grid} outside CUDA limits {MAX_GRID_DIMS}")
+        # The kernels index threads as int: blockIdx.x * blockDim.x + threadIdx.x
+        # must not pass 2^31 - 1 (CUDA would launch it and the index wrap).
+        if grid[0] * block[0] > INT32_MAX:
+            raise LaunchError(f"{name}: {grid[0]} x {block[0]} threads along x overflow the "
+                              "kernels' 32-bit thread index")
         if not 0 <= int(shared_mem) <= MAX_SHARED_NO_OPT_IN:
             raise LaunchError(f"{name}: {shared_mem} bytes of dynamic shared memory "
                               f"(limit without opt-in: {MAX_SHARED_NO_OPT_IN})")
@@ -268,18 +368,45 @@ class EmulatedRuntime:
                         f"{name} argument {i}: the kernel takes {np.dtype(np_t)}, got "
                         f"{type(a).__name__} (pass a NumPy scalar of the exact type: "
                         f"CuPy would pass the bytes of its own type)")
+                # Every int parameter of the kernels is a count, size or index:
+                # a negative one is a value that wrapped in its int32 conversion.
+                if code == "i4" and int(a) < 0:
+                    raise LaunchError(f"{name} argument {i}: {int(a)} (a count that wrapped "
+                                      "around in its 32-bit conversion?)")
                 keep.append(c_t(a.item()))
         argv = (ctypes.c_void_p * max(1, len(keep)))(
             *[ctypes.cast(ctypes.pointer(k), ctypes.c_void_p) for k in keep])
         fn = getattr(self._library(), f"emu_launch_{self._index[name]}")
         fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p]
+        fn.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int]
+        # -ftz=true concerns float arithmetic: float instantiations run flushed
+        # (MXCSR flushes doubles too, so double ones do not).
+        ftz = int(self.fp == "nvrtc" and "<float" in name)
         self.launches[name] += 1
-        with _LIB_LOCK:  # the emulated device runs one launch at a time
-            err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p))
-        if err:
-            raise LaunchError(f"{name}: OpenMP did not provide {threads} threads per block "
-                              "(check OMP_THREAD_LIMIT / OMP_DYNAMIC)")
+        self._since_sync += 1
+
+        def run(keep=keep, argv=argv, args=tuple(args)):  # the buffers stay alive until it runs
+            with _LIB_LOCK:  # the emulated device runs one launch at a time
+                err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p), ftz)
+            if err:
+                raise LaunchError(f"{name}: OpenMP did not provide {threads} threads per block "
+                                  "(check OMP_THREAD_LIMIT / OMP_DYNAMIC)")
+
+        if self.stream is not None and not self._active:
+            self.stream._queue.append(run)
+        else:
+            # Inside activate() (a backend method) the array-module operations
+            # that follow a launch on the same stream must see its results;
+            # here they are NumPy and run at once, so the launch does too.
+            if self.stream is not None:
+                self._run_queue()
+            run()
+
+    def synchronize(self) -> None:
+        """Wait for the runtime's stream: queued launches run."""
+        if self.stream is not None:
+            self.stream.synchronize()
+        self._since_sync = 0
 
     # -- memory ------------------------------------------------------------
     def _release(self, nbytes: int) -> None:
@@ -309,7 +436,16 @@ class EmulatedRuntime:
             self.h2d_transfers += 1
         return np.ascontiguousarray(np.asarray(a, dtype=dtype))
 
+    def _run_queue(self) -> None:
+        """Run the launches queued on the runtime's stream (what an operation
+        on that stream waits for), without synchronizing it."""
+        if self.stream is not None:
+            while self.stream._queue:
+                self.stream._queue.pop(0)()
+
     def to_host(self, a):
+        self._run_queue()  # a copy on the runtime's stream runs after its queue
+        self._since_sync += 1  # the backend may queue more work after the copy
         self.d2h_transfers += 1
         out = np.array(a, copy=True)
         self.d2h_bytes += out.nbytes
@@ -326,6 +462,19 @@ class EmulatedRuntime:
         pass
 
     def activate(self):
+        """``with runtime.activate():`` around a backend method; counts the
+        exits that leave work on the stream unsynchronized."""
         import contextlib
 
-        return contextlib.nullcontext()
+        @contextlib.contextmanager
+        def block():
+            outer = self._active
+            self._active = True
+            try:
+                yield
+            finally:
+                self._active = outer
+            if self._since_sync:
+                self.unsynchronized_exits += 1
+
+        return block()

@@ -23,7 +23,10 @@ from gpumeanshift.testing import EmulatedRuntime
 
 class _Stream:
     def __init__(self, handle=None):
-        self.handle, self.entered = handle, 0
+        self.handle, self.entered, self.synchronized = handle, 0, 0
+
+    def synchronize(self):
+        self.synchronized += 1
 
     def __enter__(self):
         self.entered += 1
@@ -31,6 +34,9 @@ class _Stream:
 
     def __exit__(self, *exc):
         return False
+
+
+_NULL_STREAM = _Stream()
 
 
 def _fake_cupy():
@@ -70,6 +76,7 @@ def _fake_cupy():
         Device=lambda: types.SimpleNamespace(attributes={"MultiProcessorCount": 2}),
         memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
         ExternalStream=_Stream,
+        get_current_stream=lambda: _NULL_STREAM,
     )
     return cp, emu, log
 
@@ -111,6 +118,8 @@ def test_cupy_runtime_uses_the_stream_passed_in(fake_cupy):
     be.shift(X, X[:5], bandwidth=1.0, kernel="flat", max_iter=10, tol=1e-3)
     # every launch, copy and allocation ran inside the stream's context
     assert stream.entered >= emu.n_launches >= 2
+    # and each method waited for that stream before returning its results
+    assert stream.synchronized == 2
 
 
 def test_dlpack_inputs_are_imported_without_a_host_round_trip(fake_cupy):
