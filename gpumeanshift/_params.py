@@ -8,7 +8,6 @@ checked. Checks that need the data (``seeds`` against ``X``) stay in the fit.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -172,7 +171,3 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
         checked[name] = PARAMS[name][1](name, value)
     return checked
 
-
-def is_real_number(value: Any) -> bool:
-    """True for real numbers other than booleans."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

@@ -856,14 +856,10 @@ class MeanShift(_LocalMeanShift):
         uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
         counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in parts]),
                              minlength=len(uniq)).astype(np.int64)
-        if seeds is None:  # every point seeds: each distinct point is its own mode
-            m = len(uniq)
-            res = {"modes": uniq, "n_iter": np.zeros(m, np.int64), "intensity": counts,
-                   "converged": np.ones(m, dtype=bool)}
-        else:
-            r = _driver.zero_bandwidth_shift(uniq, counts, seeds)
-            res = {"modes": r.modes, "n_iter": r.n_iter, "intensity": r.intensity,
-                   "converged": r.converged}
+        # Every point seeding is each distinct point seeding (equal modes merge).
+        r = _driver.zero_bandwidth_shift(uniq, counts, uniq if seeds is None else seeds)
+        res = {"modes": r.modes, "n_iter": r.n_iter, "intensity": r.intensity,
+               "converged": r.converged}
         res.update(backends={"numpy"}, algorithms={"brute"},
                    stats={"strategy": "none", "rounds": 0, "task_seconds": []})
         return res
