@@ -13,6 +13,7 @@ The rules (scikit-learn's, with gpumeanshift's dtype policy):
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 from typing import Any
@@ -178,3 +179,52 @@ def check_real(value: Any, name: str, *, low: float, low_inclusive: bool = True)
         op = ">=" if low_inclusive else ">"
         raise ValueError(f"{name} must be finite and {op} {low}, got {value}")
     return value
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    """``sample_weight`` as a float64 array of shape (n_samples,), or None.
+
+    Weights are repetition counts in spirit: finite, >= 0 and not all 0 (a
+    row of weight 0 takes no part in a fit but is still labelled). A scalar
+    applies to every row. Device arrays (CuPy) are accepted. Nothing is
+    corrected silently: a wrong shape or length, a negative, NaN or infinite
+    weight, or all zeros is a ValueError naming the problem.
+    """
+    if sample_weight is None:
+        return None
+    if is_device_array(sample_weight):
+        sample_weight = _device_to_host(sample_weight)
+    if _is_sparse(sample_weight):
+        raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix")
+    try:
+        w = np.asarray(sample_weight)
+    except Exception as exc:  # ragged lists, objects without __array__
+        raise ValueError(f"sample_weight could not be converted to an array: {exc}") from exc
+    if w.dtype == object or w.dtype.kind not in "biuf":
+        raise ValueError(
+            f"sample_weight must hold real numbers, got an array of dtype {w.dtype}")
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, got shape {w.shape}")
+    if len(w) != n_samples:
+        raise ValueError(
+            f"sample_weight has {len(w)} values but X has {n_samples} rows")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    bad = ~np.isfinite(w)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"sample_weight must be finite: {int(bad.sum())} value(s) are NaN or infinite "
+            f"(first at index {i}: {w[i]})")
+    if (w < 0).any():
+        i = int(np.flatnonzero(w < 0)[0])
+        raise ValueError(
+            f"sample_weight must be >= 0: {int((w < 0).sum())} value(s) are negative "
+            f"(first at index {i}: {w[i]})")
+    total = math.fsum(w)
+    if not total > 0:
+        raise ValueError("sample_weight sums to 0: at least one row must have a positive weight")
+    if not np.isfinite(total):
+        raise ValueError("sample_weight sums past the largest float64; rescale the weights")
+    return w

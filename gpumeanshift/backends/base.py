@@ -19,6 +19,18 @@ Arrays passed in are already validated by the driver: two-dimensional,
 C-contiguous, finite, of one floating dtype (float32 or float64). A backend
 returns arrays of its own array library (NumPy for the NumPy backend, CuPy
 for the CUDA backend); the driver converts at the edges.
+
+Weights
+-------
+Every method that sums over the data takes ``weights=None``: a float64
+array of shape (n,) of finite values >= 0 with a positive sum (checked by
+the driver, see :func:`gpumeanshift._validation.check_sample_weight`), one
+per row of X, or None for all ones. A weighted row counts as that many
+copies of itself: for integer weights every result equals the unweighted
+result on ``np.repeat(X, weights, axis=0)`` (to rounding where the sums are
+not exact). With weights, counts become summed weights (float64) and the
+k of :meth:`Backend.kth_neighbor_distance` is an amount of weight. None must
+cost nothing: the unweighted arithmetic is unchanged.
 """
 
 from __future__ import annotations
@@ -48,10 +60,11 @@ class ShiftResult:
         Completed shift iterations per seed, counted as scikit-learn does:
         the step that meets the stopping rule is not counted, so a seed that
         does not move has 0 and a seed stopped by ``max_iter`` has ``max_iter``.
-    intensity : int array of shape (m,)
+    intensity : int array of shape (m,), float64 with weights
         Number of data points within one bandwidth (distance <= bandwidth) of
-        the position the last step started from. 0 marks an orphan seed (no
-        data within reach), which the driver discards.
+        the position the last step started from (their summed weight when
+        the shift was weighted). 0 marks an orphan seed (no data, or only
+        rows of weight 0, within reach), which the driver discards.
     converged : bool array of shape (m,)
         False for seeds stopped by ``max_iter`` before meeting the tolerance.
     algorithm : str
@@ -99,8 +112,12 @@ class Backend(Protocol):
         max_iter: int,
         tol: float,
         algorithm: str = "brute",
+        weights: Any = None,
     ) -> ShiftResult:
         """Run the mean-shift iteration for every seed until it stops.
+
+        Each step moves a seed to ``sum_i w_i K_i x_i / sum_i w_i K_i`` over
+        the data rows ``x_i`` (``w_i = 1`` when ``weights`` is None).
 
         ``algorithm`` is "brute", "grid" or "auto" (the backend decides and
         reports its choice in :attr:`ShiftResult.algorithm`); see
@@ -124,24 +141,35 @@ class Backend(Protocol):
         """
         ...
 
-    def count_within(self, X: Any, queries: Any, radius: float) -> Any:
-        """Number of rows of X at distance <= radius of each query (int64)."""
+    def count_within(self, X: Any, queries: Any, radius: float, *, weights: Any = None) -> Any:
+        """Number of rows of X at distance <= radius of each query (int64);
+        with ``weights``, their summed weight (float64)."""
         ...
 
-    def kth_neighbor_distance(self, X: Any, queries: Any, k: int) -> Any:
-        """Distance from each query to its k-th nearest row of X (1-based k)."""
-        ...
+    def kth_neighbor_distance(self, X: Any, queries: Any, k: Any, *,
+                              weights: Any = None) -> Any:
+        """Distance from each query to its k-th nearest row of X (1-based k).
 
-    def kernel_sum(self, X: Any, queries: Any, *, bandwidth: float, kernel: str) -> Any:
-        """Sum over rows x of X of K(|q - x| / bandwidth) for each query q.
-
-        K is exp(-u**2 / 2) for "gaussian" and 1[u <= 1] for "flat"
-        (unnormalised; the caller applies the normalising constant).
+        With ``weights``, ``k`` is a positive amount of weight (a float) and
+        the answer is the smallest distance r at which the rows within r
+        weigh at least k in total: for integer weights and integer k, the
+        k-th neighbour among the repeated rows.
         """
         ...
 
-    def log_kernel_density(self, X: Any, queries: Any, *, bandwidth: float, kernel: str) -> Any:
-        """log of sum over rows x of X of K((q - x) / bandwidth), for each query q.
+    def kernel_sum(self, X: Any, queries: Any, *, bandwidth: float, kernel: str,
+                   weights: Any = None) -> Any:
+        """Sum over rows x of X of w(x) K(|q - x| / bandwidth) for each query q.
+
+        K is exp(-u**2 / 2) for "gaussian" and 1[u <= 1] for "flat"
+        (unnormalised; the caller applies the normalising constant); w is 1
+        when ``weights`` is None.
+        """
+        ...
+
+    def log_kernel_density(self, X: Any, queries: Any, *, bandwidth: float, kernel: str,
+                           weights: Any = None) -> Any:
+        """log of sum over rows x of X of w(x) K((q - x) / bandwidth), for each query q.
 
         Unnormalised, float64, one value per query. For "gaussian",
         K(u) = exp(-|u|**2 / 2) and the sum is taken as a stable
@@ -150,7 +178,9 @@ class Backend(Protocol):
         ``-min_j |q - x_j|**2 / (2 bandwidth**2)``), never -inf (short of
         ``|q - x|**2`` overflowing the dtype, as in scikit-learn). For "flat",
         the log of the number of rows at distance <= bandwidth, and -inf
-        where there is none.
+        where there is none. With ``weights`` the terms are multiplied by
+        the rows' weights (a query whose only near rows weigh 0 gets -inf
+        for "flat"; for "gaussian" rows of weight 0 drop out of the sum).
         """
         ...
 
