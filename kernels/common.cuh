@@ -151,6 +151,36 @@ __device__ __forceinline__ const T* ms_query(const T* __restrict__ Q, int row, b
     return q;
 }
 
+// Sample weights (the WEIGHTED template flag of the shift, density and
+// neighbour kernels): the host appends each row's weight to it as one more
+// column in the data's dtype, so a weighted kernel streams rows of d + 1
+// values through the same tiles (no second array, no extra pass) and reads
+// the weight as x[d]. The host drops rows of weight 0 and divides the
+// weights by a power of two so that the largest is in (1/2, 1] (exact; the
+// results are scaled back). WEIGHTED = false compiles to the unweighted
+// kernel unchanged (the flag only selects code under `if constexpr`).
+//
+// Count type of the shift kernels: points within reach (int), or their
+// summed weight (the data's dtype) when weighted.
+template <typename T, bool W>
+struct ms_count {
+    typedef int type;
+};
+template <typename T>
+struct ms_count<T, true> {
+    typedef T type;
+};
+// Count type of count_within / kth_neighbor: int64 / int, or double (summed
+// weights) when weighted.
+template <bool W>
+struct ms_wcount {
+    typedef long long type;
+};
+template <>
+struct ms_wcount<true> {
+    typedef double type;
+};
+
 // Weight sums below ms_tiny_sum are scaled by ms_big_scale in ms_update
 // (powers of two: exact; the scaled sum is normal, its reciprocal finite).
 __device__ __forceinline__ float ms_tiny_sum(float) { return 0x1p-64f; }
@@ -160,13 +190,17 @@ __device__ __forceinline__ double ms_big_scale(double) { return 0x1p512; }
 
 // Shared update rule (scikit-learn's loop body). Returns true while the seed
 // stays active. p and acc may live in registers (D > 0) or global memory.
-template <typename T>
-__device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, int cnt, int dd,
+// C is the count type (ms_count): int, or T for a weighted shift, whose
+// acc and wsum are then sums of w K x and w K; the quotient and the scaling
+// below are the same.
+template <typename T, typename C>
+__device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, C cnt, int dd,
                                           T tol2, int max_iter, int& it,
                                           int* __restrict__ state_out,
-                                          int* __restrict__ intensity_out) {
-    if (!(wsum > T(0))) {  // flat: no neighbour; gaussian: every weight underflowed
-        *intensity_out = 0;
+                                          C* __restrict__ intensity_out) {
+    if (!(wsum > T(0))) {  // flat: no neighbour (or only rows of weight 0 weighted);
+                           // gaussian: every weight underflowed
+        *intensity_out = C(0);
         *state_out = MS_ORPHAN;
         return false;
     }

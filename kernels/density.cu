@@ -11,6 +11,11 @@
 //   arrives, so far queries never underflow to log(0): out = mx + log(s).
 //   Flat: raw coordinates, out = log(#{j : |q - x_j|^2 <= r2}) (-inf if none).
 //   The result is written as double.
+//   WEIGHTED (template flag, default false): rows carry their weight w_j as
+//   a last column (common.cuh); the Gaussian's terms become
+//   w_j exp(e_j - mx) (mx the largest exponent, so s >= the weight of that
+//   term: no underflow to 0), flat sums w_j in double. Rows of weight 0
+//   never reach the kernel (the host drops them).
 #include "common.cuh"
 
 template <typename T>
@@ -24,7 +29,7 @@ struct ms_limits<double> {
     static __device__ __forceinline__ double max() { return 1.7976931348623157e308; }
 };
 
-template <typename T, int D, int KERNEL>
+template <typename T, int D, int KERNEL, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
 log_kernel_density(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d,
                    int tile, T r2, double* __restrict__ out) {
@@ -36,16 +41,30 @@ log_kernel_density(const T* __restrict__ X, int n, const T* __restrict__ Q, int 
     const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
     T mx = T(0);
     T s = T(0);  // 0 until the first term: then mx is that term's exponent
-    int cnt = 0;
-    ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
+    typename ms_wcount<W>::type cnt = 0;
+    const int stride = W ? dd + 1 : dd;
+    ms_for_tiles(sh, X, 0, n, tile, stride, valid, [&](long long, int rows) {
         for (int r = 0; r < rows; ++r) {
-            const T u2 = ms_dist2<T, D>(q, sh + r * dd, dd);
+            const T* x = sh + r * stride;
+            const T u2 = ms_dist2<T, D>(q, x, dd);
             if (KERNEL == MS_FLAT) {
-                cnt += u2 <= r2 ? 1 : 0;
+                if constexpr (W) cnt += u2 <= r2 ? (double)x[dd] : 0.0;
+                else cnt += u2 <= r2 ? 1 : 0;
             } else {
                 // finite even when the squared distance overflowed
                 const T e = T(-0.5) * (u2 < ms_limits<T>::max() ? u2 : ms_limits<T>::max());
-                if (s == T(0)) {
+                if constexpr (W) {
+                    const T w = x[dd];  // > 0
+                    if (s == T(0)) {
+                        mx = e;
+                        s = w;
+                    } else if (e > mx) {
+                        s = s * ms_exp(mx - e) + w;
+                        mx = e;
+                    } else {
+                        s += w * ms_exp(e - mx);
+                    }
+                } else if (s == T(0)) {
                     mx = e;
                     s = T(1);
                 } else if (e > mx) {

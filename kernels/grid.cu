@@ -33,6 +33,13 @@
 //   (_spatial.gaussian_truncation_bound). A seed that cannot leaves with
 //   state MS_UNPROVEN, its position and count untouched, and the host climbs
 //   it on with the exact all-points kernel.
+//   With weights the bound takes the weight outside reach: at most n_out
+//   times the largest weight, which the host makes <= 1 (see common.cuh),
+//   so n_out itself bounds it and the test is unchanged (sound, if a little
+//   conservative where the weights vary; a seed that cannot prove a step
+//   goes to the exact kernel as before).
+//   WEIGHTED (template flag, default false): rows of D + 1 values, the last
+//   the row's weight, as in meanshift.cu.
 #include "common.cuh"
 
 // First index i in [lo, hi) with ids[i] >= key (hi when none).
@@ -46,13 +53,14 @@ __device__ __forceinline__ int ms_lower_bound(const long long* __restrict__ ids,
     return lo;
 }
 
-template <typename T, int D, int KERNEL>
+template <typename T, int D, int KERNEL, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
 ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell_ids,
               const int* __restrict__ cell_start, int n_cells,
               const double* __restrict__ origin, const int* __restrict__ gshape,
               const long long* __restrict__ gstride, double cell, double reach,
-              T* __restrict__ pos, int* __restrict__ n_iter, int* __restrict__ intensity,
+              T* __restrict__ pos, int* __restrict__ n_iter,
+              typename ms_count<T, W>::type* __restrict__ intensity,
               int* __restrict__ state, const int* __restrict__ active, int n_active,
               int max_iter, int steps, T tol2, T r2, double proof) {
     const int slot = blockIdx.x * blockDim.x + threadIdx.x;
@@ -81,7 +89,7 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
             empty = empty || clo[k] > chi[k];
         }
         T wsum = T(0);
-        int cnt = 0;
+        typename ms_count<T, W>::type cnt = 0;
         int nvis = 0;  // points visited (the proven Gaussian's n - n_out)
 #pragma unroll
         for (int k = 0; k < D; ++k) acc[k] = T(0);
@@ -99,7 +107,7 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
                 const int j_end = cell_start[c_end];
                 if (KERNEL == MS_GAUSSIAN) nvis += j_end - cell_start[c];
                 for (int j = cell_start[c]; j < j_end; ++j) {
-                    const T* x = X + (long long)j * D;
+                    const T* x = X + (long long)j * (W ? D + 1 : D);
                     T xr[D];
                     T u2 = T(0);
 #pragma unroll
@@ -108,8 +116,14 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
                         const T diff = xr[k] - p[k];
                         u2 += diff * diff;
                     }
-                    const T w = ms_weight_r<T, KERNEL>(u2, r2);
-                    cnt += u2 <= r2 ? 1 : 0;
+                    T w = ms_weight_r<T, KERNEL>(u2, r2);
+                    if constexpr (W) {
+                        const T rw = x[D];  // the row's weight, <= 1
+                        cnt += u2 <= r2 ? rw : T(0);
+                        w *= rw;
+                    } else {
+                        cnt += u2 <= r2 ? 1 : 0;
+                    }
                     wsum += w;
 #pragma unroll
                     for (int k = 0; k < D; ++k) acc[k] += w * xr[k];
@@ -139,7 +153,7 @@ ms_shift_grid(const T* __restrict__ X, int n, const long long* __restrict__ cell
                 break;
             }
         }
-        live = ms_update<T>(p, acc, wsum, cnt, D, tol2, max_iter, it, state + seed,
+        live = ms_update(p, acc, wsum, cnt, D, tol2, max_iter, it, state + seed,
                             intensity + seed);
     }
 #pragma unroll

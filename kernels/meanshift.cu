@@ -22,6 +22,12 @@
 //   One iteration per launch pair, but launches queue on the stream without a
 //   host round trip.
 //
+// WEIGHTED (template flag, default false): rows carry their weight as a
+//   last column (d + 1 values per row in the tiles; see common.cuh); each
+//   pair adds w K to the weight total and w K x to the sums, the count
+//   becomes the summed weight within r2 (type ms_count<T, true> = T).
+//   Unweighted instantiations are the code without the flag.
+//
 // ms_compact
 //   1-D grid over the active list; appends still-active seeds to active_out
 //   through an atomic counter, the only value the host reads between rounds.
@@ -34,16 +40,23 @@
 // distance by differences, the kernel weight, the weighted sums, the weight
 // total and the count within r2. The seed and its sums are in registers
 // (preg, areg) for a fixed D > 0, else in memory (p, acc; dd columns).
-// Both the fused and the split kernels weigh their tiles with it.
-template <typename T, int D, int KERNEL>
+// Both the fused and the split kernels weigh their tiles with it. Weighted
+// (W): rows of dd + 1 values, the last the row's weight.
+template <typename T, int D, int KERNEL, bool W>
 __device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, const T* preg,
                                               const T* p, T* areg, T* acc, T r2, T& wsum,
-                                              int& cnt) {
+                                              typename ms_count<T, W>::type& cnt) {
     for (int r = 0; r < rows; ++r) {
-        const T* x = sh + r * dd;
+        const T* x = sh + r * (W ? dd + 1 : dd);
         const T u2 = ms_dist2<T, D>(D > 0 ? preg : p, x, dd);
-        const T w = ms_weight_r<T, KERNEL>(u2, r2);
-        cnt += u2 <= r2 ? 1 : 0;
+        T w = ms_weight_r<T, KERNEL>(u2, r2);
+        if constexpr (W) {
+            const T rw = x[dd];  // the row's weight
+            cnt += u2 <= r2 ? rw : T(0);
+            w *= rw;
+        } else {
+            cnt += u2 <= r2 ? 1 : 0;
+        }
         wsum += w;
         if (D > 0) {
 #pragma unroll
@@ -54,11 +67,11 @@ __device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, con
     }
 }
 
-template <typename T, int D, int KERNEL>
+template <typename T, int D, int KERNEL, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
 ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
                T* __restrict__ pos, T* __restrict__ scratch,
-               int* __restrict__ n_iter, int* __restrict__ intensity,
+               int* __restrict__ n_iter, typename ms_count<T, W>::type* __restrict__ intensity,
                int* __restrict__ state, const int* __restrict__ active,
                int n_active, int max_iter, int steps, T tol2, T r2) {
     MS_DYNAMIC_SHARED(T, sh);
@@ -89,15 +102,15 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
     for (int s = 0; s < steps; ++s) {
         if (!__syncthreads_or(live)) break;
         T wsum = T(0);
-        int cnt = 0;
+        typename ms_count<T, W>::type cnt = 0;
         if (live) {
             for (int k = 0; k < dd; ++k) acc[k] = T(0);
         }
-        ms_for_tiles(sh, X, 0, n, tile, dd, live, [&](long long, int rows) {
-            ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
+        ms_for_tiles(sh, X, 0, n, tile, W ? dd + 1 : dd, live, [&](long long, int rows) {
+            ms_weigh_tile<T, D, KERNEL, W>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
         });
         if (live)
-            live = ms_update<T>(p, acc, wsum, cnt, dd, tol2, max_iter, it, state + seed,
+            live = ms_update(p, acc, wsum, cnt, dd, tol2, max_iter, it, state + seed,
                                 intensity + seed);
     }
     if (started) {
@@ -109,12 +122,13 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
     }
 }
 
-template <typename T, int D, int KERNEL>
+template <typename T, int D, int KERNEL, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
 ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
                  const T* __restrict__ pos, const int* __restrict__ state,
                  const int* __restrict__ active, int n_active,
-                 T* __restrict__ partial, int* __restrict__ pcount, T r2) {
+                 T* __restrict__ partial, typename ms_count<T, W>::type* __restrict__ pcount,
+                 T r2) {
     MS_DYNAMIC_SHARED(T, sh);
     const int dd = D > 0 ? D : d;
     const int slot = blockIdx.x * blockDim.x + threadIdx.x;
@@ -141,9 +155,9 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
     const int begin = blockIdx.y * chunk;  // < n: the host makes ceil(n / chunk) ranges
     const int end = chunk < n - begin ? begin + chunk : n;  // begin + chunk may pass 2^31
     T wsum = T(0);
-    int cnt = 0;
-    ms_for_tiles(sh, X, begin, end, tile, dd, live, [&](long long, int rows) {
-        ms_weigh_tile<T, D, KERNEL>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
+    typename ms_count<T, W>::type cnt = 0;
+    ms_for_tiles(sh, X, begin, end, tile, W ? dd + 1 : dd, live, [&](long long, int rows) {
+        ms_weigh_tile<T, D, KERNEL, W>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
     });
     if (live) {
         if (D > 0) {
@@ -155,11 +169,12 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
     }
 }
 
-template <typename T>
+template <typename T, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
-ms_shift_finalize(const T* __restrict__ partial, const int* __restrict__ pcount,
+ms_shift_finalize(const T* __restrict__ partial,
+                  const typename ms_count<T, W>::type* __restrict__ pcount,
                   int n_splits, int d, T* __restrict__ pos, T* __restrict__ scratch,
-                  int* __restrict__ n_iter, int* __restrict__ intensity,
+                  int* __restrict__ n_iter, typename ms_count<T, W>::type* __restrict__ intensity,
                   int* __restrict__ state, const int* __restrict__ active,
                   int n_active, int max_iter, T tol2) {
     const int slot = blockIdx.x * blockDim.x + threadIdx.x;
@@ -168,7 +183,7 @@ ms_shift_finalize(const T* __restrict__ partial, const int* __restrict__ pcount,
     if (state[seed] != MS_ACTIVE) return;
     T* acc = scratch + (long long)seed * d;
     T wsum = T(0);
-    int cnt = 0;
+    typename ms_count<T, W>::type cnt = 0;
     for (int k = 0; k < d; ++k) acc[k] = T(0);
     for (int s = 0; s < n_splits; ++s) {  // fixed order: deterministic sums
         const T* row = partial + ((long long)s * n_active + slot) * (d + 1);
@@ -177,7 +192,7 @@ ms_shift_finalize(const T* __restrict__ partial, const int* __restrict__ pcount,
         cnt += pcount[(long long)s * n_active + slot];
     }
     int it = n_iter[seed];
-    ms_update<T>(pos + (long long)seed * d, acc, wsum, cnt, d, tol2, max_iter, it,
+    ms_update(pos + (long long)seed * d, acc, wsum, cnt, d, tol2, max_iter, it,
                  state + seed, intensity + seed);
     n_iter[seed] = it;
 }

@@ -16,6 +16,11 @@
 //                     order like their bits): one counting pass over the data
 //                     per two bits (16 for float, 32 for double), O(1) state
 //                     per query, so k may be any fraction of n.
+// count_within, kernel_sum and kth_neighbor take a WEIGHTED template flag
+// (default false): rows carry their weight as a last column (common.cuh);
+// counts become summed weights in double (count_within's output, the
+// kth_neighbor counts, whose k is then a double amount of weight), kernel
+// sums weigh each term.
 #include "common.cuh"
 
 template <typename T>
@@ -79,24 +84,29 @@ nearest_center(const T* __restrict__ X, int n, const T* __restrict__ C, int n_ce
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
 count_within(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d,
-             int tile, T r2, long long* __restrict__ out) {
+             int tile, T r2, typename ms_wcount<W>::type* __restrict__ out) {
     MS_DYNAMIC_SHARED(T, sh);
     const int dd = D > 0 ? D : d;
     const int row = blockIdx.x * blockDim.x + threadIdx.x;
     const bool valid = row < m;
     T reg[D > 0 ? D : 1];
     const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
-    long long cnt = 0;
-    ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
-        for (int r = 0; r < rows; ++r) cnt += ms_dist2<T, D>(q, sh + r * dd, dd) <= r2 ? 1 : 0;
+    typename ms_wcount<W>::type cnt = 0;
+    const int stride = W ? dd + 1 : dd;
+    ms_for_tiles(sh, X, 0, n, tile, stride, valid, [&](long long, int rows) {
+        for (int r = 0; r < rows; ++r) {
+            const T* x = sh + r * stride;
+            if constexpr (W) cnt += ms_dist2<T, D>(q, x, dd) <= r2 ? (double)x[dd] : 0.0;
+            else cnt += ms_dist2<T, D>(q, x, dd) <= r2 ? 1 : 0;
+        }
     });
     if (valid) out[row] = cnt;
 }
 
-template <typename T, int D, int KERNEL>
+template <typename T, int D, int KERNEL, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
 kernel_sum(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d,
            int tile, T inv_h2, T* __restrict__ out) {
@@ -107,17 +117,28 @@ kernel_sum(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d
     T reg[D > 0 ? D : 1];
     const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
     T acc = T(0);
-    ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
-        for (int r = 0; r < rows; ++r)
-            acc += ms_weight<T, KERNEL>(ms_dist2<T, D>(q, sh + r * dd, dd) * inv_h2);
+    const int stride = W ? dd + 1 : dd;
+    ms_for_tiles(sh, X, 0, n, tile, stride, valid, [&](long long, int rows) {
+        for (int r = 0; r < rows; ++r) {
+            const T* x = sh + r * stride;
+            const T k = ms_weight<T, KERNEL>(ms_dist2<T, D>(q, x, dd) * inv_h2);
+            if constexpr (W) acc += k * x[dd];
+            else acc += k;
+        }
     });
     if (valid) out[row] = acc;
 }
 
-template <typename T, int D>
+template <typename T, int D, bool W = false>
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
 kth_neighbor(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int d,
-             int tile, int k, T* __restrict__ out) {
+             int tile, typename ms_count<double, W>::type k, T* __restrict__ out) {
+    // Weighted: k is an amount of weight (double) and the counts below sum the
+    // rows' weights in row order; for non-negative weights such a sum over
+    // the rows with u <= v never decreases as v grows (rounding is
+    // monotonic), so the search stays exact for the counts it computes. The
+    // host caps k at the same sum over all rows.
+    typedef typename ms_count<double, W>::type C;
     typedef typename ms_bits<T>::U U;
     MS_DYNAMIC_SHARED(T, sh);
     const int dd = D > 0 ? D : d;
@@ -125,6 +146,7 @@ kth_neighbor(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int
     const bool valid = row < m;
     T reg[D > 0 ? D : 1];
     const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
+    const int stride = W ? dd + 1 : dd;
     // Invariant: the answer's bits above `b` equal those of v. Two bits per
     // pass over the data (b and b - 1): the digit is the smallest j in 0..3
     // such that at least k squared distances are <= v with digit j and 1s
@@ -138,23 +160,35 @@ kth_neighbor(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int
         const U b0 = v | low;
         const U b1 = b0 | (U(1) << (b - 1));
         const U b2 = b0 | (U(2) << (b - 1));
-        int c0 = 0, c1 = 0, c2 = 0;
-        ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
+        C c0 = 0, c1 = 0, c2 = 0;
+        ms_for_tiles(sh, X, 0, n, tile, stride, valid, [&](long long, int rows) {
             for (int r = 0; r < rows; ++r) {
-                const U u = ms_as_bits(ms_dist2<T, D>(q, sh + r * dd, dd));
-                c0 += u <= b0 ? 1 : 0;
-                c1 += u <= b1 ? 1 : 0;
-                c2 += u <= b2 ? 1 : 0;
+                const T* x = sh + r * stride;
+                const U u = ms_as_bits(ms_dist2<T, D>(q, x, dd));
+                if constexpr (W) {
+                    const double w = x[dd];
+                    c0 += u <= b0 ? w : 0.0;
+                    c1 += u <= b1 ? w : 0.0;
+                    c2 += u <= b2 ? w : 0.0;
+                } else {
+                    c0 += u <= b0 ? 1 : 0;
+                    c1 += u <= b1 ? 1 : 0;
+                    c2 += u <= b2 ? 1 : 0;
+                }
             }
         });
         const U digit = c0 >= k ? U(0) : c1 >= k ? U(1) : c2 >= k ? U(2) : U(3);
         v |= digit << (b - 1);
     }
     if (b == 0) {
-        int cnt = 0;
-        ms_for_tiles(sh, X, 0, n, tile, dd, valid, [&](long long, int rows) {
-            for (int r = 0; r < rows; ++r)
-                cnt += ms_as_bits(ms_dist2<T, D>(q, sh + r * dd, dd)) <= v ? 1 : 0;
+        C cnt = 0;
+        ms_for_tiles(sh, X, 0, n, tile, stride, valid, [&](long long, int rows) {
+            for (int r = 0; r < rows; ++r) {
+                const T* x = sh + r * stride;
+                const bool in = ms_as_bits(ms_dist2<T, D>(q, x, dd)) <= v;
+                if constexpr (W) cnt += in ? (double)x[dd] : 0.0;
+                else cnt += in ? 1 : 0;
+            }
         });
         if (cnt < k) v |= U(1);
     }

@@ -45,6 +45,20 @@ Besides these, a constant number of array-module operations per batch
 (centering, scaling back, copying results out) run as CuPy elementwise
 kernels, queued without synchronizing.
 
+Sample weights
+--------------
+With ``weights`` (see :class:`gpumeanshift.backends.base.Backend`) every
+method first drops the rows of weight 0 and divides the weights by a power of
+two ``2**e`` so that the largest lies in [1/2, 1) (exact; sums and counts are
+multiplied back by ``2**e``, logs get ``e log 2``). The weights then travel as
+one more column of the data, in its dtype: ``[x, w]`` rows through the same
+shared-memory tiles, read by the ``WEIGHTED`` instantiation of each kernel
+(``kernel_name(..., weighted=True)``; see kernels/common.cuh). Without
+weights the unweighted instantiations run, unchanged. For float32 data the
+weights are rounded to float32 (relative 6e-8; integer weights below 2**24
+stay exact), and a weight below 2**-126 times the largest counts as 0 (a
+float32 denormal, which the GPU flushes).
+
 Precision
 ---------
 Sums are accumulated in the input dtype, sequentially over the data for each
@@ -187,6 +201,37 @@ class CudaBackend:
     def _grid(count: int) -> int:
         return max(1, -(-count // _rt.BLOCK))
 
+    def _weighted(self, X, weights):
+        """``(X, w, e)``: X less its rows of weight 0, the others' weights
+        divided by ``2**e`` (largest in [1/2, 1)) in X's dtype, on the device;
+        ``(X, None, 0)`` for ``weights=None``. Two small transfers (the
+        largest weight, whether any row drops)."""
+        if weights is None:
+            return X, None, 0
+        rt, xp = self.runtime, self.runtime.xp
+        w = rt.asarray(weights, dtype=np.float64)
+        if w.shape != (X.shape[0],):
+            raise ValueError(f"weights has shape {w.shape}, expected ({X.shape[0]},)")
+        top = float(w.max()) if w.shape[0] else 0.0
+        if not (np.isfinite(top) and top > 0.0):
+            raise ValueError("weights must be finite and >= 0 with a positive sum")
+        e = int(np.frexp(top)[1])  # top = f 2**e, f in [1/2, 1)
+        wt = xp.ldexp(w, -e).astype(X.dtype)
+        if X.dtype == np.float32:  # what -ftz makes of a denormal weight
+            wt[wt < np.finfo(np.float32).tiny] = 0
+        keep = wt > 0
+        if not bool(keep.all()):
+            X, wt = xp.ascontiguousarray(X[keep]), xp.ascontiguousarray(wt[keep])
+        return X, wt, e
+
+    def _with_weights(self, X, wt, what: str):
+        """Rows ``[x, w]`` (d + 1 columns), the input of a weighted kernel."""
+        n, d = X.shape
+        Xa = self._alloc((n, d + 1), X.dtype, what)
+        Xa[:, :d] = X
+        Xa[:, d] = wt
+        return Xa
+
     def _batched(self, total: int, per_row: int, fixed: int, fn, what: str) -> None:
         """Run ``fn(lo, hi)`` over row batches that fit free device memory;
         halve the batch on out-of-memory errors."""
@@ -225,7 +270,7 @@ class CudaBackend:
 
     # -------------------------------------------------------------------- shift
     def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol,
-              algorithm="brute", progress=None) -> ShiftResult:
+              algorithm="brute", weights=None, progress=None) -> ShiftResult:
         """Climb every seed to a mode (see the module docstring for the scheme).
 
         ``algorithm``: "brute" visits every data point (exact sums); so
@@ -239,6 +284,8 @@ class CudaBackend:
         ``progress(iteration, n_active)`` is called after every round (see
         :meth:`Backend.shift`); the active count it reports costs no extra
         transfer, the round already reads it.
+        ``weights``: sample weights (see the module docstring); the
+        intensity is then the float64 summed weight within one bandwidth.
         """
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -251,7 +298,7 @@ class CudaBackend:
         proven = algorithm == "auto" and kernel == "gaussian"
         with self._ctx():
             res = self._shift(X, seeds, float(bandwidth), kid, int(max_iter), float(tol), progress,
-                              grid=algo == "grid", proven=proven)
+                              grid=algo == "grid", proven=proven, weights=weights)
         if self.last_plan.get("proven"):
             algo = "grid"
         if "algorithm" in _SHIFT_FIELDS:
@@ -260,8 +307,13 @@ class CudaBackend:
         return res
 
     def _shift(self, X, seeds, h, kernel, max_iter, tol, progress=None, grid=False,
-               proven=False):
+               proven=False, weights=None):
         rt, xp = self.runtime, self.runtime.xp
+        X, seeds = self._inputs(X, seeds)
+        # Rows of weight 0 leave first: the arithmetic below (integrality,
+        # centre, order) is then that of the data repeated.
+        X, wt, wexp = self._weighted(X, weights)
+        W = wt is not None
         # Integer-valued data under the flat kernel (pixel coordinates,
         # counts, lattices) stay in their own units: the kernels then decide
         # exact boundary ties as sum (x - q)^2 <= h^2, the positions are means
@@ -269,7 +321,6 @@ class CudaBackend:
         # ms_weight_r in kernels/common.cuh. The cell list is then laid out in
         # the data's units too (cells of side h).
         lattice = kernel == "flat" and integer_valued(X, xp)
-        X, seeds = self._inputs(X, seeds)
         if X.shape[0] == 0:
             raise ValueError("shift() needs at least one data point")
         # The cell-list kernel exists for d <= 3; above, "grid" runs the
@@ -283,37 +334,48 @@ class CudaBackend:
         # Canonical (lexicographic) row order, before anything is summed: the
         # mean, the sums, hence the stopping iteration and the modes do not
         # depend on the order in which the rows were given.
-        X = X[xp.lexsort(X.T[::-1])]
+        if W:  # equal rows by weight too: the sums' order is then canonical as well
+            order = xp.lexsort(xp.concatenate([wt[None].astype(np.float64),
+                                               X.T[::-1].astype(np.float64)]))
+            X, wt = X[order], wt[order]
+        else:
+            X = X[xp.lexsort(X.T[::-1])]
         if lattice:
             center, inv_h, unit = xp.zeros(X.shape[1]), 1.0, h
         else:
             center = midrange(X, xp)  # exact for identical rows; never overflows
             inv_h, unit = 1.0 / h, 1.0
-        Xs = self._alloc((n, d), dtype, "shift")
+        # Weighted: the kernels read rows [x, w] (Xk); the cell lists are
+        # built from the coordinates Xs (a view).
+        Xk = self._alloc((n, d + W), dtype, "shift")
+        Xs = Xk[:, :d] if W else Xk
         Xs[...] = (X - center) * inv_h
+        if W:
+            Xk[:, d] = wt
         modes = self._alloc((m, d), dtype, "shift")
         n_iter = self._alloc((m,), np.int64, "shift")
-        intensity = self._alloc((m,), np.int64, "shift")
+        intensity = self._alloc((m,), np.float64 if W else np.int64, "shift")
         converged = self._alloc((m,), np.bool_, "shift")
         if m == 0:
             return ShiftResult(modes, n_iter, intensity, converged)
 
         D = _rt.kernel_dim(d)
-        tile = self._tile(d, isz)
-        smem = tile * d * isz
+        tile = self._tile(d + W, isz)
+        smem = tile * (d + W) * isz
+        cdt = dtype if W else np.int32  # the kernels' count type (ms_count)
         split, n_splits, chunk = self._plan_split(min(m, 1 << 30), n, tile)
         cells = None
         proof = 0.0
         if proven:  # the Gaussian under "auto": the proven grid when it pays
-            cells = self._proven_cells(Xs)
+            cells = self._proven_cells(Xs, Xk)
             if cells is not None:
                 # _spatial.gaussian_truncation_bound's factor, folded: 2 exp(-R^2/2) / tau.
                 proof = 2.0 * np.exp(-0.5 * cells["cell"] ** 2) / (0.5 * np.finfo(dtype).eps)
                 split, n_splits, chunk = False, 1, n
         if grid:  # each seed visits its neighbouring cells only; no split scheme
-            cells = self._cell_list(Xs, kernel, unit)
+            cells = self._cell_list(Xs, kernel, unit, rows=Xk)
             split, n_splits, chunk = False, 1, n
-        per_seed = 2 * d * isz + 5 * 4 + (n_splits * ((d + 1) * isz + 4) if split else 0)
+        per_seed = 2 * d * isz + 5 * 4 + (n_splits * ((d + 1) * isz + 8) if split else 0)
         self.last_plan = {"split": split, "n_splits": n_splits, "chunk": chunk,
                           "tile": tile, "dim": D, "rounds": 0, "grid": grid,
                           "n_cells": 0 if cells is None else int(cells["n_cells"]),
@@ -326,7 +388,7 @@ class CudaBackend:
             pos[...] = (seeds[lo:hi] - center) * inv_h
             scratch = rt.empty((mb, d) if (D == 0 or sp) else (1,), dtype)
             it = rt.zeros((mb,), np.int32)
-            inten = rt.zeros((mb,), np.int32)
+            inten = rt.zeros((mb,), cdt)
             state = rt.zeros((mb,), np.int32)
             active = rt.empty((mb,), np.int32)
             active[...] = (xp.arange(mb, dtype=np.int32) if cells is None
@@ -335,7 +397,7 @@ class CudaBackend:
             counter = rt.zeros((1,), np.int32)
             if sp:
                 partial = rt.empty((ns * mb * (d + 1),), dtype)
-                pcount = rt.empty((ns * mb,), np.int32)
+                pcount = rt.empty((ns * mb,), cdt)
             steps = self.split_steps if sp else self.iters_per_launch
             max_rounds = -(-(max_iter + 1) // steps)
             common = (np.int32(max_iter),)
@@ -354,13 +416,13 @@ class CudaBackend:
                     g = self._grid(n_active)
                     if sp:
                         for _ in range(steps):
-                            rt.launch(_rt.kernel_name("ms_shift_partial", dtype, D, kernel),
+                            rt.launch(_rt.kernel_name("ms_shift_partial", dtype, D, kernel, W),
                                       (g, ns), (_rt.BLOCK,),
-                                      (Xs, np.int32(n), np.int32(d), np.int32(tile),
+                                      (Xk, np.int32(n), np.int32(d), np.int32(tile),
                                        np.int32(ch), pos, state, active, np.int32(n_active),
                                        partial, pcount, r2),
                                       smem)
-                            rt.launch(_rt.kernel_name("ms_shift_finalize", dtype),
+                            rt.launch(_rt.kernel_name("ms_shift_finalize", dtype, None, None, W),
                                       (g,), (_rt.BLOCK,),
                                       (partial, pcount, np.int32(ns), np.int32(d), pos, scratch,
                                        it, inten, state, active, np.int32(n_active), *common,
@@ -368,7 +430,7 @@ class CudaBackend:
                                       0)
                     elif cells is not None:
                         c = cells
-                        rt.launch(_rt.kernel_name("ms_shift_grid", dtype, d, kernel),
+                        rt.launch(_rt.kernel_name("ms_shift_grid", dtype, d, kernel, W),
                                   (g,), (_rt.BLOCK,),
                                   (c["X"], np.int32(n), c["ids"], c["start"],
                                    np.int32(c["n_cells"]), c["origin"], c["shape"], c["stride"],
@@ -377,9 +439,9 @@ class CudaBackend:
                                    tol2, r2, np.float64(proof)),
                                   0)
                     else:
-                        rt.launch(_rt.kernel_name("ms_shift_fused", dtype, D, kernel),
+                        rt.launch(_rt.kernel_name("ms_shift_fused", dtype, D, kernel, W),
                                   (g,), (_rt.BLOCK,),
-                                  (Xs, np.int32(n), np.int32(d), np.int32(tile), pos, scratch,
+                                  (Xk, np.int32(n), np.int32(d), np.int32(tile), pos, scratch,
                                    it, inten, state, active, np.int32(n_active), *common,
                                    np.int32(steps), tol2, r2),
                                   smem)
@@ -409,18 +471,20 @@ class CudaBackend:
             # float64: pos * h may pass float32
             modes[lo:hi] = pos if lattice else pos.astype(np.float64) * h + center
             n_iter[lo:hi] = it
-            intensity[lo:hi] = inten
+            # weighted: the summed weights, scaled back (exact)
+            intensity[lo:hi] = xp.ldexp(inten.astype(np.float64), wexp) if W else inten
             converged[lo:hi] = state == _rt.CONVERGED
 
         self._batched(m, per_seed, 0, run, "shift")
         return ShiftResult(modes, n_iter, intensity, converged)
 
-    def _proven_cells(self, Xs):
+    def _proven_cells(self, Xs, rows=None):
         """The proven Gaussian grid's cell list for the scaled data ``Xs``, or
         None where "auto" keeps the all-points kernels: d > 3, fewer than
         2048 points, cells that would cover a quarter of the data's box or
         more (the first tests of ``_spatial.make_index``), or a grid too
-        large. One transfer: the data's extent."""
+        large. One transfer: the data's extent. ``rows``: what the cell list
+        carries for the kernel (``Xs`` itself, or the rows ``[x, w]``)."""
         n, d = Xs.shape
         if d > GRID_MAX_DIM or d not in _rt.GRID_DIMS or n < 2048:
             return None
@@ -434,11 +498,12 @@ class CudaBackend:
         if np.prod(np.minimum(1.0, 3.0 * reach / np.maximum(ext, 1e-300))) > 0.25:
             return None
         try:
-            return self._cell_list(Xs, "gaussian", cell=reach)
+            return self._cell_list(Xs, "gaussian", cell=reach, rows=rows)
         except ValueError:  # too many cells: brute force
             return None
 
-    def _cell_list(self, Xs, kernel: str, unit: float = 1.0, cell: float | None = None) -> dict:
+    def _cell_list(self, Xs, kernel: str, unit: float = 1.0, cell: float | None = None,
+                   rows=None) -> dict:
         """The cell list of the data ``Xs`` for ``ms_shift_grid``: ``Xs`` in
         bandwidths (``unit`` = 1) or in the data's own units (``unit`` = h,
         integer data under the flat kernel); cells are ``unit`` times the
@@ -452,7 +517,8 @@ class CudaBackend:
         Cells have side ``reach`` (1 bandwidth for flat,
         ``GAUSSIAN_GRID_RADIUS`` for the Gaussian, ``cell`` when given), cell
         ``floor((y - origin) / reach)`` per axis, float64, with origin the
-        data's minimum.
+        data's minimum. ``rows`` (default ``Xs``): the rows put in cell order
+        for the kernel (``[x, w]`` for a weighted shift).
         """
         rt, xp = self.runtime, self.runtime.xp
         n, d = Xs.shape
@@ -477,7 +543,7 @@ class CudaBackend:
         start = rt.empty((n_cells + 1,), np.int32)
         start[:n_cells] = starts
         start[n_cells] = n
-        return {"X": xp.ascontiguousarray(Xs[order]), "ids": xp.ascontiguousarray(sid[starts]),
+        return {"X": xp.ascontiguousarray((Xs if rows is None else rows)[order]), "ids": xp.ascontiguousarray(sid[starts]),
                 "start": start, "n_cells": n_cells, "origin": origin, "cell": cell,
                 "shape": rt.asarray(shape.astype(np.int32)), "stride": rt.asarray(stride),
                 "stride_host": stride}
@@ -518,25 +584,31 @@ class CudaBackend:
         return True, ns, chunk
 
     # ------------------------------------------------------- other operations
-    def _per_query(self, base, X, Q, extra_args, out_dtype, dim_kernel=None, what=""):
-        """Launch a one-thread-per-query kernel over Q against X, batched."""
+    def _per_query(self, base, X, Q, extra_args, out_dtype, dim_kernel=None, what="",
+                   wt=None):
+        """Launch a one-thread-per-query kernel over Q against X, batched;
+        its weighted instantiation over rows ``[x, w]`` when ``wt`` is given."""
         rt = self.runtime
         n, d = X.shape
         m = Q.shape[0]
         dtype = X.dtype
-        tile = self._tile(d, dtype.itemsize)
-        name = _rt.kernel_name(base, dtype, _rt.kernel_dim(d), dim_kernel)
+        W = wt is not None
+        tile = self._tile(d + W, dtype.itemsize)
+        name = _rt.kernel_name(base, dtype, _rt.kernel_dim(d, query=True, weighted=W),
+                               dim_kernel, W)
         out = self._alloc((m,), out_dtype, what)
         if m == 0 or n == 0:
             out[...] = 0  # no data: nothing within reach, zero density
             return out, tile
+        if W:
+            X = self._with_weights(X, wt, what)
 
         def run(lo, hi):
             res = rt.empty((hi - lo,), out_dtype)
             Qb = Q[lo:hi]
             rt.launch(name, (self._grid(hi - lo),), (_rt.BLOCK,),
                       (X, np.int32(n), Qb, np.int32(hi - lo), np.int32(d), np.int32(tile),
-                       *extra_args, res), tile * d * dtype.itemsize)
+                       *extra_args, res), tile * (d + W) * dtype.itemsize)
             out[lo:hi] = res
 
         self._batched(m, np.dtype(out_dtype).itemsize, 0, run, what)
@@ -589,33 +661,64 @@ class CudaBackend:
                     dist[...] = dist.astype(np.float64) * unit
             return labels, dist
 
-    def count_within(self, X, queries, radius):
+    def count_within(self, X, queries, radius, *, weights=None):
+        """Rows of X within ``radius`` of each query (int64); with
+        ``weights``, their summed weight (float64, summed in double)."""
         with self._ctx():
             X, Q = self._inputs(X, queries)
+            X, wt, wexp = self._weighted(X, weights)
             X, Q, unit = self._unit_scaled(X, Q)
             r2 = _squared_radius(float(radius) / unit, X.dtype)
-            out, _ = self._per_query("count_within", X, Q, (r2,), np.int64, what="count_within")
+            out, _ = self._per_query("count_within", X, Q, (r2,),
+                                     np.int64 if wt is None else np.float64,
+                                     what="count_within", wt=wt)
+            if wt is not None:
+                out[...] = self.runtime.xp.ldexp(out, wexp)
             return out
 
-    def kth_neighbor_distance(self, X, queries, k):
+    def kth_neighbor_distance(self, X, queries, k, *, weights=None):
+        """Distance to the k-th nearest row; with ``weights``, the smallest r
+        whose rows within weigh at least ``k`` (a float in (0, total weight]).
+
+        Weighted, the kernel's radix search counts summed weights (double,
+        row order): exact for integer weights, and otherwise decided by those
+        sums, whose total caps ``k`` (a ``k`` equal to the total weight may
+        exceed the rounded sum by an ulp: it then gives the farthest row).
+        One more transfer: the weights, for that cap.
+        """
         with self._ctx():
             X, Q = self._inputs(X, queries)
-            k = int(k)
-            if not 1 <= k <= X.shape[0]:
-                raise ValueError(f"k must be in [1, {X.shape[0]}], got {k}")
+            if weights is None:
+                k = int(k)
+                if not 1 <= k <= X.shape[0]:
+                    raise ValueError(f"k must be in [1, {X.shape[0]}], got {k}")
+                karg = np.int32(k)
+            else:
+                total = float(self.runtime.xp.asarray(weights, dtype=np.float64).sum())
+                k = float(k)
+                if not 0.0 < k <= total:
+                    raise ValueError(f"k must be in (0, {total:g}] (the total weight), got {k}")
+            X, wt, wexp = self._weighted(X, weights)
+            if wt is not None:
+                # the kernel's own sum over all rows, in its order (sequential)
+                seq = float(np.cumsum(self.runtime.to_host(wt).astype(np.float64))[-1])
+                karg = np.float64(min(np.ldexp(k, -wexp), seq))
             X, Q, unit = self._unit_scaled(X, Q)
-            out, _ = self._per_query("kth_neighbor", X, Q, (np.int32(k),), X.dtype,
-                                     what="kth_neighbor_distance")
+            out, _ = self._per_query("kth_neighbor", X, Q, (karg,), X.dtype,
+                                     what="kth_neighbor_distance", wt=wt)
             if unit != 1.0:
                 with np.errstate(over="ignore"):
                     out[...] = out.astype(np.float64) * unit
             return out
 
-    def kernel_sum(self, X, queries, *, bandwidth, kernel):
+    def kernel_sum(self, X, queries, *, bandwidth, kernel, weights=None):
+        """Sum of w K(|q - x| / bandwidth) per query, in X's dtype (w = 1
+        without ``weights``)."""
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         with self._ctx():
             X, Q = self._inputs(X, queries)
+            X, wt, wexp = self._weighted(X, weights)
             X, Q, unit = self._unit_scaled(X, Q)
             with np.errstate(over="ignore"):  # clamped below
                 inv_h2 = 1.0 / (float(bandwidth) / unit) ** 2 if float(bandwidth) / unit > 1e-154 \
@@ -623,10 +726,13 @@ class CudaBackend:
             # clamped: inf would give 0 * inf = NaN at distance 0 (float32, tiny h)
             inv_h2 = X.dtype.type(min(inv_h2, float(np.finfo(X.dtype).max)))
             out, _ = self._per_query("kernel_sum", X, Q, (inv_h2,), X.dtype, dim_kernel=kernel,
-                                     what="kernel_sum")
+                                     what="kernel_sum", wt=wt)
+            if wt is not None:
+                with np.errstate(over="ignore"):  # past the dtype: inf
+                    out[...] = self.runtime.xp.ldexp(out.astype(np.float64), wexp)
             return out
 
-    def log_kernel_density(self, X, queries, *, bandwidth, kernel):
+    def log_kernel_density(self, X, queries, *, bandwidth, kernel, weights=None):
         """log of sum_j K((q - x_j) / bandwidth) per query, float64 (see
         :meth:`gpumeanshift.backends.base.Backend.log_kernel_density`).
 
@@ -637,11 +743,15 @@ class CudaBackend:
         Exponents are computed in the data's dtype: for float32, a squared
         distance beyond the float32 range (about 1.8e19 bandwidths) saturates
         to a finite -1.7e38 instead of its true, more negative value.
+        With ``weights`` the Gaussian's terms are multiplied by the rows'
+        weights inside the log-sum-exp (rows of weight 0 drop out), flat sums
+        the weights (-inf where none is within reach).
         """
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         with self._ctx():
             X, Q = self._inputs(X, queries)
+            X, wt, wexp = self._weighted(X, weights)
             dtype = X.dtype
             if X.shape[0] == 0:  # an empty sum: log(0)
                 out = self._alloc((Q.shape[0],), np.float64, "log_kernel_density")
@@ -656,7 +766,9 @@ class CudaBackend:
                 Q = ((Q - center) * inv_h).astype(dtype)
                 args = (dtype.type(1),)  # unused by the Gaussian
             out, _ = self._per_query("log_kernel_density", X, Q, args, np.float64,
-                                     dim_kernel=kernel, what="log_kernel_density")
+                                     dim_kernel=kernel, what="log_kernel_density", wt=wt)
+            if wt is not None:
+                out += wexp * float(np.log(2.0))  # -inf stays -inf
             return out
 
     # ------------------------------------------------------- image filtering

@@ -30,6 +30,11 @@ KERNEL_FILES = ("meanshift.cu", "neighbors.cu", "grid.cu", "density.cu", "segmen
                 "track.cu")
 # Compile-time dimensions; 0 is the generic run-time-d path.
 DIMS = (1, 2, 3, 4, 5, 8, 16)
+# Compile-time dimensions of the weighted density / neighbour kernels
+# (count_within, kernel_sum, log_kernel_density, kth_neighbor): fewer than
+# DIMS to keep the compile matrix in check (they are not the hot loop);
+# other d take the generic path. The weighted shift kernels have all DIMS.
+WEIGHTED_QUERY_DIMS = (1, 2, 3)
 # Dimensions of the cell-list kernel (ms_shift_grid); no generic path.
 GRID_DIMS = (1, 2, 3)
 # Channel counts of the image filter kernel (ms_filter_image).
@@ -63,8 +68,13 @@ def ctype(dtype: Any) -> str:
 
 
 def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
-                kernel: str | None = None) -> str:
-    """The name expression of one instantiation, e.g. ``ms_shift_fused<float,3,0>``."""
+                kernel: str | None = None, weighted: bool = False) -> str:
+    """The name expression of one instantiation, e.g. ``ms_shift_fused<float,3,0>``.
+
+    ``weighted=True`` names the instantiation with sample weights (the
+    kernels' last template parameter, ``WEIGHTED``, default false), e.g.
+    ``ms_shift_fused<float,3,0,true>``; the unweighted names are unchanged.
+    """
     params = []
     if dtype is not None:
         params.append(ctype(dtype))
@@ -72,36 +82,48 @@ def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
         params.append(str(dim))
     if kernel is not None:
         params.append(str(KERNEL_IDS[kernel]))
+    if weighted:
+        params.append("true")
     return f"{base}<{','.join(params)}>" if params else base
 
 
-def kernel_dim(d: int) -> int:
-    """Template dimension used for data of ``d`` columns (0: generic path)."""
-    return d if d in DIMS else 0
+def kernel_dim(d: int, query: bool = False, weighted: bool = False) -> int:
+    """Template dimension used for data of ``d`` columns (0: generic path).
+
+    ``query=True, weighted=True``: that of a weighted density / neighbour
+    kernel (count_within, kernel_sum, log_kernel_density, kth_neighbor),
+    compiled for fewer dimensions (:data:`WEIGHTED_QUERY_DIMS`)."""
+    dims = WEIGHTED_QUERY_DIMS if (query and weighted) else DIMS
+    return d if d in dims else 0
 
 
 @functools.lru_cache(maxsize=None)
 def kernel_names() -> tuple[str, ...]:
-    """Every instantiation the CUDA backend may launch (CuPy name_expressions)."""
+    """Every instantiation the CUDA backend may launch (CuPy name_expressions):
+    the unweighted ones, then those with sample weights (:func:`weighted_dim`
+    dimensions for the density and neighbour kernels)."""
     names = []
-    for T in ("float32", "float64"):
-        for D in DIMS + (0,):
-            for K in ("gaussian", "flat", "gaussian_grid"):
-                names.append(kernel_name("ms_shift_fused", T, D, K))
-                names.append(kernel_name("ms_shift_partial", T, D, K))
-                if K != "gaussian_grid":
-                    names.append(kernel_name("kernel_sum", T, D, K))
-            for K in ("gaussian", "flat"):
-                names.append(kernel_name("log_kernel_density", T, D, K))
-            names.append(kernel_name("nearest_center", T, D))
-            names.append(kernel_name("count_within", T, D))
-            names.append(kernel_name("kth_neighbor", T, D))
-        names.append(kernel_name("ms_shift_finalize", T))
-        for D in GRID_DIMS:
-            for K in ("flat", "gaussian_grid", "gaussian"):  # gaussian: the proven grid
-                names.append(kernel_name("ms_shift_grid", T, D, K))
-        for CH in FILTER_CHANNELS:
-            names.append(kernel_name("ms_filter_image", T, CH))
+    for W in (False, True):
+        for T in ("float32", "float64"):
+            for D in DIMS + (0,):
+                for K in ("gaussian", "flat", "gaussian_grid"):
+                    names.append(kernel_name("ms_shift_fused", T, D, K, W))
+                    names.append(kernel_name("ms_shift_partial", T, D, K, W))
+            for D in (DIMS if not W else WEIGHTED_QUERY_DIMS) + (0,):
+                for K in ("gaussian", "flat"):
+                    names.append(kernel_name("kernel_sum", T, D, K, W))
+                    names.append(kernel_name("log_kernel_density", T, D, K, W))
+                if not W:
+                    names.append(kernel_name("nearest_center", T, D))
+                names.append(kernel_name("count_within", T, D, None, W))
+                names.append(kernel_name("kth_neighbor", T, D, None, W))
+            names.append(kernel_name("ms_shift_finalize", T, None, None, W))
+            for D in GRID_DIMS:
+                for K in ("flat", "gaussian_grid", "gaussian"):  # gaussian: the proven grid
+                    names.append(kernel_name("ms_shift_grid", T, D, K, W))
+            if not W:
+                for CH in FILTER_CHANNELS:
+                    names.append(kernel_name("ms_filter_image", T, CH))
     names.append("ms_compact")
     names += [f"ms_track_windows<{P},{A}>" for P, A in TRACK_TYPES]
     return tuple(names)
