@@ -33,9 +33,19 @@ FLOOR_ARCHS = (80, 90)
 
 def is_main(name: str) -> bool:
     """The shift kernels held to the occupancy floor: float32 fused (d <= 8
-    and generic) and float32 grid (d <= 3)."""
-    mo = re.match(r"ms_shift_(fused|grid)<float,(\d+),\d>", name)
+    and generic) and float32 grid (d <= 3), unweighted and weighted."""
+    mo = re.match(r"ms_shift_(fused|grid)<float,(\d+),\d(,true)?>", name)
     return bool(mo) and int(mo.group(2)) <= 8
+
+
+# Families listed in full by default (the others: their worst instantiation).
+SHOWN = ("ms_shift_fused", "ms_shift_grid", "ms_shift_fused weighted", "ms_shift_grid weighted")
+
+
+def family(name: str) -> str:
+    """``kernel_sum<float,3,0,true>`` -> "kernel_sum weighted": sample-weighted
+    instantiations form families of their own."""
+    return name.split("<")[0] + (" weighted" if name.endswith(",true>") else "")
 
 
 def _one(arch):
@@ -61,7 +71,7 @@ def main(argv=None) -> int:
     for arch in archs:
         rows = data[arch]
         print(f"\n== sm_{arch} ==")
-        print(f"{'instantiation':34s} {'regs':>4s} {'spill st/ld':>11s} {'stack':>5s} "
+        print(f"{'instantiation':39s} {'regs':>4s} {'spill st/ld':>11s} {'stack':>5s} "
               f"{'smem B':>7s} {'occup':>6s}")
         shown = set()
         fam_worst = {}
@@ -74,21 +84,21 @@ def main(argv=None) -> int:
                                 f"{k['spill_loads']} bytes")
             if arch in FLOOR_ARCHS and is_main(k["name"]) and occ < OCCUPANCY_FLOOR:
                 problems.append(f"sm_{arch} {k['name']}: occupancy {occ:.0%} < 50%")
-            fam = k["name"].split("<")[0]
+            fam = family(k["name"])
             if fam not in fam_worst or occ < fam_worst[fam]["_occ"]:
                 fam_worst[fam] = k
         for k in rows:
-            fam = k["name"].split("<")[0]
-            if not (args.all or fam in ("ms_shift_fused", "ms_shift_grid") or fam_worst[fam] is k
+            fam = family(k["name"])
+            if not (args.all or fam in SHOWN or fam_worst[fam] is k
                     or k["spill_stores"] or k["spill_loads"]):
                 continue
             if k["name"] in shown:
                 continue
             shown.add(k["name"])
             tag = " *main" if is_main(k["name"]) else ""
-            if not args.all and fam_worst[fam] is k and fam not in ("ms_shift_fused", "ms_shift_grid"):
+            if not args.all and fam_worst[fam] is k and fam not in SHOWN:
                 tag += " (worst of family)"
-            print(f"{k['name']:34s} {k['registers']:4d} "
+            print(f"{k['name']:39s} {k['registers']:4d} "
                   f"{k['spill_stores']:5d}/{k['spill_loads']:<5d} {k['stack']:5d} "
                   f"{k['_smem']:7d} {k['_occ']:6.1%}{tag}")
         n_spill = sum(1 for k in rows if k["spill_stores"] or k["spill_loads"])

@@ -32,6 +32,10 @@
 // they ask for 4 (<= 128 registers). The other kernels say (MS_MAX_BLOCK, 1):
 // without an explicit minimum, ptxas 12.9 trades spills for occupancy.
 #define MS_MIN_BLOCKS(T, D) (sizeof(T) == 4 && (D) <= 8 ? 8 : 4)
+// The weighted shift kernels (WEIGHTED, below): the same, except double
+// D = 16, whose extra weight column spills under 128 registers on sm_90: 3
+// blocks (<= 168 registers; 25% occupancy, as its unweighted kernel's 4).
+#define MS_MIN_BLOCKS_W(T, D, W) ((W) && sizeof(T) == 8 && (D) >= 16 ? 3 : MS_MIN_BLOCKS(T, D))
 
 #define MS_GAUSSIAN 0
 #define MS_FLAT 1

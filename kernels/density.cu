@@ -41,7 +41,7 @@ log_kernel_density(const T* __restrict__ X, int n, const T* __restrict__ Q, int 
     const T* q = ms_query<T, D>(Q, row, valid, dd, reg);
     T mx = T(0);
     T s = T(0);  // 0 until the first term: then mx is that term's exponent
-    typename ms_wcount<W>::type cnt = 0;
+    typename ms_count<double, W>::type cnt = 0;  // int, or summed weights
     const int stride = W ? dd + 1 : dd;
     ms_for_tiles(sh, X, 0, n, tile, stride, valid, [&](long long, int rows) {
         for (int r = 0; r < rows; ++r) {

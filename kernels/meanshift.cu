@@ -68,7 +68,7 @@ __device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, con
 }
 
 template <typename T, int D, int KERNEL, bool W = false>
-__global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
+__global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS_W(T, D, W))
 ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
                T* __restrict__ pos, T* __restrict__ scratch,
                int* __restrict__ n_iter, typename ms_count<T, W>::type* __restrict__ intensity,
@@ -123,7 +123,7 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
 }
 
 template <typename T, int D, int KERNEL, bool W = false>
-__global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS(T, D))
+__global__ void __launch_bounds__(MS_MAX_BLOCK, MS_MIN_BLOCKS_W(T, D, W))
 ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
                  const T* __restrict__ pos, const int* __restrict__ state,
                  const int* __restrict__ active, int n_active,

@@ -107,6 +107,8 @@ def kernel_names() -> tuple[str, ...]:
         for T in ("float32", "float64"):
             for D in DIMS + (0,):
                 for K in ("gaussian", "flat", "gaussian_grid"):
+                    if W and K == "gaussian_grid" and D in GRID_DIMS:
+                        continue  # "grid" with d <= 3 always takes the cell list
                     names.append(kernel_name("ms_shift_fused", T, D, K, W))
                     names.append(kernel_name("ms_shift_partial", T, D, K, W))
             for D in (DIMS if not W else WEIGHTED_QUERY_DIMS) + (0,):

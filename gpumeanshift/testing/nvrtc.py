@@ -179,6 +179,7 @@ def shared_bytes(name: str) -> int:
     from ..backends.cuda_backend import _SHARED_BUDGET
 
     mo = re.match(r"(\w+)<(\w+)(?:,(\d+))?", name)
+    extra = 1 if name.endswith(",true>") else 0  # weighted: rows [x, w]
     if mo is None or mo.group(1) in ("ms_shift_finalize", "ms_shift_grid", "ms_filter_image",
                                      "ms_track_windows"):
         return 0  # no dynamic shared memory
@@ -186,5 +187,6 @@ def shared_bytes(name: str) -> int:
     dim = int(mo.group(3)) if mo.group(3) else 0
     if dim == 0:
         return _SHARED_BUDGET  # generic path: the tile is sized to this budget
-    tile = max(1, min(_rt.BLOCK, _SHARED_BUDGET // (dim * itemsize)))
-    return tile * dim * itemsize
+    cols = dim + extra
+    tile = max(1, min(_rt.BLOCK, _SHARED_BUDGET // (cols * itemsize)))
+    return tile * cols * itemsize
