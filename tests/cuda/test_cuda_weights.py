@@ -68,10 +68,14 @@ def test_weighted_shift_equals_shift_of_repeated_rows(n, d, seed, kernel, algori
     want = _shift(be, np.repeat(X, w.astype(int), axis=0), seeds, h, kernel, algorithm)
     assert got[2].dtype == np.float64
     if dtype == np.float32:
-        # float32 sums in another order: a step may stop one iteration apart
+        # float32 Gaussian sums in another order: the stopping test may pass
+        # one step apart (seen in 1 case of 60 for 6 seeds); flat weights
+        # are 0 or 1, the sums differ less and no such case was seen.
         np.testing.assert_allclose(got[0], want[0], rtol=0, atol=MODE_TOL[kernel, dtype] * h)
         np.testing.assert_array_equal(got[3], want[3])
-        assert np.abs(got[1] - want[1]).max(initial=0) <= 1
+        same = got[1] == want[1]
+        assert np.abs(got[1] - want[1]).max(initial=0) <= (1 if kernel == "gaussian" else 0)
+        np.testing.assert_array_equal(got[2][same], want[2][same])
         return
     _assert_same_shift(got, want, h, kernel, dtype)
 
