@@ -439,7 +439,7 @@ def test_kernel_compile_options_are_a_fixed_set():
         base, _, params = name.partition("<")
         assert base.isidentifier(), name
         for p in params.rstrip(">").split(",") if params else []:
-            assert re.fullmatch(r"\d+", p) or p in c_types, name
+            assert re.fullmatch(r"\d+", p) or p in c_types or p == "true", name  # true: weighted
     with pytest.raises(KeyError):
         rt.kernel_name("ms_shift_fused", np.float32, 2, "gaussian> -DEVIL <")
     with pytest.raises(TypeError):
