@@ -469,7 +469,11 @@ class CudaBackend:
                     self.last_plan["unproven"] += k
             self.last_plan["rounds"] += rounds
             # float64: pos * h may pass float32
-            modes[lo:hi] = pos if lattice else pos.astype(np.float64) * h + center
+            # A seed that never moved (an orphan from the start) keeps its
+            # input position exactly, not its round trip through the scaling.
+            still = ((state == _rt.ORPHAN) & (it == 0))[:, None]
+            modes[lo:hi] = xp.where(still, seeds[lo:hi],
+                                    pos if lattice else pos.astype(np.float64) * h + center)
             n_iter[lo:hi] = it
             # weighted: the summed weights, scaled back (exact)
             intensity[lo:hi] = xp.ldexp(inten.astype(np.float64), wexp) if W else inten
