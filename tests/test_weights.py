@@ -349,3 +349,18 @@ def test_weights_are_not_modified():
     keep = w.copy()
     MeanShift(bandwidth=0.5, backend="numpy").fit(X, sample_weight=w)
     np.testing.assert_array_equal(w, keep)
+
+
+def test_find_anomalies_on_a_weighted_fit_follows_the_repetition():
+    from gpumeanshift import find_anomalies
+
+    rng = np.random.default_rng(9)
+    X = np.concatenate([rng.normal(0, 0.5, (150, 2)), rng.normal(4, 0.5, (150, 2)),
+                        rng.uniform(-6, 10, (20, 2))])
+    w = rng.integers(0, 6, size=len(X))
+    weighted, repeated = _fits(X, w, bandwidth=0.8, kernel="gaussian", backend="numpy")
+    a = find_anomalies(weighted, density_quantile=0.1, max_distance=2.5, min_cluster_size=50)
+    b = find_anomalies(repeated, density_quantile=0.1, max_distance=2.5, min_cluster_size=50)
+    assert a.density_threshold == pytest.approx(b.density_threshold, rel=1e-12)
+    np.testing.assert_array_equal(np.repeat(a.mask, w), b.mask)
+    assert a.mask.any()
