@@ -195,7 +195,7 @@ def zero_bandwidth_shift(uniq: np.ndarray, counts: np.ndarray, seeds: np.ndarray
     both = np.concatenate([uniq, seeds.astype(uniq.dtype, copy=False)])
     _, inverse = np.unique(both, axis=0, return_inverse=True)
     inverse = inverse.ravel()
-    count_of = np.zeros(int(inverse.max()) + 1 if inverse.size else 0, dtype=np.int64)
+    count_of = np.zeros(int(inverse.max()) + 1 if inverse.size else 0, dtype=counts.dtype)
     count_of[inverse[:len(uniq)]] = counts
     m = len(seeds)
     return ShiftResult(modes=seeds, n_iter=np.zeros(m, np.int64),

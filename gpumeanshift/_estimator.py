@@ -379,7 +379,7 @@ class MeanShift:
             ``backend_``: the backend that ran the original fit.
         n_iter : int, default=0
             ``n_iter_`` of the original fit.
-        cluster_sizes : array-like of int, shape (n_clusters,), default=None
+        cluster_sizes : array-like of shape (n_clusters,), default=None
             ``cluster_sizes_``; not set when None.
 
         Returns
@@ -405,10 +405,12 @@ class MeanShift:
         bandwidth = check_real(bandwidth, "bandwidth", low=0.0, low_inclusive=False)
         if cluster_sizes is not None:
             cluster_sizes = np.asarray(cluster_sizes)
-            if cluster_sizes.shape != (len(centers),) or cluster_sizes.dtype.kind not in "iu":
-                raise ValueError(f"cluster_sizes must be {len(centers)} integers, got "
+            if cluster_sizes.shape != (len(centers),) or cluster_sizes.dtype.kind not in "iuf":
+                raise ValueError(f"cluster_sizes must be {len(centers)} numbers, got "
                                  f"{cluster_sizes.dtype} with shape {cluster_sizes.shape}")
-            model.cluster_sizes_ = cluster_sizes.astype(np.int64)
+            # Counts, or summed weights (float64) after a weighted fit.
+            model.cluster_sizes_ = cluster_sizes.astype(
+                np.int64 if cluster_sizes.dtype.kind in "iu" else np.float64)
         model.cluster_centers_ = centers
         model.n_features_in_ = int(centers.shape[1])
         model.bandwidth_ = bandwidth

@@ -364,3 +364,24 @@ def test_find_anomalies_on_a_weighted_fit_follows_the_repetition():
     assert a.density_threshold == pytest.approx(b.density_threshold, rel=1e-12)
     np.testing.assert_array_equal(np.repeat(a.mask, w), b.mask)
     assert a.mask.any()
+
+
+def test_zero_bandwidth_with_fractional_weights():
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]]), 2, axis=0)
+    # k = 0.3 * W = 0.591: each pair of copies weighs more, so the estimate is 0.
+    w = np.array([0.3, 0.35, 0.3, 0.4, 0.32, 0.3])
+    weighted = MeanShift(bandwidth=None, backend="numpy").fit(X, sample_weight=w)
+    assert weighted.bandwidth_ == 0.0
+    np.testing.assert_allclose(np.sort(weighted.center_intensity_), [0.62, 0.65, 0.7])
+    assert len(weighted.cluster_centers_) == 3
+
+
+def test_saved_model_keeps_summed_weights(tmp_path):
+    from gpumeanshift import load_model, save_model
+
+    X = np.array([[0.0], [0.1], [5.0]])
+    ms = MeanShift(bandwidth=1.0, backend="numpy").fit(X, sample_weight=[0.5, 0.25, 2.0])
+    save_model(ms, tmp_path / "m.npz")
+    back = load_model(tmp_path / "m.npz").estimator
+    np.testing.assert_array_equal(back.cluster_sizes_, ms.cluster_sizes_)
+    assert back.cluster_sizes_.dtype == np.float64
