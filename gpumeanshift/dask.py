@@ -166,14 +166,15 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
                 "converged": np.zeros(0, bool), "backend": be.name, "algorithm": "brute",
                 "seconds": time.perf_counter() - t0}
     kwargs = {}
-    if weights is not None:
-        kwargs["weights"] = xp.ascontiguousarray(xp.asarray(weights, dtype=np.float64))
     if "algorithm" in inspect.signature(be.shift).parameters:
         kwargs["algorithm"] = algorithm
     elif algorithm == "grid":
         raise ValueError(f"the {be.name!r} backend has no algorithm='grid'")
-    res = be.shift(X, seeds, bandwidth=bandwidth, kernel=kernel, max_iter=max_iter, tol=tol,
-                   **kwargs)
+    if weights is not None:
+        weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
+    # Equal weights run the unweighted arithmetic (intensities scaled), as on one machine.
+    res = _driver.run_shift(be, X, seeds, weights, bandwidth=bandwidth, kernel=kernel,
+                            max_iter=max_iter, tol=tol, **kwargs)
     host = _driver.to_numpy
     return {
         "modes": host(res.modes),
@@ -508,35 +509,33 @@ def _workers(client):
 def _finite_and_center(client, X, W=None):
     """The column means (float64) and, when X is integer-valued float64 with
     ``n * max|x| < 2**53`` (``_spatial.integer_valued``), ``max|x|`` (else
-    None), and ``n``, in one pass; ValueError on NaN or infinity.
+    None), ``n`` and the weight when all weights are equal (else None), in
+    one pass; ValueError on NaN or infinity.
 
     With weights ``W`` (a Dask array, chunked as X's rows) the same pass
     checks them as :func:`~gpumeanshift._validation.check_sample_weight`
-    does (ValueError naming the problem); the means are weighted, ``n`` is
-    their sum and integer weights are needed for ``max|x|``.
+    does (ValueError naming the problem); ``n`` is their sum. Unequal weights
+    give weighted means and need to be integers for ``max|x|``.
     """
     host = lambda a: _driver.to_numpy(a)  # noqa: E731
-    wanted = [da.isfinite(X).all()]
-    if W is None:
-        wanted.append(X.mean(axis=0, dtype=np.float64))
-    else:
+    wanted = [da.isfinite(X).all(), X.mean(axis=0, dtype=np.float64)]
+    if W is not None:
         bad, neg = ~da.isfinite(W), W < 0
         wx = da.map_blocks(_weighted_colsum, X, W[:, None], dtype=np.float64,
                            chunks=((1,) * X.numblocks[0], (X.shape[1],)),
                            meta=np.zeros((0, 0))).sum(axis=0)
-        wanted += [wx, W.sum(),
-                   bad.sum(), da.argmax(bad), neg.sum(), da.argmax(neg), (W == da.round(W)).all()]
+        wanted += [wx, W.sum(), bad.sum(), da.argmax(bad), neg.sum(), da.argmax(neg),
+                   (W == da.round(W)).all(), W.min(), W.max()]
     if X.dtype == np.float64:
         wanted += [(X == da.round(X)).all(), da.absolute(X).max()]
     got = [host(g) for g in client.compute(wanted, sync=True)]
     if not bool(got[0]):
         raise ValueError("X contains NaN or infinity; all values must be finite")
     count = X.shape[0]
-    if W is None:
-        center, rest, integer_weights = got[1].astype(np.float64), got[2:], True
-    else:
-        wx, total, n_bad, first_bad, n_neg, first_neg, integer_weights = got[1:8]
-        rest = got[8:]
+    center, rest, integer_weights, common = got[1].astype(np.float64), got[2:], True, None
+    if W is not None:
+        wx, total, n_bad, first_bad, n_neg, first_neg, integer_weights, wmin, wmax = got[2:11]
+        rest = got[11:]
         if n_bad:
             i = int(first_bad)
             raise ValueError(
@@ -550,16 +549,20 @@ def _finite_and_center(client, X, W=None):
         total = float(total)
         if not total > 0:
             raise ValueError(
-                "sample_weight sums to 0: at least one row must have a positive weight")
+                "sample_weight is zero for every row: at least one weight must be positive")
         if not np.isfinite(total):
             raise ValueError("sample_weight sums past the largest float64; rescale the weights")
-        center = wx.astype(np.float64) / total
-        count = total
+        if wmin == wmax:  # equal weights shift as no weights (see _driver.run_shift)
+            common, integer_weights = float(wmin), True
+        else:
+            center = wx.astype(np.float64) / total
+            count = total
+    total = X.shape[0] if W is None else total
     if rest and bool(integer_weights) and bool(rest[0]):
         absmax = float(rest[1])
         if absmax * count < 2.0**53:
-            return center, absmax, count
-    return center, None, count
+            return center, absmax, total, common
+    return center, None, total, common
 
 
 def _weighted_colsum(block, weights):
@@ -572,11 +575,14 @@ def _weighted_colsum(block, weights):
 @dataclass(frozen=True)
 class _Weights:
     """A fit's weights: the lazy 1-D Dask array, the futures of its chunks
-    (columns of shape (rows, 1), one per chunk of X) and their sum."""
+    (columns of shape (rows, 1), one per chunk of X), their sum and, when
+    they are all equal, their value (the shift then runs unweighted, its
+    intensities scaled, as :func:`gpumeanshift._driver.run_shift` does)."""
 
     W: object
     futs: list
     total: float
+    common: float | None
 
     def on_client(self, client):
         """Every row's weight, as one host array."""
@@ -759,11 +765,12 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     else:
         W, wfuts = _chunk_futures(client, W[:, None])
         Wfull = client.submit(_concat_weights, *wfuts, pure=False)
-        wsum = float(client.compute(W.sum(), sync=True))
+        w = client.gather(Wfull)  # one float per sampled row
+        wsum = math.fsum(w)
         if not wsum > 0:
-            raise ValueError("the subsample's sample_weight sums to 0: at least one of its "
-                             "rows must have a positive weight; give a larger n_samples")
-        k = _weighted_k(wsum, quantile)
+            raise ValueError("estimate_bandwidth: the sampled rows all have weight 0; "
+                             "pass n_samples=None or a larger n_samples")
+        k = _weighted_k(w, wsum, quantile)
     nw = len(_workers(client))
     bounds = np.linspace(0, m, min(m, nw) + 1).astype(np.int64)
     workers = _workers(client)
@@ -784,13 +791,17 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
         raise ValueError(
             "estimate_bandwidth: the distances between points exceed float64's range; "
             "no finite bandwidth can be estimated. Rescale the data or pass a bandwidth.")
-    return np.float64(math.fsum(kth * wq) / math.fsum(wq))
+    return np.float64(math.fsum(kth * wq) / wsum)
 
 
-def _weighted_k(total_weight, quantile):
-    """The k (an amount of weight) of a weighted bandwidth estimate: that of
-    the rows repeated by their weights, ``max(1, int(total * quantile))``."""
-    return max(1, int(total_weight * quantile))
+def _weighted_k(w, total, quantile):
+    """The k (an amount of weight) of a weighted bandwidth estimate, as
+    :func:`gpumeanshift.estimate_bandwidth` takes it: that of the repeated
+    rows, ``max(1, int(total * quantile))``, for integer weights; else
+    ``total * quantile``, at least the smallest positive weight."""
+    if np.array_equal(w, np.round(w)):
+        return float(max(1, int(total * quantile)))
+    return max(total * quantile, float(w[w > 0].min()))
 
 
 def _concat_weights(*chunks):
@@ -983,9 +994,9 @@ class MeanShift(_LocalMeanShift):
         if W is not None:
             W2, wfuts = _chunk_futures(client, W[:, None])
             W = W2[:, 0]
-        center, int_bound, total = _finite_and_center(client, X, W)
+        center, int_bound, total, common = _finite_and_center(client, X, W)
         if W is not None:
-            weights = _Weights(W, wfuts, total)
+            weights = _Weights(W, wfuts, total, common)
         # Integer data, flat kernel: the "data" loop decides boundary ties
         # exactly, in the data's own units, as the single-machine fit does.
         lattice = int_bound if self.kernel == "flat" else None
@@ -1128,11 +1139,15 @@ class MeanShift(_LocalMeanShift):
         uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
         counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in parts]),
                              minlength=len(uniq))
-        if weights is None:
-            counts = counts.astype(np.int64)
         # Every point seeding is each distinct point seeding (equal modes merge).
-        r = _driver.zero_bandwidth_shift(uniq, counts, uniq if seeds is None else seeds)
-        res = {"modes": r.modes, "n_iter": r.n_iter, "intensity": r.intensity,
+        # The driver's counts are integers: it is given each row's number
+        # (1-based), and the summed weights are looked up by it.
+        r = _driver.zero_bandwidth_shift(uniq, np.arange(1, len(uniq) + 1, dtype=np.int64),
+                                         uniq if seeds is None else seeds)
+        which = np.asarray(r.intensity, dtype=np.int64)
+        intensity = np.where(which > 0, counts[np.maximum(which - 1, 0)], 0)
+        intensity = intensity.astype(np.int64 if weights is None else np.float64)
+        res = {"modes": r.modes, "n_iter": r.n_iter, "intensity": intensity,
                "converged": r.converged}
         res.update(backends={"numpy"}, algorithms={"brute"},
                    stats={"strategy": "none", "rounds": 0, "task_seconds": []})
@@ -1263,6 +1278,9 @@ class MeanShift(_LocalMeanShift):
         pos = S.copy()
         n_iter = np.zeros(m, dtype=np.int64)
         intensity = np.zeros(m, dtype=np.int64 if weights is None else np.float64)
+        scale = None
+        if weights is not None and weights.common is not None:
+            scale, weights = weights.common, None  # equal weights: the unweighted steps
         converged = np.zeros(m, dtype=bool)
         orphaned = np.zeros(m, dtype=bool)
         active = np.arange(m)
@@ -1335,6 +1353,8 @@ class MeanShift(_LocalMeanShift):
             if progress is not None:
                 progress(min(it, max_iter), active.size)
         intensity[orphaned] = 0
+        if scale is not None:
+            intensity *= scale
         modes = pos if lattice is not None else (pos.astype(np.float64) * h + center).astype(dtype)
         stats = {"strategy": "data", "rounds": it, "task_seconds": task_seconds}
         return {"modes": modes, "n_iter": n_iter, "intensity": intensity, "converged": converged,
@@ -1423,12 +1443,9 @@ def _distinct_block(block, weights=None):
     """The chunk's distinct rows and their counts (summed weights with
     ``weights``, rows of weight 0 left out)."""
     block = np.ascontiguousarray(_driver.to_numpy(block))
-    if weights is None:
-        return _driver.distinct_rows(block)
-    weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
-    live = weights > 0
-    uniq, inverse = np.unique(_driver._host_row_key(block[live]), axis=0, return_inverse=True)
-    return uniq, np.bincount(inverse.ravel(), weights=weights[live], minlength=len(uniq))
+    if weights is not None:
+        weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
+    return _driver.distinct_rows(block, weights)
 
 
 def _basin_outliers(block, labels, centers, h):
