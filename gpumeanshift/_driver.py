@@ -79,13 +79,17 @@ def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
 def device_backend(backend):
     """The backend of an image or tracking call, or None for the NumPy path.
 
-    Takes every value ``MeanShift(backend=...)`` takes (None as "numpy");
-    "auto" and NumPy backends mean the host path.
+    Takes every value ``MeanShift(backend=...)`` takes (None as "numpy"):
+    a backend with the image capability (:class:`~gpumeanshift.backends.base.
+    ImageBackend`, the CUDA backend) runs the call; any other (the NumPy
+    backend, a backend without images) means the host path.
     """
+    from .backends.base import ImageBackend
+
     if backend is None:
         return None
     be = make_backend(backend)
-    return None if be.name == "numpy" else be
+    return be if isinstance(be, ImageBackend) else None
 
 
 def check_scaled_extent(X: np.ndarray, seeds: np.ndarray, h: float) -> None:

@@ -182,14 +182,13 @@ class KthIndex:
         self.points = X[order]
         self.starts = starts
         self.weights = None if weights is None else np.asarray(weights, np.float64)[order]
-        self.counts = np.diff(np.r_[starts, len(X)]) if weights is None else \
-            np.add.reduceat(self.weights, starts)
+        self.sizes = np.diff(np.r_[starts, len(X)])  # points per box
+        self.counts = self.sizes if weights is None else np.add.reduceat(self.weights, starts)
         self.lo = np.minimum.reduceat(self.points, starts, axis=0)
         self.hi = np.maximum.reduceat(self.points, starts, axis=0)
 
     def _gather(self, boxes, what=None):
-        ends = np.r_[self.starts[1:], len(self.points)]
-        lens = ends[boxes] - self.starts[boxes]
+        lens = self.sizes[boxes]
         shift = np.repeat(self.starts[boxes] - (np.cumsum(lens) - lens), lens)
         at = shift + np.arange(int(lens.sum()))
         return (self.points if what is None else what)[at]

@@ -520,7 +520,9 @@ class NumpyBackend:
             Xo1 = np.empty((n, d + 1))
             Xo1[:, :d] = np.take(X, index.order, axis=0)
             Xo1[:, d] = 1.0
+            Xo = Xo1  # the coordinates, for the boundary decisions
             if wts is not None:  # [w x, w]: exact for integer data and weights
+                Xo = Xo1[:, :d].copy()
                 Xo1 *= wts[index.order][:, None]
             posX = np.array(seeds, dtype=np.float64)
             h = float(bandwidth)
@@ -583,6 +585,7 @@ class NumpyBackend:
             t = len(idx)
             if lattice:
                 cand_o = _rows(Xo1, sel)
+                cand_x = cand_o if wts is None else _rows(Xo, sel)
                 qX = posX[idx]
             if global_frame:
                 mid = np.zeros(d, dtype)
@@ -630,7 +633,7 @@ class NumpyBackend:
                     rows, cols = np.nonzero(np.abs(e + 0.5) <= slack)
                     w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
                     if rows.size:
-                        w[rows, cols] = within_exact(cand_o[c0 + cols, :d], qX[rows], h)
+                        w[rows, cols] = within_exact(cand_x[c0 + cols, :d], qX[rows], h)
                     acc += _product(w, cand_o[c0:c0 + step_cols])
                     continue
                 if kernel == "flat":
