@@ -102,13 +102,12 @@ def test_repetition_matches_dask_unweighted(client, strategy):
 def test_random_integer_weights(client, data_seed, w, kernel, bin_seeding, strategy,
                                 integer_data):
     """Random weights 0-5 on 24 points: continuous data, or integer data with
-    the flat kernel (boundary ties, decided exactly on both sides; the "data"
-    strategy's own sums only, see test_seeds_strategy_integer_ties)."""
+    the flat kernel (boundary ties, decided exactly on both sides)."""
     w = np.array(w)
     if w.sum() == 0:
         w[0] = 1
     rng = np.random.default_rng(data_seed)
-    if integer_data and strategy == "data":
+    if integer_data:
         Xs = rng.integers(-3, 4, (24, 2)).astype(np.float64)
         kernel, h = "flat", 2.0
     else:
@@ -122,9 +121,6 @@ def test_random_integer_weights(client, data_seed, w, kernel, bin_seeding, strat
     assert_repeats(ours, ref, w)
 
 
-@pytest.mark.xfail(strict=True, reason="the NumPy backend's weighted shift (main) leaves out "
-                   "a point at exactly the bandwidth on integer data; the unweighted shift "
-                   "of the repeated rows counts it")
 def test_seeds_strategy_integer_ties(client):
     """A point at distance == bandwidth of a seed, integer data: the
     "seeds" strategy is the backend's weighted shift."""
@@ -244,6 +240,13 @@ def test_zero_bandwidth_with_weights(client):
     ref = reference(Xd, w)
     assert ours.bandwidth_ == ref.bandwidth_ == 0.0
     assert_repeats(ours, ref, w)
+    # Fractional weights: intensities are the summed weights, not truncated.
+    small = gdask.MeanShift(backend="numpy", strategy="data").fit(
+        da.from_array(Xd, chunks=5), sample_weight=w * 0.25)
+    assert small.bandwidth_ == 0.0
+    np.testing.assert_array_equal(small.cluster_centers_, ours.cluster_centers_)
+    np.testing.assert_allclose(small.center_intensity_, 0.25 * ours.center_intensity_,
+                               rtol=1e-12)
 
 
 # ------------------------------------------------------------------ errors
@@ -284,3 +287,21 @@ def test_lazy_bad_weight_inside_a_computation(client):
     ms = gdask.MeanShift(backend="numpy", bandwidth=BANDWIDTH, strategy="seeds")
     with pytest.raises(ValueError, match=rf"first at index {len(X) - 1}"):
         ms.fit(da.from_array(X, chunks=CHUNK), sample_weight=w)
+
+
+@pytest.mark.parametrize("strategy", ["data", "seeds"])
+def test_basin_labels_with_weights(client, strategy):
+    """label_assignment="basin": rows of weight 0 climb for their own labels
+    but seed no cluster; the others are labelled as their repeated rows."""
+    far = np.array([[1.5, 1.5]])  # between the blobs, weight 0
+    Xz = np.concatenate([X, far])
+    w = np.concatenate([W, [0]])
+    ours = fit(Xz, w, strategy=strategy, label_assignment="basin")
+    ref = reference(X, W, bandwidth=BANDWIDTH, label_assignment="basin")
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=0, atol=1e-9)
+    labels = ours.labels_.compute()
+    np.testing.assert_array_equal(np.repeat(labels[:-1], W), ref.labels_)
+    assert ours.n_iter_ == ref.n_iter_
+    single = MeanShift(backend="numpy", bandwidth=BANDWIDTH, label_assignment="basin").fit(
+        Xz, sample_weight=w)
+    assert labels[-1] == single.labels_[-1]
