@@ -49,7 +49,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             parts.append(f"{v['seconds']:9.4f} s")
         for key in ("ratio", "pairs_per_s", "peak_rss_mb"):
             if v.get(key) is not None:
-                fmt = {"ratio": "{:8.2f}x vs sklearn", "pairs_per_s": "{:10.3e} pairs/s",
+                fmt = {"ratio": "{:8.2f}x vs " + v.get("peer", "sklearn"),
+                       "pairs_per_s": "{:10.3e} pairs/s",
                        "peak_rss_mb": "peak RSS {:7.0f} MB"}[key]
                 parts.append(fmt.format(v[key]))
         if v.get("target"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._params import DEFAULTS, validate_params
-from ._validation import check_array, check_bandwidth
+from ._validation import check_array, check_bandwidth, check_sample_weight
 from .backends.base import Backend, ShiftResult, resolve_backend
 from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
@@ -79,13 +79,17 @@ def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
 def device_backend(backend):
     """The backend of an image or tracking call, or None for the NumPy path.
 
-    Takes every value ``MeanShift(backend=...)`` takes (None as "numpy");
-    "auto" and NumPy backends mean the host path.
+    Takes every value ``MeanShift(backend=...)`` takes (None as "numpy"):
+    a backend with the image capability (:class:`~gpumeanshift.backends.base.
+    ImageBackend`, the CUDA backend) runs the call; any other (the NumPy
+    backend, a backend without images) means the host path.
     """
+    from .backends.base import ImageBackend
+
     if backend is None:
         return None
     be = make_backend(backend)
-    return None if be.name == "numpy" else be
+    return be if isinstance(be, ImageBackend) else None
 
 
 def check_scaled_extent(X: np.ndarray, seeds: np.ndarray, h: float) -> None:
@@ -119,7 +123,8 @@ def gaussian_from_flat(radius: float, n_features: int) -> float:
     return float(radius) / math.sqrt(n_features + 2)
 
 
-def resolve_bandwidth(X: np.ndarray, bandwidth, backend: Backend, kernel: str = "flat") -> float:
+def resolve_bandwidth(X: np.ndarray, bandwidth, backend: Backend, kernel: str = "flat",
+                      sample_weight=None) -> float:
     """The bandwidth a fit uses: given, estimated (None) or by rule ("scott"...).
 
     None estimates it as scikit-learn does; for the Gaussian kernel the
@@ -128,10 +133,10 @@ def resolve_bandwidth(X: np.ndarray, bandwidth, backend: Backend, kernel: str = 
     then puts each distinct point in its own cluster, as scikit-learn does.
     """
     if bandwidth is None:
-        h = float(estimate_bandwidth(X, backend=backend))
+        h = float(estimate_bandwidth(X, backend=backend, sample_weight=sample_weight))
         return gaussian_from_flat(h, X.shape[1]) if kernel == "gaussian" else h
     if isinstance(bandwidth, str):
-        return rule_of_thumb_bandwidth(X, bandwidth)
+        return rule_of_thumb_bandwidth(X, bandwidth, sample_weight=sample_weight)
     return check_bandwidth(bandwidth)
 
 
@@ -140,10 +145,42 @@ def _host_row_key(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows + rows.dtype.type(0))
 
 
-def distinct_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of X and how often each occurs."""
-    uniq, counts = np.unique(_host_row_key(X), axis=0, return_counts=True)
-    return uniq, counts.astype(np.int64)
+def distinct_rows(X: np.ndarray, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of X and how often each occurs (with ``weights``,
+    the distinct rows of positive weight and their summed weight)."""
+    if weights is None:
+        uniq, counts = np.unique(_host_row_key(X), axis=0, return_counts=True)
+        return uniq, counts.astype(np.int64)
+    keep = weights > 0
+    uniq, inverse = np.unique(_host_row_key(X[keep]), axis=0, return_inverse=True)
+    return uniq, np.bincount(inverse.ravel(), weights=weights[keep], minlength=len(uniq))
+
+
+def shift_weights(weights):
+    """What a backend's shift needs of the sample weights: ``(weights, scale)``.
+
+    Equal weights change no step of the climb, only the intensities (which
+    scale with them): they run the unweighted arithmetic, bit for bit, and
+    the intensities are multiplied by ``scale``. Otherwise ``scale`` is None.
+    """
+    if weights is None:
+        return None, None
+    if (weights == weights[0]).all():
+        return None, float(weights[0])
+    return weights, None
+
+
+def run_shift(be: Backend, X, seeds, weights, **kwargs) -> ShiftResult:
+    """``be.shift`` with the sample weights (see :func:`shift_weights`)."""
+    w, scale = shift_weights(weights)
+    if w is not None:
+        kwargs["weights"] = w
+    res = be.shift(X, seeds, **kwargs)
+    if scale is None:
+        return res
+    return ShiftResult(modes=res.modes, n_iter=res.n_iter,
+                       intensity=to_numpy(res.intensity).astype(np.float64) * scale,
+                       converged=res.converged, algorithm=res.algorithm)
 
 
 def zero_bandwidth_shift(uniq: np.ndarray, counts: np.ndarray, seeds: np.ndarray) -> ShiftResult:
@@ -158,7 +195,7 @@ def zero_bandwidth_shift(uniq: np.ndarray, counts: np.ndarray, seeds: np.ndarray
     both = np.concatenate([uniq, seeds.astype(uniq.dtype, copy=False)])
     _, inverse = np.unique(both, axis=0, return_inverse=True)
     inverse = inverse.ravel()
-    count_of = np.zeros(int(inverse.max()) + 1 if inverse.size else 0, dtype=np.int64)
+    count_of = np.zeros(int(inverse.max()) + 1 if inverse.size else 0, dtype=counts.dtype)
     count_of[inverse[:len(uniq)]] = counts
     m = len(seeds)
     return ShiftResult(modes=seeds, n_iter=np.zeros(m, np.int64),
@@ -190,11 +227,12 @@ def finish(modes, n_iter, intensity, converged, h, max_iter, tol, *, stacklevel=
     return centers, center_intensity, n_unconverged
 
 
-def fit(X, params) -> FitResult:
+def fit(X, params, sample_weight=None) -> FitResult:
     """Run the whole mean-shift fit; see :class:`gpumeanshift.MeanShift`.
 
     ``params`` maps parameter names (see :mod:`gpumeanshift._params`) to
-    values; names not given take their defaults.
+    values; names not given take their defaults. ``sample_weight`` weighs
+    each row as that many copies of it (see ``MeanShift.fit``).
     """
     t0 = time.perf_counter()
     p = dict(DEFAULTS)
@@ -203,11 +241,18 @@ def fit(X, params) -> FitResult:
     be = make_backend(p["backend"], n_jobs=p["n_jobs"], max_memory=p["max_memory"])
 
     X = check_array(X)
-    h = resolve_bandwidth(X, p["bandwidth"], be, kernel)
+    w = check_sample_weight(sample_weight, X.shape[0])
+    h = resolve_bandwidth(X, p["bandwidth"], be, kernel, w)
+    # Rows of weight 0 take no part in the fit (they are labelled at the end).
+    X_fit = X if w is None or (w > 0).all() else X[w > 0]
 
     seeds = p["seeds"]
     if seeds is None:
-        seeds = get_bin_seeds(X, h, p["min_bin_freq"]) if p["bin_seeding"] else X
+        if p["bin_seeding"]:
+            seeds = get_bin_seeds(X_fit, h, p["min_bin_freq"],
+                                  sample_weight=None if w is None else w[w > 0])
+        else:
+            seeds = X_fit
     else:
         seeds = check_array(seeds, name="seeds")
         if seeds.shape[1] != X.shape[1]:
@@ -218,7 +263,7 @@ def fit(X, params) -> FitResult:
     if h > 0:
         check_scaled_extent(X, seeds, h)
 
-    seeds_are_data = seeds is X
+    seeds_are_data = seeds is X_fit
     extra = {}
     if verbose:
         logger.info("fit: %d points x %d features, %d seeds, bandwidth=%g, kernel=%r, "
@@ -232,11 +277,11 @@ def fit(X, params) -> FitResult:
             extra["progress"] = ShiftProgress(len(seeds), max_iter, log=bool(verbose))
     try:
         if h == 0:
-            uniq, counts = distinct_rows(X)
+            uniq, counts = distinct_rows(X, w)
             res = zero_bandwidth_shift(uniq, counts, seeds)
         else:
-            res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
-                           algorithm=p["algorithm"], **extra)
+            res = run_shift(be, X, seeds, w, bandwidth=h, kernel=kernel, max_iter=max_iter,
+                            tol=tol, algorithm=p["algorithm"], **extra)
     finally:
         if extra:
             extra["progress"].close()
@@ -252,15 +297,22 @@ def fit(X, params) -> FitResult:
     if p["label_assignment"] == "basin":
         # Each point takes the cluster its own climb reached: the center
         # nearest to the mode of the seed started at that point.
-        if seeds_are_data:
+        if seeds_are_data and X_fit is X:
             point_modes = modes
         elif h == 0:
             point_modes = X
         else:
             # The caller's algorithm, not the one "auto" chose: "grid" named
             # explicitly truncates the Gaussian, auto's grid does not.
-            point_modes = to_numpy(be.shift(X, X, bandwidth=h, kernel=kernel, max_iter=max_iter,
-                                             tol=tol, algorithm=p["algorithm"]).modes)
+            climb = dict(bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
+                         algorithm=p["algorithm"])
+            if seeds_are_data:  # the rows of weight 0 climb too, for their labels
+                point_modes = np.empty_like(X)
+                point_modes[w > 0] = modes
+                point_modes[w == 0] = to_numpy(
+                    run_shift(be, X, np.ascontiguousarray(X[w == 0]), w, **climb).modes)
+            else:
+                point_modes = to_numpy(run_shift(be, X, X, w, **climb).modes)
         labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype), centers)
         labels = to_numpy(labels).astype(np.int64, copy=False)
         if not p["cluster_all"]:

@@ -9,7 +9,8 @@ import numpy as np
 
 from . import _driver
 from ._params import OUTPUT_TYPES, validate_params
-from ._validation import (check_array, check_feature_names, check_real, feature_names,
+from ._validation import (check_array, check_feature_names, check_real, check_sample_weight,
+                          feature_names,
                           is_device_array)
 from .exceptions import not_fitted_error
 
@@ -284,7 +285,7 @@ class MeanShift:
         )
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Perform clustering.
 
         Parameters
@@ -293,6 +294,18 @@ class MeanShift:
             Samples to cluster (NumPy, lists, CuPy or other CUDA arrays).
         y : Ignored
             Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample, as if it were repeated that many times
+            (counts per location, histogram bins, multiplicities): for
+            integer weights the fit equals the fit of ``np.repeat(X,
+            sample_weight, axis=0)``, with each row labelled as its copies.
+            Each shift step is the weighted mean of the points in reach;
+            ``center_intensity_`` and ``cluster_sizes_`` become summed
+            weights; the estimated bandwidth, bin seeding (``min_bin_freq``
+            compares summed weight) and ``score_samples`` are weighted too.
+            Multiplying every weight by a constant changes nothing but those
+            sums (and ``min_bin_freq``'s meaning). Rows of weight 0 take no
+            part in the fit but are labelled. Finite values >= 0, not all 0.
 
         Returns
         -------
@@ -311,7 +324,8 @@ class MeanShift:
         params = validate_params(self.get_params())
         device_input = is_device_array(X)
         names = feature_names(X)
-        result = _driver.fit(X, params)
+        result = _driver.fit(X, params, sample_weight)
+        weights = check_sample_weight(sample_weight, result.labels.shape[0])
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
@@ -325,8 +339,10 @@ class MeanShift:
         self.bandwidth_ = result.bandwidth
         self.backend_ = result.backend
         self.algorithm_ = result.algorithm
+        clustered = result.labels >= 0
         self.cluster_sizes_ = out(
-            np.bincount(result.labels[result.labels >= 0], minlength=len(result.cluster_centers))
+            np.bincount(result.labels[clustered], minlength=len(result.cluster_centers),
+                        weights=None if weights is None else weights[clustered])
         )
         self.center_intensity_ = out(result.center_intensity)
         self._centers_host = result.cluster_centers
@@ -337,6 +353,7 @@ class MeanShift:
         if isinstance(X, np.ndarray) and np.may_share_memory(X_fit, X):
             X_fit = X_fit.copy()
         self._fit_X = X_fit
+        self._fit_weight = weights
         return self
 
     @classmethod
@@ -362,7 +379,7 @@ class MeanShift:
             ``backend_``: the backend that ran the original fit.
         n_iter : int, default=0
             ``n_iter_`` of the original fit.
-        cluster_sizes : array-like of int, shape (n_clusters,), default=None
+        cluster_sizes : array-like of shape (n_clusters,), default=None
             ``cluster_sizes_``; not set when None.
 
         Returns
@@ -388,10 +405,12 @@ class MeanShift:
         bandwidth = check_real(bandwidth, "bandwidth", low=0.0, low_inclusive=False)
         if cluster_sizes is not None:
             cluster_sizes = np.asarray(cluster_sizes)
-            if cluster_sizes.shape != (len(centers),) or cluster_sizes.dtype.kind not in "iu":
-                raise ValueError(f"cluster_sizes must be {len(centers)} integers, got "
+            if cluster_sizes.shape != (len(centers),) or cluster_sizes.dtype.kind not in "iuf":
+                raise ValueError(f"cluster_sizes must be {len(centers)} numbers, got "
                                  f"{cluster_sizes.dtype} with shape {cluster_sizes.shape}")
-            model.cluster_sizes_ = cluster_sizes.astype(np.int64)
+            # Counts, or summed weights (float64) after a weighted fit.
+            model.cluster_sizes_ = cluster_sizes.astype(
+                np.int64 if cluster_sizes.dtype.kind in "iu" else np.float64)
         model.cluster_centers_ = centers
         model.n_features_in_ = int(centers.shape[1])
         model.bandwidth_ = bandwidth
@@ -472,7 +491,9 @@ class MeanShift:
         The density is the one the fit climbs, under ``bandwidth_`` and
         ``kernel``, normalized to integrate to 1 exactly as
         :class:`sklearn.neighbors.KernelDensity` does (``kernel="flat"`` is
-        its ``"tophat"``)::
+        its ``"tophat"``; a fit with ``sample_weight`` gives the weighted
+        density, each term times its weight and ``n`` the total weight, as
+        ``KernelDensity().fit(X, sample_weight=w)``)::
 
             gaussian: log sum_j exp(-|x - x_j|^2 / (2 h^2)) - log(n) - d log(h) - d/2 log(2 pi)
             flat:     log #{j : |x - x_j| <= h} - log(n) - log(V_d h^d),
@@ -544,16 +565,19 @@ class MeanShift:
         h = float(self.bandwidth_)
         be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
                                   max_memory=getattr(self, "max_memory", None))
+        weights = getattr(self, "_fit_weight", None)
+        extra = {} if weights is None else {"weights": weights}
         log_sum = _driver.to_numpy(
-            be.log_kernel_density(data, X, bandwidth=h, kernel=self.kernel)
+            be.log_kernel_density(data, X, bandwidth=h, kernel=self.kernel, **extra)
         ).astype(np.float64, copy=False)
+        log_n = math.log(n) if weights is None else math.log(math.fsum(weights))
         if self.kernel == "flat":
             log_unit_volume = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
         else:
             log_unit_volume = 0.5 * d * math.log(2.0 * math.pi)
-        return log_sum - (math.log(n) + d * math.log(h) + log_unit_volume)
+        return log_sum - (log_n + d * math.log(h) + log_unit_volume)
 
-    def fit_predict(self, X, y=None):
+    def fit_predict(self, X, y=None, sample_weight=None):
         """Fit and return ``labels_``.
 
         Parameters
@@ -562,6 +586,8 @@ class MeanShift:
             Samples to cluster.
         y : Ignored
             Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample; see :meth:`fit`.
 
         Returns
         -------
@@ -578,7 +604,7 @@ class MeanShift:
         >>> MeanShift(bandwidth=6, kernel="flat", backend="numpy").fit_predict(X)
         array([0, 0, 0, 0, 0, 0])
         """
-        return self.fit(X).labels_
+        return self.fit(X, sample_weight=sample_weight).labels_
 
     def __getstate__(self):
         # Pickles hold host arrays only, whatever device the fit ran on:
@@ -607,6 +633,7 @@ def mean_shift(
     label_assignment="nearest",
     verbose=0,
     max_memory=None,
+    sample_weight=None,
 ):
     """Mean-shift clustering, the function form of :class:`MeanShift`.
 
@@ -614,6 +641,8 @@ def mean_shift(
     ----------
     X : array-like of shape (n_samples, n_features)
         Input points.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weight of each point; see :meth:`MeanShift.fit`.
     bandwidth, kernel, seeds, bin_seeding, min_bin_freq, cluster_all, max_iter, tol, backend, \
 n_jobs, algorithm, label_assignment, verbose, max_memory
         As for :class:`MeanShift`.
@@ -649,5 +678,5 @@ n_jobs, algorithm, label_assignment, verbose, max_memory
         label_assignment=label_assignment,
         verbose=verbose,
         max_memory=max_memory,
-    ).fit(X)
+    ).fit(X, sample_weight=sample_weight)
     return model.cluster_centers_, model.labels_

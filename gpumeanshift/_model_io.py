@@ -274,7 +274,10 @@ def save_model(model, path, *, mean=None, scale=None, columns=None):
         _check_standardization(arrays["mean"], arrays["scale"], n_features, str(path))
     sizes = getattr(model, "cluster_sizes_", None)
     if sizes is not None:
-        arrays["cluster_sizes"] = to_numpy(sizes).astype(np.int64)
+        sizes = to_numpy(sizes)
+        # Summed weights after a weighted fit: kept as float64 unless whole.
+        whole = sizes.dtype.kind in "iu" or bool((sizes == np.rint(sizes)).all())
+        arrays["cluster_sizes"] = sizes.astype(np.int64 if whole else np.float64)
     if seeds is not None:
         if seeds.shape[1] != n_features:
             raise ValueError(f"seeds has {seeds.shape[1]} features but the model has {n_features}")
@@ -462,7 +465,7 @@ def _read_archive(f) -> tuple[dict, dict[str, np.ndarray]]:
         # The shape each array must have: from the header, read first.
         specs = {
             "cluster_centers": ("f", np.dtype(header["dtype"]).itemsize, (k, d)),
-            "cluster_sizes": ("iu", None, (k,)),
+            "cluster_sizes": ("iuf", None, (k,)),
             "mean": ("f", 8, (d,)),
             "scale": ("f", 8, (d,)),
             "seeds": ("biuf", None, (header.get("n_seeds"), d)),
@@ -655,8 +658,8 @@ def _check_content(header: dict, arrays: dict, backend):
     elif mean is not None or scale is not None:
         raise _Malformed("it holds a mean or scale, but the header says it is not standardized")
     sizes = arrays.get("cluster_sizes")
-    if sizes is not None and (sizes < 0).any():
-        raise _Malformed(f"cluster_sizes must be {k} non-negative integers")
+    if sizes is not None and not (np.isfinite(sizes) & (sizes >= 0)).all():
+        raise _Malformed(f"cluster_sizes must be {k} finite non-negative numbers")
     columns = header.get("columns")
     if columns is not None and (not isinstance(columns, list) or len(columns) != d
                                 or not all(isinstance(c, str) and _utf8(c) for c in columns)):

@@ -224,7 +224,7 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
             f"(first at index {i}: {w[i]})")
     total = math.fsum(w)
     if not total > 0:
-        raise ValueError("sample_weight sums to 0: at least one row must have a positive weight")
+        raise ValueError("sample_weight is zero for every row: at least one weight must be positive")
     if not np.isfinite(total):
         raise ValueError("sample_weight sums past the largest float64; rescale the weights")
     return w

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 from . import _driver
@@ -84,6 +86,33 @@ def _fraction(value, name):
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must be in (0, 1) (exclusive), got {value!r}")
     return value
+
+
+def weighted_quantile(values, q: float, weights=None) -> float:
+    """``np.quantile(values, q)`` (linear interpolation) of the values each
+    repeated ``weights`` times, without repeating them; equal to it for
+    integer weights, its continuous extension otherwise.
+
+    >>> import numpy as np
+    >>> v, w = np.array([3.0, 1.0, 2.0]), np.array([2, 0, 3])
+    >>> bool(weighted_quantile(v, 0.3, w) == np.quantile(np.repeat(v, w), 0.3))
+    True
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if weights is None:
+        return float(np.quantile(values, q))
+    keep = np.asarray(weights) > 0
+    order = np.argsort(values[keep], kind="stable")
+    v = values[keep][order]
+    cum = np.cumsum(np.asarray(weights, dtype=np.float64)[keep][order])
+    pos = q * max(cum[-1] - 1.0, 0.0)
+    lo = math.floor(pos)
+
+    def at(i):  # the i-th value (0-based) of the repeated, sorted values
+        return v[min(int(np.searchsorted(cum, i, side="right")), len(v) - 1)]
+
+    v_lo = at(lo)
+    return float(v_lo + (at(min(lo + 1, cum[-1] - 1.0)) - v_lo) * (pos - lo))
 
 
 def find_anomalies(
@@ -198,7 +227,8 @@ def find_anomalies(
         scores = model._log_density(X)
         if density_quantile is not None:
             train = scores if X is getattr(model, "_fit_X", None) else model._log_density(model._fit_X)
-            density_threshold = float(np.quantile(train, density_quantile))
+            density_threshold = weighted_quantile(train, density_quantile,
+                                                  getattr(model, "_fit_weight", None))
         low = scores < density_threshold
         mask |= low
     if max_distance is not None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
-from ._validation import check_array, check_int, check_real
+from ._validation import check_array, check_int, check_real, check_sample_weight
 
 RULES = ("scott", "silverman")
 
@@ -21,7 +22,8 @@ def _check_random_state(seed):
     raise ValueError(f"random_state must be None, an int or a numpy RandomState, got {seed!r}")
 
 
-def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backend="numpy"):
+def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backend="numpy",
+                       sample_weight=None):
     """Estimate the bandwidth to use with mean shift.
 
     Exactly scikit-learn's definition: the mean over the (optionally
@@ -53,6 +55,15 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
         Which points are sampled when ``n_samples`` is given.
     backend : str or Backend, default="numpy"
         Where the neighbour distances are computed.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weight of each point, as if repeated that many times. With integer
+        weights the estimate is the one of ``np.repeat(X, sample_weight,
+        axis=0)`` (to rounding): ``k = max(1, int(W * quantile))`` with ``W``
+        the total weight, each point's k-th neighbour distance is where its
+        nearest points' weight reaches ``k``, and the mean is weighted. With
+        fractional weights ``k = W * quantile`` (at least the smallest
+        positive weight). With ``n_samples``, the rows are sampled as without
+        weights and keep theirs.
 
     Returns
     -------
@@ -87,17 +98,18 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
     n_samples = check_int(n_samples, "n_samples", low=1, allow_none=True)
     rng = _check_random_state(random_state)
+    w = check_sample_weight(sample_weight, X.shape[0])
     if n_samples is not None:
-        X = X[rng.permutation(X.shape[0])[:n_samples]]
-    k = max(1, int(X.shape[0] * quantile))
+        sample = rng.permutation(X.shape[0])[:n_samples]
+        X = X[sample]
+        w = None if w is None else w[sample]
     be = resolve_backend(backend)
     X64 = np.ascontiguousarray(X, dtype=np.float64)
+    if w is not None:
+        return _weighted_estimate(X64, w, quantile, be)
+    k = max(1, int(X.shape[0] * quantile))
     kth = np.asarray(_to_numpy(be.kth_neighbor_distance(X64, X64, k)), dtype=np.float64)
-    if not np.isfinite(kth).all():
-        raise ValueError(
-            "estimate_bandwidth: the distances between points exceed float64's range "
-            f"(coordinates from {X64.min():g} to {X64.max():g}); no finite bandwidth "
-            "can be estimated. Rescale the data or pass a bandwidth.")
+    _check_finite_distances(kth, X64)
     # Accumulate in batches of 500, in the same order as scikit-learn; if that
     # sum overflows (distances near float64's max), sum in units of a power
     # of two instead (exact scaling, the mean is representable).
@@ -111,12 +123,42 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     return np.float64(total / X.shape[0] * unit)
 
 
+def _check_finite_distances(kth, X64):
+    if not np.isfinite(kth).all():
+        raise ValueError(
+            "estimate_bandwidth: the distances between points exceed float64's range "
+            f"(coordinates from {X64.min():g} to {X64.max():g}); no finite bandwidth "
+            "can be estimated. Rescale the data or pass a bandwidth.")
+
+
+def _weighted_estimate(X64, w, quantile, be):
+    """The estimate with sample weights (see :func:`estimate_bandwidth`)."""
+    total = math.fsum(w)
+    if not total > 0:
+        raise ValueError("estimate_bandwidth: the sampled rows all have weight 0; "
+                         "pass n_samples=None or a larger n_samples")
+    positive = w > 0
+    if np.array_equal(w, np.round(w)):
+        k = float(max(1, int(total * quantile)))
+    else:
+        k = max(total * quantile, float(w[positive].min()))
+    queries = np.ascontiguousarray(X64[positive])
+    kth = np.asarray(_to_numpy(be.kth_neighbor_distance(X64, queries, k, weights=w)),
+                     dtype=np.float64)
+    _check_finite_distances(kth, X64)
+    # The weighted mean, correctly rounded (fsum); in units of a power of
+    # two where the products would overflow.
+    top = float(kth.max()) if kth.size else 0.0
+    unit = float(np.ldexp(1.0, min(int(np.frexp(top)[1]), 1023))) if top > 1e300 else 1.0
+    return np.float64(math.fsum(w[positive] * (kth / unit)) / total * unit)
+
+
 def _to_numpy(a):
     get = getattr(a, "get", None)
     return get() if callable(get) else np.asarray(a)
 
 
-def rule_of_thumb_bandwidth(X, rule="scott"):
+def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
     """Normal-reference bandwidth for a Gaussian kernel (Scott or Silverman).
 
     With ``n`` points in ``d`` dimensions, Scott's factor is
@@ -149,13 +191,29 @@ def rule_of_thumb_bandwidth(X, rule="scott"):
     """
     X = check_array(X, ensure_min_samples=2)
     n, d = X.shape
+    w = check_sample_weight(sample_weight, n)
     if rule == "scott":
         factor = n ** (-1.0 / (d + 4))
     elif rule == "silverman":
         factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
     else:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    sigma = float(np.sqrt(np.mean(np.var(X, axis=0, ddof=1, dtype=np.float64))))
+    if w is None:
+        sigma = float(np.sqrt(np.mean(np.var(X, axis=0, ddof=1, dtype=np.float64))))
+    else:
+        # As on the repeated rows: n is the total weight, the variance the
+        # weighted one with W - 1 in the denominator.
+        n = math.fsum(w)
+        if not n > 1:
+            raise ValueError(f"the {rule} rule needs a total sample_weight > 1, got {n:g}")
+        X64 = X.astype(np.float64)
+        mean = (w @ X64) / n
+        var = (w @ (X64 - mean) ** 2) / (n - 1)
+        sigma = float(np.sqrt(np.mean(var)))
+        if rule == "scott":
+            factor = n ** (-1.0 / (d + 4))
+        else:
+            factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
     if sigma == 0:
         raise ValueError(f"every feature of X is constant; the {rule} rule gives bandwidth 0")
     return float(factor * sigma)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import math
 import os
 import signal
@@ -257,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(saved in the model; the bandwidth is then in standardized units)")
     p.add_argument("--columns", metavar="COLS",
                    help="columns to use: comma-separated names (files with a header) or 0-based indices")
+    p.add_argument("--weights", metavar="COLUMN",
+                   help="weigh each point by this column (a name, or a 0-based index of the file's "
+                   "columns), as if the row were repeated that many times; the column is not a "
+                   "feature. Weights must be finite and >= 0, not all 0; rows of weight 0 take no "
+                   "part in the fit but are labelled. Cluster sizes become summed weights")
     p.add_argument("--output", "-o", type=_suffix_checker((".csv", ".npy"), "--output", stdio=True),
                    metavar="PATH", help="write the label of every point (.csv or .npy; '-': CSV on "
                    "standard output, the summary then on stderr)")
@@ -376,10 +382,16 @@ def _fmt_vec(v, limit: int = 6) -> str:
     return "[" + ", ".join(items) + "]"
 
 
+def _fmt_size(size) -> str:
+    # Counts, or summed weights (fractional ones as such).
+    size = float(size)
+    return f"{int(size):>9,}" if size == int(size) else f"{size:>9.6g}"
+
+
 def _cluster_table(centers, sizes) -> list[str]:
     lines = [f"  {'cluster':>7}  {'size':>9}  center"]
     for i in range(min(len(centers), MAX_LISTED)):
-        lines.append(f"  {i:>7}  {int(sizes[i]):>9,}  {_fmt_vec(centers[i])}")
+        lines.append(f"  {i:>7}  {_fmt_size(sizes[i])}  {_fmt_vec(centers[i])}")
     if len(centers) > MAX_LISTED:
         lines.append(f"  ... and {_plural(len(centers) - MAX_LISTED, 'more cluster')}")
     return lines
@@ -483,7 +495,7 @@ def _progress_line():
         yield line
 
 
-def _fit(X, *, bandwidth, kernel, bin_seeding, backend, verbose=False):
+def _fit(X, *, bandwidth, kernel, bin_seeding, backend, verbose=False, sample_weight=None):
     from ._estimator import MeanShift
 
     model = MeanShift(bandwidth=bandwidth, kernel=kernel, bin_seeding=bin_seeding, backend=backend,
@@ -493,7 +505,7 @@ def _fit(X, *, bandwidth, kernel, bin_seeding, backend, verbose=False):
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         try:
-            model.fit(X)
+            model.fit(X, sample_weight=sample_weight)
         except (ValueError, TypeError) as exc:
             raise _DataError(f"clustering failed: {exc}") from None
         seconds = time.perf_counter() - t0
@@ -529,14 +541,15 @@ def _log_to_stderr():
         logger.setLevel(level)
 
 
-def _estimate(X, quantile: float, backend, *, n_samples=None):
+def _estimate(X, quantile: float, backend, *, n_samples=None, sample_weight=None):
     from .bandwidth import estimate_bandwidth
 
     if n_samples is None and len(X) > AUTO_BANDWIDTH_MAX_SAMPLES:
         n_samples = AUTO_BANDWIDTH_MAX_SAMPLES
     t0 = time.perf_counter()
     try:
-        h = estimate_bandwidth(X, quantile=quantile, n_samples=n_samples, random_state=0, backend=backend)
+        h = estimate_bandwidth(X, quantile=quantile, n_samples=n_samples, random_state=0,
+                               backend=backend, sample_weight=sample_weight)
     except (ValueError, TypeError) as exc:
         raise _DataError(f"bandwidth estimation failed: {exc}") from None
     seconds = time.perf_counter() - t0
@@ -594,14 +607,24 @@ def _cmd_cluster(args) -> int:
                     [("--output", args.output), ("--model", args.model), ("--plot", args.plot)])
     _check_writable(args.output, args.model, args.plot)
     be = _resolve_backend(args.backend)
-    X, names = _read(args.file, args.columns, args.format)
+    weights = None
+    if args.weights is None:
+        X, names = _read(args.file, args.columns, args.format)
+    else:
+        X, names, weights, weight_name = _read_weighted(args.file, args.columns, args.weights,
+                                                        args.format)
     _say(f"data: {X.shape[0]:,} points x {X.shape[1]} features from {_shown(args.file)}"
          + (f" (columns {_fmt_names(names)})" if names else ""))
+    if weights is not None:
+        _say(f"weights: column {weight_name}, total {math.fsum(weights):.6g}"
+             + (f", {_plural(int((weights == 0).sum()), 'row')} of weight 0"
+                if (weights == 0).any() else ""))
     mean = scale = None
     Xm = X
     if args.standardize:
-        mean = X.mean(axis=0, dtype=np.float64)
-        std = X.std(axis=0, dtype=np.float64)
+        # Weighted: the mean and standard deviation of the repeated rows.
+        mean = np.average(X, axis=0, weights=weights).astype(np.float64)
+        std = np.sqrt(np.average((X.astype(np.float64) - mean) ** 2, axis=0, weights=weights))
         scale = np.where(std > 0, std, 1.0)  # constant columns stay as they are
         Xm = ((X.astype(np.float64) - mean) / scale).astype(X.dtype, copy=False)
         _say("standardized: every column to mean 0, standard deviation 1")
@@ -614,7 +637,7 @@ def _cmd_cluster(args) -> int:
             progress.phase("bandwidth estimate")
         elif kind == "quantile":
             progress.phase("bandwidth estimate")
-            bandwidth, t_bw = _estimate(Xm, value, be)
+            bandwidth, t_bw = _estimate(Xm, value, be, sample_weight=weights)
             how = f"estimate_bandwidth, quantile={value}"
             if len(Xm) > AUTO_BANDWIDTH_MAX_SAMPLES:
                 how += f", n_samples={AUTO_BANDWIDTH_MAX_SAMPLES}"
@@ -630,7 +653,8 @@ def _cmd_cluster(args) -> int:
         else:
             bandwidth, how = value, "given"
         model, seconds = _fit(Xm, verbose=args.verbose, bandwidth=bandwidth, kernel=args.kernel,
-                              bin_seeding=args.bin_seeding, backend=args.backend)
+                              bin_seeding=args.bin_seeding, backend=args.backend,
+                              sample_weight=weights)
     centers = np.asarray(model.cluster_centers_, dtype=np.float64)
     if mean is not None:
         centers = centers * scale + mean  # report centers in the file's units
@@ -799,6 +823,74 @@ def _read(path, columns, fmt=None):
         raise _DataError(f"{path} is not a UTF-8 text file") from None
     except ValueError as exc:
         raise _DataError(str(exc)) from None
+
+
+def _read_weighted(path, columns, weights, fmt=None):
+    """The features and the weights column of a table: ``(X, names, w, label)``.
+
+    The weights column (a name or a 0-based index of the file's columns) is
+    read on its own first, so that its errors name it; the features are
+    ``columns``, or every other column.
+    """
+    from .io import _parse_columns
+
+    if path == STDIO:  # read once, parsed twice
+        data = sys.stdin.buffer.read()
+
+        class _Stdin(io.BytesIO):
+            name = "<stdin>"
+
+        source = lambda: _Stdin(data)  # noqa: E731
+    else:
+        source = lambda: path  # noqa: E731
+    try:
+        spec = _parse_columns(weights)
+    except ValueError:
+        spec = []
+    if len(spec) != 1:
+        raise _UsageError(f"gpumeanshift cluster: error: --weights takes one column (a name or a "
+                          f"0-based index), got {weights!r}")
+    label = repr(spec[0]) if isinstance(spec[0], str) else f"{spec[0]}"
+    try:
+        w, wnames = _read(source(), [spec[0]], fmt)
+    except _DataError as exc:
+        raise _DataError(f"--weights column {label}: {exc}") from None
+    w = np.ascontiguousarray(w[:, 0], dtype=np.float64)
+    if wnames:
+        label = repr(wnames[0])
+    negative = np.flatnonzero(w < 0)
+    if negative.size:
+        i = int(negative[0])
+        raise _DataError(f"--weights column {label}: data row {i + 1} has a negative weight "
+                         f"({w[i]:g}); weights must be >= 0"
+                         + (f" ({negative.size} negative values)" if negative.size > 1 else ""))
+    if not (w > 0).any():
+        raise _DataError(f"--weights column {label}: every weight is 0; at least one must be "
+                         "positive")
+    X, names = _read(source(), columns, fmt)
+    if columns is None:
+        # Every column but the weights: find the weights' index among them.
+        from .io import _resolve_columns
+
+        try:
+            (idx,) = _resolve_columns([spec[0]], names, X.shape[1], str(path))
+        except ValueError as exc:
+            raise _DataError(str(exc)) from None
+        keep = [j for j in range(X.shape[1]) if j != idx]
+        if not keep:
+            raise _DataError(f"--weights column {label} is the only column: no features left; "
+                             "the weights are not a feature")
+        X = np.ascontiguousarray(X[:, keep])
+        names = None if names is None else [names[j] for j in keep]
+    else:
+        wanted = _parse_columns(columns)
+        if spec[0] in wanted or (wnames and names and wnames[0] in names):
+            raise _UsageError(f"gpumeanshift cluster: error: --weights column {label} is also in "
+                              "--columns; the weights are not a feature")
+    if len(w) != len(X):  # cannot happen for one table; guards the two reads
+        raise _DataError(f"--weights column {label} has {len(w)} values but the file has "
+                         f"{len(X)} rows")
+    return X, names, w, label
 
 
 def _version_of(dist: str) -> str:

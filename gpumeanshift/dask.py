@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass
 import math
 import time
 import uuid
@@ -62,7 +63,8 @@ from ._estimator import _convert_output
 from ._estimator import MeanShift as _LocalMeanShift
 from ._progress import ShiftProgress
 from ._params import validate_params
-from ._validation import check_array, check_bandwidth, check_int, check_real, is_device_array
+from ._validation import (check_array, check_bandwidth, check_int, check_real,
+                          check_sample_weight, is_device_array)
 # GAUSSIAN_GRID_RADIUS: where the single-machine algorithm="grid" truncates
 # the Gaussian, in bandwidths.
 from .backends._spatial import GAUSSIAN_GRID_RADIUS as _GAUSSIAN_GRID_RADIUS
@@ -140,29 +142,44 @@ def _concat_rows(*chunks):
 
 
 def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_iter, tol,
-                max_memory=None):
+                max_memory=None, weights=None, seed_weights=None):
     """"seeds" strategy: the whole shift loop of one seed shard on one worker.
 
     ``seeds`` is an array or a list of chunks of X (every point seeds).
+    ``weights``: the rows' weights (float64, one per row of X) or None.
+    ``seed_weights``: with chunks of X as seeds, their weights; the rows of
+    weight 0 are no seeds (they take no part in the fit).
     """
     t0 = time.perf_counter()
     if isinstance(seeds, (list, tuple)):
         seeds = _concat_rows(*seeds)
+        if seed_weights is not None:
+            keep = np.concatenate([_driver.to_numpy(w).ravel() for w in seed_weights]) > 0
+            seeds = seeds[_xp(seeds).asarray(keep)]
     be = _worker_backend(backend, _task_threads(n_jobs), max_memory)
     xp = _xp(X)
     seeds = xp.ascontiguousarray(xp.asarray(seeds, dtype=X.dtype))
+    count_type = np.int64 if weights is None else np.float64
+    if seeds.shape[0] == 0:  # a shard of rows that all weigh 0
+        return {"modes": np.zeros((0, X.shape[1]), dtype=X.dtype),
+                "n_iter": np.zeros(0, np.int64), "intensity": np.zeros(0, count_type),
+                "converged": np.zeros(0, bool), "backend": be.name, "algorithm": "brute",
+                "seconds": time.perf_counter() - t0}
     kwargs = {}
     if "algorithm" in inspect.signature(be.shift).parameters:
         kwargs["algorithm"] = algorithm
     elif algorithm == "grid":
         raise ValueError(f"the {be.name!r} backend has no algorithm='grid'")
-    res = be.shift(X, seeds, bandwidth=bandwidth, kernel=kernel, max_iter=max_iter, tol=tol,
-                   **kwargs)
+    if weights is not None:
+        weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
+    # Equal weights run the unweighted arithmetic (intensities scaled), as on one machine.
+    res = _driver.run_shift(be, X, seeds, weights, bandwidth=bandwidth, kernel=kernel,
+                            max_iter=max_iter, tol=tol, **kwargs)
     host = _driver.to_numpy
     return {
         "modes": host(res.modes),
         "n_iter": host(res.n_iter).astype(np.int64, copy=False),
-        "intensity": host(res.intensity).astype(np.int64, copy=False),
+        "intensity": host(res.intensity).astype(count_type, copy=False),
         "converged": host(res.converged).astype(bool, copy=False),
         "backend": be.name,
         "algorithm": getattr(res, "algorithm", "brute"),
@@ -171,7 +188,7 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
 
 
 def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory=None,
-                  exact=None):
+                  exact=None, weights=None):
     """"data" strategy: one chunk's contribution to one shift step.
 
     ``seeds`` are positions in bandwidth units relative to ``center`` (the
@@ -195,6 +212,10 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     and a point is within when ``sum_j (y_j - q_j)^2 <= radius^2``, summed in
     feature order for the pairs within rounding of the boundary, as the NumPy
     backend and scikit-learn decide it; the sums of integer rows are exact.
+
+    ``weights`` (float64, one per row of the chunk, or None for ones): each
+    point's kernel value is multiplied by its weight, and the count becomes
+    the summed weight of the points within one bandwidth (float64).
     """
     xp = _xp(chunk)
     dtype = chunk.dtype
@@ -210,7 +231,15 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     S = xp.asarray(seeds, dtype=dtype)
     m = S.shape[0]
     acc = xp.zeros((m, d + 1), dtype=dtype)
-    cnt = xp.zeros(m, dtype=np.int64)
+    cnt = xp.zeros(m, dtype=np.int64 if weights is None else np.float64)
+    if weights is not None:
+        w64 = xp.asarray(weights, dtype=np.float64).ravel()
+        # Rows of weight 0 add nothing anywhere: leave them out of the blocks.
+        live = w64 > 0
+        if not bool(live.all()):
+            Y, chunk, w64 = Y[live], chunk[live], w64[live]
+            n = Y.shape[0]
+        wdt = w64.astype(dtype)
     if not (n and m):
         return _driver.to_numpy(acc), _driver.to_numpy(cnt)
     reach = 1.0 if kernel == "flat" else math.sqrt(_GAUSS_D2_CUTOFF[np.dtype(dtype)])
@@ -238,6 +267,8 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
         cand = Y1[near]
         if cand.shape[0] == 0:
             continue
+        if weights is not None:
+            cand_w, cand_w64 = wdt[near], w64[near]
         # Distances by expansion relative to the block's centre, which keeps
         # |q|^2 + |y|^2 - 2 q.y accurate (as the NumPy backend does).
         mid = ((lo + hi) * 0.5).astype(dtype)
@@ -247,7 +278,7 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
         qa[:, d] = (qc * qc).sum(axis=1)
         qa[:, d + 1] = 1.0
         a_blk = xp.zeros((t, d + 1), dtype=dtype)
-        c_blk = xp.zeros(t, dtype=np.int64)
+        c_blk = xp.zeros(t, dtype=cnt.dtype)
         x_step = max(1, tile_elements // t)
         if radius is not None:
             q2max = float(qa[:, d].max())  # the block's largest |q - mid|^2
@@ -267,7 +298,10 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
                 if rows_b.size:
                     inside[rows_b, cols_b] = within_exact(part[cols_b, :d], q[rows_b],
                                                           radius, xp)
-            c_blk += xp.count_nonzero(inside, axis=1)
+            if weights is None:
+                c_blk += xp.count_nonzero(inside, axis=1)
+            else:
+                c_blk += xp.dot(inside.astype(np.float64), cand_w64[x0:x0 + x_step])
             if kernel == "flat":
                 w = inside.astype(dtype)
             else:  # in place: this is the loop's biggest array
@@ -277,6 +311,8 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
                 w = xp.exp(d2, out=d2)
                 if far is not None:
                     w[far] = 0.0
+            if weights is not None:
+                w *= cand_w[x0:x0 + x_step]
             # xp.dot, not @: NumPy's matmul keeps the GIL for outputs under
             # 500 elements (few seeds), stalling the worker's other threads.
             a_blk += xp.dot(w, part)
@@ -285,16 +321,20 @@ def _partial_sums(chunk, seeds, center, inv_h, kernel, truncate=None, max_memory
     return _driver.to_numpy(acc), _driver.to_numpy(cnt)
 
 
-def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None, exact=None):
+def _round_task(chunks, seeds, center, inv_h, kernel, truncate, max_memory=None, exact=None,
+                weights=None):
     """One worker's share of a "data" round: the partial sums of its chunks.
 
     One task per worker and round (not per chunk) keeps the scheduler's
     per-task cost out of the loop; the sums stay per chunk so that the client
-    adds them in chunk order, whichever worker computed them.
+    adds them in chunk order, whichever worker computed them. ``weights``:
+    the chunks' weights, one array per chunk, or None.
     """
     t0 = time.perf_counter()
-    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate, max_memory, exact)
-            for c in chunks]
+    if weights is None:
+        weights = [None] * len(chunks)
+    sums = [_partial_sums(c, seeds, center, inv_h, kernel, truncate, max_memory, exact, w)
+            for c, w in zip(chunks, weights)]
     return {"sums": sums, "xp": _xp(chunks[0]).__name__.split(".")[0],
             "seconds": time.perf_counter() - t0, "worker": _worker_address()}
 
@@ -330,23 +370,58 @@ def _label_meta(X):
     return X._meta.reshape(-1)[:0].astype(np.int64)
 
 
-def _bincount_block(labels, k):
+def _bincount_block(labels, k, weights=None):
+    """Points of a chunk per label (their summed weight with ``weights``)."""
     labels = _driver.to_numpy(labels)
-    return np.bincount(labels[labels >= 0], minlength=k)
+    keep = labels >= 0
+    if weights is None:
+        return np.bincount(labels[keep], minlength=k)
+    weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
+    return np.bincount(labels[keep], weights=weights[keep], minlength=k)
 
 
-def _bin_block(block, bin_size, offset):
-    """One chunk's occupied grid cells, each with its first row and its count."""
+def _bin_block(block, bin_size, offset, weights=None):
+    """One chunk's occupied grid cells, each with its first row and its count.
+
+    With ``weights`` the rows of weight 0 occupy no cell and a cell's count is
+    the summed weight of its rows (float64).
+    """
     block = _driver.to_numpy(block)
-    binned = np.round(block / bin_size)
-    cells, first, counts = np.unique(binned, axis=0, return_index=True, return_counts=True)
-    return cells, first.astype(np.int64) + offset, counts.astype(np.int64)
+    rows = None
+    if weights is not None:
+        weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
+        rows = np.flatnonzero(weights > 0)
+        block, weights = block[rows], weights[rows]
+    binned = np.round(block / bin_size) + 0.0  # -0.0 shares a cell with 0.0
+    cells, first, inverse, counts = np.unique(binned, axis=0, return_index=True,
+                                              return_inverse=True, return_counts=True)
+    if weights is not None:
+        counts = np.bincount(inverse.ravel(), weights=weights, minlength=len(cells))
+        first = rows[first]
+    else:
+        counts = counts.astype(np.int64)
+    return cells, first.astype(np.int64) + offset, counts
 
 
-def _kth_block(S, start, stop, k, backend, n_jobs):
-    """Distance from rows start:stop of S to their k-th nearest row of S."""
+def _kth_block(S, start, stop, k, backend, n_jobs, weights=None):
+    """Distance from rows start:stop of S to their k-th nearest row of S.
+
+    With ``weights`` (of the rows of S), ``k`` is an amount of weight; only
+    the queries of positive weight are answered, and their weights come back
+    with the distances.
+    """
     be = _worker_backend(backend, _task_threads(n_jobs))
-    return _driver.to_numpy(be.kth_neighbor_distance(S, S[start:stop], k)).astype(np.float64)
+    if weights is None:
+        return _driver.to_numpy(be.kth_neighbor_distance(S, S[start:stop], k)).astype(np.float64)
+    weights = _driver.to_numpy(weights).astype(np.float64, copy=False)
+    wq = weights[start:stop]
+    live = np.flatnonzero(wq > 0)
+    xp = _xp(S)
+    Q = xp.ascontiguousarray(S[start:stop][xp.asarray(live)])
+    if not len(live):
+        return np.zeros(0), np.zeros(0)
+    kth = be.kth_neighbor_distance(S, Q, k, weights=xp.asarray(weights))
+    return _driver.to_numpy(kth).astype(np.float64), wq[live]
 
 
 def _worker_capacity(dask_worker, backend):
@@ -431,49 +506,170 @@ def _workers(client):
     return workers
 
 
-def _finite_and_center(client, X):
+def _finite_and_center(client, X, W=None):
     """The column means (float64) and, when X is integer-valued float64 with
     ``n * max|x| < 2**53`` (``_spatial.integer_valued``), ``max|x|`` (else
-    None), in one pass; ValueError on NaN or infinity."""
-    wanted = [X.mean(axis=0, dtype=np.float64), da.isfinite(X).all()]
+    None), ``n`` and the weight when all weights are equal (else None), in
+    one pass; ValueError on NaN or infinity.
+
+    With weights ``W`` (a Dask array, chunked as X's rows) the same pass
+    checks them as :func:`~gpumeanshift._validation.check_sample_weight`
+    does (ValueError naming the problem); ``n`` is their sum. Unequal weights
+    give weighted means and need to be integers for ``max|x|``.
+    """
+    host = lambda a: _driver.to_numpy(a)  # noqa: E731
+    wanted = [da.isfinite(X).all(), X.mean(axis=0, dtype=np.float64)]
+    if W is not None:
+        bad, neg = ~da.isfinite(W), W < 0
+        wx = da.map_blocks(_weighted_colsum, X, W[:, None], dtype=np.float64,
+                           chunks=((1,) * X.numblocks[0], (X.shape[1],)),
+                           meta=np.zeros((0, 0))).sum(axis=0)
+        wanted += [wx, W.sum(), bad.sum(), da.argmax(bad), neg.sum(), da.argmax(neg),
+                   (W == da.round(W)).all(), W.min(), W.max()]
     if X.dtype == np.float64:
         wanted += [(X == da.round(X)).all(), da.absolute(X).max()]
-    got = client.compute(wanted, sync=True)
-    if not bool(_driver.to_numpy(got[1])):
+    got = [host(g) for g in client.compute(wanted, sync=True)]
+    if not bool(got[0]):
         raise ValueError("X contains NaN or infinity; all values must be finite")
-    center = _driver.to_numpy(got[0]).astype(np.float64)
-    if len(got) == 4 and X.shape[0] > 0 and bool(_driver.to_numpy(got[2])):
-        absmax = float(_driver.to_numpy(got[3]))
-        if absmax * X.shape[0] < 2.0**53:
-            return center, absmax
-    return center, None
+    count = X.shape[0]
+    center, rest, integer_weights, common = got[1].astype(np.float64), got[2:], True, None
+    if W is not None:
+        wx, total, n_bad, first_bad, n_neg, first_neg, integer_weights, wmin, wmax = got[2:11]
+        rest = got[11:]
+        if n_bad:
+            i = int(first_bad)
+            raise ValueError(
+                f"sample_weight must be finite: {int(n_bad)} value(s) are NaN or infinite "
+                f"(first at index {i}: {float(host(client.compute(W[i], sync=True)))})")
+        if n_neg:
+            i = int(first_neg)
+            raise ValueError(
+                f"sample_weight must be >= 0: {int(n_neg)} value(s) are negative "
+                f"(first at index {i}: {float(host(client.compute(W[i], sync=True)))})")
+        total = float(total)
+        if not total > 0:
+            raise ValueError(
+                "sample_weight is zero for every row: at least one weight must be positive")
+        if not np.isfinite(total):
+            raise ValueError("sample_weight sums past the largest float64; rescale the weights")
+        if wmin == wmax:  # equal weights shift as no weights (see _driver.run_shift)
+            common, integer_weights = float(wmin), True
+        else:
+            center = wx.astype(np.float64) / total
+            count = total
+    total = X.shape[0] if W is None else total
+    if rest and bool(integer_weights) and bool(rest[0]):
+        absmax = float(rest[1])
+        if absmax * count < 2.0**53:
+            return center, absmax, total, common
+    return center, None, total, common
 
 
-def _rule_bandwidth(client, X, rule):
+def _weighted_colsum(block, weights):
+    """sum_i w_i x_i of one chunk (float64, on the host), as a 1 x d block."""
+    block = _driver.to_numpy(block).astype(np.float64, copy=False)
+    w = _driver.to_numpy(weights).astype(np.float64, copy=False)
+    return (w.T @ block).reshape(1, -1)
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """A fit's weights: the lazy 1-D Dask array, the futures of its chunks
+    (columns of shape (rows, 1), one per chunk of X), their sum and, when
+    they are all equal, their value (the shift then runs unweighted, its
+    intensities scaled, as :func:`gpumeanshift._driver.run_shift` does)."""
+
+    W: object
+    futs: list
+    total: float
+    common: float | None
+
+    def on_client(self, client):
+        """Every row's weight, as one host array."""
+        return np.concatenate([_driver.to_numpy(c).ravel()
+                               for c in _gather(client, self.futs, "gathering the weights")])
+
+
+def _as_weights(sample_weight, X):
+    """``sample_weight`` as a float64 Dask array chunked as X's rows, or None.
+
+    A NumPy (or CuPy) array is checked here by
+    :func:`~gpumeanshift._validation.check_sample_weight`; a Dask array's
+    shape and dtype are checked here and its values in the fit's first pass
+    over the data (:func:`_finite_and_center`), before anything is returned.
+    """
+    if sample_weight is None:
+        return None
+    n = X.shape[0]
+    if not isinstance(sample_weight, da.Array):
+        w = check_sample_weight(sample_weight, n)
+        return da.from_array(w, chunks=(X.chunks[0],))
+    W = sample_weight
+    if W.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, got shape {W.shape}")
+    if math.isnan(W.shape[0]):
+        raise ValueError("sample_weight has unknown chunk sizes; call "
+                         "sample_weight.compute_chunk_sizes() first")
+    if W.dtype == object or W.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must hold real numbers, got an array of dtype {W.dtype}")
+    if W.shape[0] != n:
+        raise ValueError(f"sample_weight has {W.shape[0]} values but X has {n} rows")
+    W = W.astype(np.float64)
+    if W.chunks[0] != X.chunks[0]:
+        W = W.rechunk((X.chunks[0],))
+    if is_device_array(W._meta):
+        W = W.map_blocks(_driver.to_numpy, dtype=np.float64, meta=np.zeros(0))
+    return W
+
+
+def _weighted_sqdev(block, weights, center):
+    """sum_i w_i (x_i - center)^2 of one chunk, per feature, as a 1 x d block."""
+    dev = _driver.to_numpy(block).astype(np.float64) - center
+    w = _driver.to_numpy(weights).astype(np.float64, copy=False)
+    return (w.T @ (dev * dev)).reshape(1, -1)
+
+
+def _rule_bandwidth(client, X, rule, W=None, total=None, center=None):
+    """Scott's or Silverman's rule; with weights ``W`` (summing to ``total``,
+    weighted mean ``center``) ``n`` is ``total`` and the variances are those
+    of the rows repeated by their weights (ddof=1)."""
     n, d = X.shape
+    if W is not None:
+        n = total
     if n < 2:
-        raise ValueError(f"Found array with {n} sample(s) while a minimum of 2 is required.")
+        what = "sample(s)" if W is None else "total sample_weight"
+        raise ValueError(f"Found array with {n} {what} while a minimum of 2 is required.")
     if rule == "scott":
         factor = n ** (-1.0 / (d + 4))
     else:
         factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
-    var = _driver.to_numpy(client.compute(X.var(axis=0, ddof=1, dtype=np.float64), sync=True))
+    if W is None:
+        var = X.var(axis=0, ddof=1, dtype=np.float64)
+    else:
+        var = da.map_blocks(_weighted_sqdev, X, W[:, None], center, dtype=np.float64,
+                            chunks=((1,) * X.numblocks[0], (d,)),
+                            meta=np.zeros((0, 0))).sum(axis=0) / (n - 1.0)
+    var = _driver.to_numpy(client.compute(var, sync=True))
     sigma = float(np.sqrt(np.mean(var)))
     if sigma == 0:
         raise ValueError(f"every feature of X is constant; the {rule} rule gives bandwidth 0")
     return float(factor * sigma)
 
 
-def _bin_seeds(client, X, futs, bin_size, min_bin_freq):
+def _bin_seeds(client, X, futs, bin_size, min_bin_freq, wfuts=None, total=None):
     """:func:`gpumeanshift.get_bin_seeds` over the chunks; None means "every point".
 
     Each chunk bins its own rows; the client merges the cells (first
     occurrence = smallest row index, counts added), so the seeds and their
-    order equal the single-machine ones.
+    order equal the single-machine ones. With weights (``wfuts``, summing to
+    ``total``) a cell's count is its summed weight and rows of weight 0
+    occupy no cell, as if each row were repeated by its weight.
     """
     offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(np.int64)
+    wparts = [None] * len(futs) if wfuts is None else wfuts
     parts = _gather(client, [
-        client.submit(_bin_block, f, bin_size, int(o), pure=False) for f, o in zip(futs, offsets)
+        client.submit(_bin_block, f, bin_size, int(o), w, pure=False)
+        for f, o, w in zip(futs, offsets, wparts)
     ], "bin seeding")
     cells = np.concatenate([p[0] for p in parts])
     first = np.concatenate([p[1] for p in parts])
@@ -482,14 +678,16 @@ def _bin_seeds(client, X, futs, bin_size, min_bin_freq):
     inverse = inverse.ravel()
     first_u = np.full(len(uniq), np.iinfo(np.int64).max)
     np.minimum.at(first_u, inverse, first)
-    counts_u = np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
-    return _cells_to_seeds(uniq, first_u, counts_u, X.shape[0], bin_size, min_bin_freq,
-                           X.dtype, stacklevel=3)
+    counts_u = np.bincount(inverse, weights=counts, minlength=len(uniq))
+    if wfuts is None:
+        counts_u = counts_u.astype(np.int64)
+    return _cells_to_seeds(uniq, first_u, counts_u, X.shape[0] if total is None else total,
+                           bin_size, min_bin_freq, X.dtype, stacklevel=3)
 
 
 # ------------------------------------------------------------------ public API
 def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backend="numpy",
-                       n_jobs=None, client=None):
+                       n_jobs=None, client=None, sample_weight=None):
     """Estimate the bandwidth of a Dask array, as :func:`gpumeanshift.estimate_bandwidth`.
 
     The same definition and the same subsample (the rows
@@ -517,6 +715,11 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
         Threads of the NumPy backend per task; None uses the worker's threads.
     client : distributed.Client, default=None
         The cluster; None uses the default client.
+    sample_weight : array-like or dask array of shape (n_samples,), default=None
+        Weights of the rows (a row of weight w counts as w copies of
+        itself): the mean is weighted and k is an amount of weight, as in
+        :func:`gpumeanshift.estimate_bandwidth`. The subsample keeps the
+        weights of its rows.
 
     Returns
     -------
@@ -533,36 +736,78 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     1.6191
     >>> client.close()
     """
-    if not isinstance(X, da.Array):
+    if not isinstance(X, da.Array) and not isinstance(sample_weight, da.Array):
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
         return _local_estimate_bandwidth(X, quantile=quantile, n_samples=n_samples,
-                                         random_state=random_state, backend=backend)
+                                         random_state=random_state, backend=backend, **kwargs)
     quantile = check_real(quantile, "quantile", low=0.0)
     if quantile > 1:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
     n_samples = check_int(n_samples, "n_samples", low=1, allow_none=True)
     client = _get_client(client)
     X = _as_dask_array(X)
+    W = _as_weights(sample_weight, X)
+    if W is not None:
+        _finite_and_center(client, X, W)  # the weights' checks
     if n_samples is not None:
         rng = _check_random_state(random_state)
-        X = X[rng.permutation(X.shape[0])[:n_samples]]
+        rows = rng.permutation(X.shape[0])[:n_samples]
+        X = X[rows]
+        if W is not None:
+            W = W[rows].rechunk((X.chunks[0],))
     X = X.astype(np.float64)
-    m = X.shape[0]
-    k = max(1, int(m * quantile))
     X, futs = _chunk_futures(client, X)
     S = client.submit(_concat_rows, *futs, pure=False)
+    m = X.shape[0]
+    if W is None:
+        k = max(1, int(m * quantile))
+        Wfull = None
+    else:
+        W, wfuts = _chunk_futures(client, W[:, None])
+        Wfull = client.submit(_concat_weights, *wfuts, pure=False)
+        w = client.gather(Wfull)  # one float per sampled row
+        wsum = math.fsum(w)
+        if not wsum > 0:
+            raise ValueError("estimate_bandwidth: the sampled rows all have weight 0; "
+                             "pass n_samples=None or a larger n_samples")
+        k = _weighted_k(w, wsum, quantile)
     nw = len(_workers(client))
     bounds = np.linspace(0, m, min(m, nw) + 1).astype(np.int64)
     workers = _workers(client)
     parts = _gather(client, [
-        client.submit(_kth_block, S, int(a), int(b), k, backend, n_jobs, pure=False,
+        client.submit(_kth_block, S, int(a), int(b), k, backend, n_jobs, Wfull, pure=False,
                       workers=[workers[i % nw]], allow_other_workers=True)
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if b > a
     ], "bandwidth estimation")
-    kth = np.concatenate(parts)
-    total = 0.0
-    for start in range(0, len(kth), 500):  # scikit-learn's batches, its order
-        total += kth[start:start + 500].sum()
-    return np.float64(total / m)
+    if W is None:
+        kth = np.concatenate(parts)
+        total = 0.0
+        for start in range(0, len(kth), 500):  # scikit-learn's batches, its order
+            total += kth[start:start + 500].sum()
+        return np.float64(total / m)
+    kth = np.concatenate([p[0] for p in parts])
+    wq = np.concatenate([p[1] for p in parts])
+    if not np.isfinite(kth).all():
+        raise ValueError(
+            "estimate_bandwidth: the distances between points exceed float64's range; "
+            "no finite bandwidth can be estimated. Rescale the data or pass a bandwidth.")
+    return np.float64(math.fsum(kth * wq) / wsum)
+
+
+def _weighted_k(w, total, quantile):
+    """The k (an amount of weight) of a weighted bandwidth estimate, as
+    :func:`gpumeanshift.estimate_bandwidth` takes it: that of the repeated
+    rows, ``max(1, int(total * quantile))``, for integer weights; else
+    ``total * quantile``, at least the smallest positive weight."""
+    if np.array_equal(w, np.round(w)):
+        return float(max(1, int(total * quantile)))
+    return max(total * quantile, float(w[w > 0].min()))
+
+
+def _concat_weights(*chunks):
+    """The weight chunks (columns of shape (rows, 1)) as one float64 vector."""
+    return np.ascontiguousarray(np.concatenate(
+        [_driver.to_numpy(c).ravel() for c in chunks]).astype(np.float64, copy=False))
 
 
 class MeanShift(_LocalMeanShift):
@@ -696,7 +941,7 @@ class MeanShift(_LocalMeanShift):
         return state
 
     # ------------------------------------------------------------- fitting
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Cluster a Dask array on the cluster.
 
         Parameters
@@ -706,6 +951,16 @@ class MeanShift(_LocalMeanShift):
             with :func:`dask.array.from_array`.
         y : Ignored
             Not used, present for API consistency.
+        sample_weight : array-like or dask array of shape (n_samples,), default=None
+            Weight of each row: a row of weight w counts as w copies of
+            itself (integer weights give the fit of ``np.repeat(X, w,
+            axis=0)``; scaling every weight by one factor changes nothing
+            but ``min_bin_freq``'s meaning, which compares summed weights).
+            A row of weight 0 takes no part in the fit and is no seed, but
+            is labelled. Weights must be finite, >= 0 and not all 0
+            (ValueError otherwise; the values of a Dask array are checked in
+            the fit's first pass over the data). A Dask array is rechunked
+            to X's rows. Intensities become summed weights (float64).
 
         Returns
         -------
@@ -732,15 +987,22 @@ class MeanShift(_LocalMeanShift):
         params = self._check_params()
         client = _get_client(self.client)
         X = _as_dask_array(X)
+        W = _as_weights(sample_weight, X)
         device_input = is_device_array(X._meta)
         X, futs = _chunk_futures(client, X)
-        center, int_bound = _finite_and_center(client, X)
+        weights = None
+        if W is not None:
+            W2, wfuts = _chunk_futures(client, W[:, None])
+            W = W2[:, 0]
+        center, int_bound, total, common = _finite_and_center(client, X, W)
+        if W is not None:
+            weights = _Weights(W, wfuts, total, common)
         # Integer data, flat kernel: the "data" loop decides boundary ties
         # exactly, in the data's own units, as the single-machine fit does.
         lattice = int_bound if self.kernel == "flat" else None
-        h = self._resolve_bandwidth(client, X)
+        h = self._resolve_bandwidth(client, X, weights, center)
 
-        seeds = self._initial_seeds(client, X, futs, h, params["min_bin_freq"])
+        seeds = self._initial_seeds(client, X, futs, h, params["min_bin_freq"], weights)
         strategy = self._choose_strategy(client, X, seeds)
         fit_id = uuid.uuid4().hex[:8]
         shift_args = dict(bandwidth=h, kernel=self.kernel, max_iter=params["max_iter"],
@@ -754,15 +1016,25 @@ class MeanShift(_LocalMeanShift):
                         X.shape[1], len(futs), n_seeds, h, self.kernel, strategy,
                         len(_workers(client)))
             progress = ShiftProgress(n_seeds, params["max_iter"])
+        # Basin labels with weights: the rows of weight 0 climb too (they are
+        # labelled by their modes) but their climbs are no seeds.
+        every_row = (seeds is None and h > 0 and weights is not None
+                     and self.label_assignment == "basin")
         try:
             if h == 0:
-                shifted = self._shift_zero_bandwidth(client, futs, seeds)
+                shifted = self._shift_zero_bandwidth(client, futs, seeds, weights)
             else:
                 shifted = self._shift(client, X, futs, seeds, center, fit_id, shift_args,
-                                      strategy, progress, lattice=lattice)
+                                      strategy, progress, lattice=lattice, weights=weights,
+                                      all_rows=every_row)
         finally:
             if progress is not None:
                 progress.close()
+        all_modes = shifted["modes"]
+        if every_row:
+            live = weights.on_client(client) > 0
+            for key in ("modes", "n_iter", "intensity", "converged"):
+                shifted[key] = shifted[key][live]
         stats = shifted["stats"]
         stats["shift_seconds"] = time.perf_counter() - t_shift
         # What a round costs beyond its slowest task: submission, scheduling,
@@ -777,13 +1049,14 @@ class MeanShift(_LocalMeanShift):
         centers = centers.astype(X.dtype, copy=False)
 
         if self.label_assignment == "basin":
-            if seeds is None and h > 0:  # every point was a seed: its climb is done
-                point_modes = modes
+            if seeds is None and h > 0 and (weights is None or every_row):
+                point_modes = all_modes  # every point was a seed: its climb is done
             elif h == 0:  # every point stays where it is
                 point_modes = X
             else:
                 point_modes = self._shift(client, X, futs, None, center, f"{fit_id}-basin",
-                                          shift_args, strategy, lattice=lattice)["modes"]
+                                          shift_args, strategy, lattice=lattice,
+                                          weights=weights, all_rows=True)["modes"]
             labels = _basin_labels(X, point_modes, centers, None if self.cluster_all else h)
         else:
             threshold = None if self.cluster_all else h
@@ -791,10 +1064,14 @@ class MeanShift(_LocalMeanShift):
                                   self.max_memory,
                                   drop_axis=1, dtype=np.int64, meta=_label_meta(X))
         labels = client.persist(labels)
-        label_futs = futures_of(labels)
-        sizes = _gather(client, [client.submit(_bincount_block, f, len(centers), pure=False)
-                                 for f in label_futs], "labelling")
-        sizes = np.sum(sizes, axis=0).astype(np.int64) if sizes else np.zeros(len(centers), np.int64)
+        by_key = {f.key: f for f in futures_of(labels)}
+        label_futs = [by_key[k] for k in labels.__dask_keys__()]  # chunk order, as the weights
+        wparts = [None] * len(label_futs) if weights is None else weights.futs
+        sizes = _gather(client, [client.submit(_bincount_block, f, len(centers), w, pure=False)
+                                 for f, w in zip(label_futs, wparts)], "labelling")
+        size_type = np.int64 if weights is None else np.float64
+        sizes = np.sum(sizes, axis=0).astype(size_type) if sizes else np.zeros(len(centers),
+                                                                                size_type)
 
         out = lambda a: _convert_output(a, self.output_type, device_input)  # noqa: E731
         self._device_input = device_input
@@ -838,34 +1115,47 @@ class MeanShift(_LocalMeanShift):
                 "configure a backend object itself")
         return checked
 
-    def _resolve_bandwidth(self, client, X):
+    def _resolve_bandwidth(self, client, X, weights=None, center=None):
         bw = self.bandwidth
+        W = None if weights is None else weights.W
         if bw is None:
             h = float(estimate_bandwidth(X, backend=self.backend, n_jobs=self.n_jobs,
-                                         client=client))
+                                         client=client, sample_weight=W))
             return _driver.gaussian_from_flat(h, X.shape[1]) if self.kernel == "gaussian" else h
         if isinstance(bw, str):
-            return _rule_bandwidth(client, X, bw)
+            if weights is None:
+                return _rule_bandwidth(client, X, bw)
+            return _rule_bandwidth(client, X, bw, W, weights.total, center)
         return check_bandwidth(bw)
 
-    def _shift_zero_bandwidth(self, client, futs, seeds):
-        """The shift with bandwidth 0: see :func:`gpumeanshift._driver.zero_bandwidth_shift`."""
-        parts = _gather(client, [client.submit(_distinct_block, f, pure=False) for f in futs],
-                        "counting distinct points")
+    def _shift_zero_bandwidth(self, client, futs, seeds, weights=None):
+        """The shift with bandwidth 0: see :func:`gpumeanshift._driver.zero_bandwidth_shift`.
+
+        With weights, the distinct rows of positive weight and their summed weights."""
+        wparts = [None] * len(futs) if weights is None else weights.futs
+        parts = _gather(client, [client.submit(_distinct_block, f, w, pure=False)
+                                 for f, w in zip(futs, wparts)], "counting distinct points")
         rows = np.concatenate([r for r, _ in parts])
         uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
         counts = np.bincount(inverse.ravel(), weights=np.concatenate([c for _, c in parts]),
-                             minlength=len(uniq)).astype(np.int64)
+                             minlength=len(uniq))
         # Every point seeding is each distinct point seeding (equal modes merge).
-        r = _driver.zero_bandwidth_shift(uniq, counts, uniq if seeds is None else seeds)
-        res = {"modes": r.modes, "n_iter": r.n_iter, "intensity": r.intensity,
+        # The driver's counts are integers: it is given each row's number
+        # (1-based), and the summed weights are looked up by it.
+        r = _driver.zero_bandwidth_shift(uniq, np.arange(1, len(uniq) + 1, dtype=np.int64),
+                                         uniq if seeds is None else seeds)
+        which = np.asarray(r.intensity, dtype=np.int64)
+        intensity = np.where(which > 0, counts[np.maximum(which - 1, 0)], 0)
+        intensity = intensity.astype(np.int64 if weights is None else np.float64)
+        res = {"modes": r.modes, "n_iter": r.n_iter, "intensity": intensity,
                "converged": r.converged}
         res.update(backends={"numpy"}, algorithms={"brute"},
                    stats={"strategy": "none", "rounds": 0, "task_seconds": []})
         return res
 
-    def _initial_seeds(self, client, X, futs, h, min_bin_freq):
-        """Seeds as a host array, or None for "every point" (left on the workers)."""
+    def _initial_seeds(self, client, X, futs, h, min_bin_freq, weights=None):
+        """Seeds as a host array, or None for "every point" (left on the workers;
+        with weights, every point of positive weight)."""
         if self.seeds is not None:
             seeds = self.seeds
             if isinstance(seeds, da.Array):
@@ -875,7 +1165,9 @@ class MeanShift(_LocalMeanShift):
                 raise ValueError(f"seeds has {seeds.shape[1]} features but X has {X.shape[1]}")
             return np.ascontiguousarray(seeds, dtype=X.dtype)
         if self.bin_seeding and h > 0:  # bins of size 0 are the points themselves
-            return _bin_seeds(client, X, futs, h, min_bin_freq)
+            if weights is None:
+                return _bin_seeds(client, X, futs, h, min_bin_freq)
+            return _bin_seeds(client, X, futs, h, min_bin_freq, weights.futs, weights.total)
         return None
 
     def _choose_strategy(self, client, X, seeds):
@@ -899,14 +1191,16 @@ class MeanShift(_LocalMeanShift):
         return choice
 
     def _shift(self, client, X, futs, seeds, center, fit_id, shift_args, strategy,
-               progress=None, lattice=None):
+               progress=None, lattice=None, weights=None, all_rows=False):
         """The shift of ``seeds`` (None: every point, in row order) by ``strategy``.
 
         ``progress(iteration, n_active)`` (a :class:`ShiftProgress`) is told
         of every round of the "data" loop, and once when the "seeds" shards
-        are done."""
+        are done. With ``weights`` (a :class:`_Weights`), "every point" means
+        every point of positive weight unless ``all_rows``."""
         if strategy == "seeds":
-            out = self._shift_seeds(client, X, futs, seeds, fit_id, shift_args)
+            out = self._shift_seeds(client, X, futs, seeds, fit_id, shift_args, weights,
+                                    all_rows)
             if progress is not None:
                 # Rounds run, as the loops count them: the stopping step is one.
                 rounds = int(out["n_iter"].max()) + 1 if out["n_iter"].size else 0
@@ -917,23 +1211,33 @@ class MeanShift(_LocalMeanShift):
                         "%d seed positions; bin_seeding=True needs far fewer", X.shape[0])
             seeds = np.concatenate([_driver.to_numpy(c)
                                     for c in _gather(client, futs, "seeding")])
+            if weights is not None and not all_rows:
+                seeds = seeds[weights.on_client(client) > 0]
         seeds = np.ascontiguousarray(_driver.to_numpy(seeds), dtype=X.dtype)
         return self._shift_data(client, futs, seeds, center, fit_id, shift_args, progress,
-                                lattice)
+                                lattice, weights)
 
-    def _shift_seeds(self, client, X, futs, seeds, fit_id, shift_args):
+    def _shift_seeds(self, client, X, futs, seeds, fit_id, shift_args, weights=None,
+                     all_rows=False):
         """Data assembled once (one task), seeds sharded one shard per worker."""
         workers = _workers(client)
         nw = len(workers)
         X_full = client.submit(_concat_rows, *futs, key=f"gms-data-{fit_id}")
+        W_full = None
+        if weights is not None:
+            W_full = client.submit(_concat_weights, *weights.futs, key=f"gms-weights-{fit_id}")
+        seed_weights = [None] * nw
         if seeds is None:  # every point seeds: shard by chunks, never via the client
             groups = [g for g in np.array_split(np.arange(len(futs)), nw) if g.size]
             shards = [[futs[i] for i in g] for g in groups]
+            if weights is not None and not all_rows:  # rows of weight 0 are no seeds
+                seed_weights = [[weights.futs[i] for i in g] for g in groups]
         else:
             shards = [s for s in np.array_split(seeds, min(nw, len(seeds))) if len(s)]
         tasks = [
             client.submit(_shift_task, X_full, shard, backend=self.backend, n_jobs=self.n_jobs,
                           algorithm=self.algorithm, max_memory=self.max_memory, **shift_args,
+                          weights=W_full, seed_weights=seed_weights[i],
                           key=f"gms-shift-{fit_id}-{i}",
                           workers=[workers[i % nw]], allow_other_workers=True)
             for i, shard in enumerate(shards)
@@ -942,7 +1246,7 @@ class MeanShift(_LocalMeanShift):
         if hook is not None:
             hook("seeds", 0)
         results = _gather(client, tasks, "the shift (strategy 'seeds')")
-        del X_full, tasks
+        del X_full, W_full, tasks
         cat = lambda f: np.concatenate([r[f] for r in results])  # noqa: E731
         stats = {"strategy": "seeds", "rounds": 1,
                  "task_seconds": [max(r["seconds"] for r in results)]}
@@ -951,7 +1255,7 @@ class MeanShift(_LocalMeanShift):
                 "algorithms": {r["algorithm"] for r in results}, "stats": stats}
 
     def _shift_data(self, client, futs, seeds, center, fit_id, shift_args, progress=None,
-                    lattice=None):
+                    lattice=None, weights=None):
         """The shift loop on the client; each step's sums come from the chunks.
 
         The same arithmetic and bookkeeping as the NumPy backend's loop, so
@@ -973,7 +1277,10 @@ class MeanShift(_LocalMeanShift):
         m, d = S.shape
         pos = S.copy()
         n_iter = np.zeros(m, dtype=np.int64)
-        intensity = np.zeros(m, dtype=np.int64)
+        intensity = np.zeros(m, dtype=np.int64 if weights is None else np.float64)
+        scale = None
+        if weights is not None and weights.common is not None:
+            scale, weights = weights.common, None  # equal weights: the unweighted steps
         converged = np.zeros(m, dtype=bool)
         orphaned = np.zeros(m, dtype=bool)
         active = np.arange(m)
@@ -999,6 +1306,7 @@ class MeanShift(_LocalMeanShift):
             submitted = [
                 (idx, client.submit(_round_task, [futs[i] for i in idx], q, center, inv_h, kernel,
                                     truncate, self.max_memory, exact,
+                                    None if weights is None else [weights.futs[i] for i in idx],
                                     key=f"gms-partial-{fit_id}-{it}-{g}",
                                     workers=[w] if w else None, allow_other_workers=True))
                 for g, (w, idx) in enumerate(groups.items())
@@ -1045,6 +1353,8 @@ class MeanShift(_LocalMeanShift):
             if progress is not None:
                 progress(min(it, max_iter), active.size)
         intensity[orphaned] = 0
+        if scale is not None:
+            intensity *= scale
         modes = pos if lattice is not None else (pos.astype(np.float64) * h + center).astype(dtype)
         stats = {"strategy": "data", "rounds": it, "task_seconds": task_seconds}
         return {"modes": modes, "n_iter": n_iter, "intensity": intensity, "converged": converged,
@@ -1096,7 +1406,7 @@ class MeanShift(_LocalMeanShift):
                             getattr(self, "max_memory", None),
                             drop_axis=1, dtype=np.int64, meta=_label_meta(X))
 
-    def fit_predict(self, X, y=None):
+    def fit_predict(self, X, y=None, sample_weight=None):
         """Fit and return ``labels_`` (a Dask array).
 
         Parameters
@@ -1105,6 +1415,8 @@ class MeanShift(_LocalMeanShift):
             Samples to cluster.
         y : Ignored
             Not used, present for API consistency.
+        sample_weight : array-like or dask array of shape (n_samples,), default=None
+            Weights of the rows, as for :meth:`fit`.
 
         Returns
         -------
@@ -1124,11 +1436,16 @@ class MeanShift(_LocalMeanShift):
         (((3, 3),), array([1, 1, 1, 0, 0, 0]))
         >>> client.close()
         """
-        return self.fit(X).labels_
+        return self.fit(X, sample_weight=sample_weight).labels_
 
 
-def _distinct_block(block):
-    return _driver.distinct_rows(np.ascontiguousarray(_driver.to_numpy(block)))
+def _distinct_block(block, weights=None):
+    """The chunk's distinct rows and their counts (summed weights with
+    ``weights``, rows of weight 0 left out)."""
+    block = np.ascontiguousarray(_driver.to_numpy(block))
+    if weights is not None:
+        weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
+    return _driver.distinct_rows(block, weights)
 
 
 def _basin_outliers(block, labels, centers, h):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
-from ._validation import check_array, check_int, check_real
+from ._validation import check_array, check_int, check_real, check_sample_weight
 from .backends._spatial import col_max, col_min
 
 
-def get_bin_seeds(X, bin_size, min_bin_freq=1):
+def get_bin_seeds(X, bin_size, min_bin_freq=1, *, sample_weight=None):
     """Seeds at the centres of the occupied cells of a grid of side ``bin_size``.
 
     The same rule as :func:`sklearn.cluster.get_bin_seeds`: each point is
@@ -26,7 +27,12 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
     bin_size : float
         Side of the grid cells; usually the bandwidth. 0 returns X unchanged.
     min_bin_freq : int, default=1
-        Cells with fewer points give no seed.
+        Cells with fewer points give no seed (with ``sample_weight``: cells
+        whose points weigh less in total).
+    sample_weight : array-like of shape (n_samples,), default=None
+        Weight of each point, as if repeated that many times: rows of weight
+        0 occupy no cell, and the fallback to the points themselves happens
+        when there would be as many seeds as the total weight.
 
     Returns
     -------
@@ -46,13 +52,20 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1):
     X = check_array(X)
     bin_size = check_real(bin_size, "bin_size", low=0.0)
     min_bin_freq = check_int(min_bin_freq, "min_bin_freq", low=1)
+    w = check_sample_weight(sample_weight, len(X))
+    points = X if w is None or (w > 0).all() else X[w > 0]
     if bin_size == 0:
-        return X
-    binned = np.round(X / bin_size)
-    first, counts = _unique_rows(binned)
-    seeds = _cells_to_seeds(binned[first], first, counts, len(X), bin_size, min_bin_freq,
+        return points
+    binned = np.round(points / bin_size)
+    if w is None:
+        first, counts = _unique_rows(binned)
+        total = len(X)
+    else:
+        first, counts = _unique_rows(binned, w[w > 0])
+        total = math.fsum(w)
+    seeds = _cells_to_seeds(binned[first], first, counts, total, bin_size, min_bin_freq,
                             X.dtype, stacklevel=2)
-    return X if seeds is None else seeds
+    return points if seeds is None else seeds
 
 
 def _cells_to_seeds(cells, first, counts, n_points, bin_size, min_bin_freq, dtype, stacklevel):
@@ -71,8 +84,9 @@ def _cells_to_seeds(cells, first, counts, n_points, bin_size, min_bin_freq, dtyp
     return (bin_seeds * dtype.type(bin_size)).astype(dtype, copy=False)
 
 
-def _unique_rows(binned):
-    """First index and count of each distinct row of ``binned`` (integral values).
+def _unique_rows(binned, weights=None):
+    """First index and count of each distinct row of ``binned`` (integral
+    values); with ``weights``, the summed weight of its rows instead of the count.
 
     When the occupied box of cells has fewer than 2**62 cells, each row is
     encoded as one int64 (mixed radix over the box) and the rows are made
@@ -86,10 +100,18 @@ def _unique_rows(binned):
             and np.abs(binned).max(initial=0.0) < 2.0**52):
         strides = np.cumprod(np.concatenate([[1.0], span[:0:-1]]))[::-1].astype(np.int64)
         key = (binned - lo).astype(np.int64) @ strides
-        _, first, counts = np.unique(key, return_index=True, return_counts=True)
-        return first, counts
+        _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        return first, _cell_totals(counts, inverse, weights)
     # Huge boxes: rows as opaque records. Normalise -0.0 first so that it
     # shares a cell with 0.0.
     rows = np.ascontiguousarray(binned + 0.0)
-    _, first, counts = np.unique(rows, axis=0, return_index=True, return_counts=True)
-    return first, counts
+    _, first, inverse, counts = np.unique(rows, axis=0, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    return first, _cell_totals(counts, inverse, weights)
+
+
+def _cell_totals(counts, inverse, weights):
+    if weights is None:
+        return counts
+    return np.bincount(inverse.ravel(), weights=weights, minlength=len(counts))

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._driver import device_backend
+from ._driver import device_backend, to_numpy
 
 COLOR_SPACES = ("rgb", "lab")
 
@@ -272,9 +272,9 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
         bytes per thread.
     backend : {"auto", "numpy", "cupy"}, a backend object or None, default="auto"
         The values of ``MeanShift(backend=...)``; "auto" takes the GPU when
-        there is one. "numpy" (and None): the NumPy path here. "cupy" or an object with a
-        ``filter_image`` method (:class:`~gpumeanshift.backends.cuda_backend.
-        CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
+        there is one. "numpy" (and None): the NumPy path here. "cupy" or a backend with the image
+        capability (:class:`~gpumeanshift.backends.base.ImageBackend`: the
+        :class:`~gpumeanshift.backends.cuda_backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
         CUDA kernel, one thread per pixel, same results (1 to 4 channels).
         ``n_jobs`` and ``chunk_size`` apply to the NumPy path only.
 
@@ -343,13 +343,10 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
 
 
 def _filter_on_backend(backend, img, sp, sr, max_iter, eps, round_colors):
-    """mean_shift_filter on a device backend (its ``filter_image``), as NumPy."""
-    run = getattr(backend, "filter_image", None)
-    if run is None:
-        raise TypeError("backend must be 'auto', 'numpy', 'cupy', None or a backend with a "
-                        f"filter_image method; got {type(backend).__name__}")
-    out = run(img, sp, sr, max_iter=max_iter, eps=eps, round_colors=bool(round_colors))
-    return backend.runtime.to_host(out)
+    """mean_shift_filter on an image backend (its ``filter_image``), as NumPy."""
+    out = backend.filter_image(img, sp, sr, max_iter=max_iter, eps=eps,
+                               round_colors=bool(round_colors))
+    return to_numpy(out)
 
 
 # ---------------------------------------------------------------- labelling

@@ -23,7 +23,7 @@ import numbers
 
 import numpy as np
 
-from ._driver import device_backend
+from ._driver import device_backend, to_numpy
 
 DBL_EPSILON = np.finfo(np.float64).eps
 _TOLERANCE = 10  # OpenCV's CamShift grows the window by this much on each side
@@ -211,13 +211,9 @@ def _mean_shift(moments, windows, n_iter, eps2):
 
 
 def _track_on_backend(backend, p, windows, n_iter, eps2):
-    """_mean_shift on a device backend (its ``track_windows``), as NumPy arrays."""
-    run = getattr(backend, "track_windows", None)
-    if run is None:
-        raise TypeError("backend must be 'auto', 'numpy', 'cupy', None or a backend with a "
-                        f"track_windows method; got {type(backend).__name__}")
-    iters, out = run(p, windows, n_iter=n_iter, eps2=eps2)
-    return backend.runtime.to_host(iters), backend.runtime.to_host(out)
+    """_mean_shift on an image backend (its ``track_windows``), as NumPy arrays."""
+    iters, out = backend.track_windows(p, windows, n_iter=n_iter, eps2=eps2)
+    return to_numpy(iters), to_numpy(out)
 
 
 def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend="auto"):
@@ -247,9 +243,9 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend="auto"):
         as it is.
     backend : {"auto", "numpy", "cupy"}, a backend object or None, default="auto"
         The values of ``MeanShift(backend=...)``; "auto" takes the GPU when
-        there is one. "numpy" (and None): the NumPy path. "cupy" or an object with a
-        ``track_windows`` method (:class:`~gpumeanshift.backends.cuda_backend.
-        CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): all
+        there is one. "numpy" (and None): the NumPy path. "cupy" or a backend with the image
+        capability (:class:`~gpumeanshift.backends.base.ImageBackend`: the
+        :class:`~gpumeanshift.backends.cuda_backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): all
         windows in one kernel launch, one thread per window, same results.
 
     Returns

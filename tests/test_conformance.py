@@ -88,12 +88,15 @@ class TiesToHighest(NumpyBackend):
 class CountStrict(NumpyBackend):
     """distance < radius instead of <=."""
 
-    def count_within(self, X, queries, radius):
-        return super().count_within(X, queries, radius * (1 - 1e-12))
+    def count_within(self, X, queries, radius, **kw):
+        return super().count_within(X, queries, radius * (1 - 1e-12), **kw)
 
 
 class KthQueryNotCounted(NumpyBackend):
-    def kth_neighbor_distance(self, X, queries, k):
+    def kth_neighbor_distance(self, X, queries, k, *, weights=None):
+        if weights is not None:
+            return super().kth_neighbor_distance(X, queries, min(k + 1, weights.sum()),
+                                                 weights=weights)
         return super().kth_neighbor_distance(X, queries, min(k + 1, len(X)))
 
 
@@ -113,14 +116,40 @@ class NaiveLogDensity(NumpyBackend):
 class FlatLogFinite(NumpyBackend):
     """log(max(count, 1)): 0 instead of -inf where no point is within reach."""
 
-    def log_kernel_density(self, X, queries, *, bandwidth, kernel):
-        out = super().log_kernel_density(X, queries, bandwidth=bandwidth, kernel=kernel)
+    def log_kernel_density(self, X, queries, *, bandwidth, kernel, **kw):
+        out = super().log_kernel_density(X, queries, bandwidth=bandwidth, kernel=kernel, **kw)
         return np.maximum(out, 0.0) if kernel == "flat" else out
 
 
 class KthRaises(NumpyBackend):
-    def kth_neighbor_distance(self, X, queries, k):
+    def kth_neighbor_distance(self, X, queries, k, **kw):
         raise NotImplementedError("kth_neighbor_distance")
+
+
+class ShiftIgnoresWeights(NumpyBackend):
+    def shift(self, X, seeds, *, weights=None, **kw):
+        return super().shift(X, seeds, **kw)
+
+
+class CountIgnoresWeights(NumpyBackend):
+    def count_within(self, X, queries, radius, *, weights=None):
+        return super().count_within(X, queries, radius)
+
+
+class KthCountsRows(NumpyBackend):
+    """k taken as a number of rows whatever the weights."""
+
+    def kth_neighbor_distance(self, X, queries, k, *, weights=None):
+        if weights is not None:
+            keep = weights > 0
+            X = X[keep]
+            k = min(int(k), len(X))
+        return super().kth_neighbor_distance(X, queries, k)
+
+
+class DensityIgnoresWeights(NumpyBackend):
+    def log_kernel_density(self, X, queries, *, weights=None, **kw):
+        return super().log_kernel_density(X, queries, **kw)
 
 
 @pytest.mark.parametrize("broken, method, what", [
@@ -135,6 +164,10 @@ class KthRaises(NumpyBackend):
     (NaiveLogDensity, "log_kernel_density", "expected finite"),
     (FlatLogFinite, "log_kernel_density", "expected -inf"),
     (KthRaises, "kth_neighbor_distance", "raised NotImplementedError"),
+    (ShiftIgnoresWeights, "shift", "weighted blobs"),
+    (CountIgnoresWeights, "count_within", "weighted integer lattice"),
+    (KthCountsRows, "kth_neighbor_distance", "weighted blobs"),
+    (DensityIgnoresWeights, "log_kernel_density", "weighted blobs"),
 ], ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_one_broken_method_fails_naming_it(broken, method, what):
     with pytest.raises(AssertionError) as info:

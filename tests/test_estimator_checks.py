@@ -2,6 +2,7 @@
 
 import inspect
 
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from gpumeanshift import MeanShift
@@ -23,4 +24,15 @@ _STRICT = (
     **_STRICT,
 )
 def test_sklearn_compatible_estimator(estimator, check):
+    name = getattr(check, "func", check).__name__
+    if estimator.bin_seeding and name == "check_sample_weight_equivalence_on_dense_data":
+        # The check's data are 15 points uniform in [0, 1]^30: bin seeding
+        # puts the only seed at the origin, farther than one bandwidth (2.1)
+        # from every point, so already the unweighted fit of the repeated
+        # rows has no mode and raises, as scikit-learn's MeanShift does.
+        # The weighted bin-seeding equivalence is tested on data where bin
+        # seeding finds modes (tests/test_weights.py).
+        with pytest.raises(ValueError, match="No point was within"):
+            check(estimator)
+        return
     check(estimator)

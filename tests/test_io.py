@@ -228,8 +228,9 @@ def test_load_refuses_a_future_format_version(tmp_path, fitted):
         (dict(header={"standardized": True}, mean=np.zeros(2), scale=np.zeros(2)), "scale must be positive"),
         (dict(header={"standardized": True}, mean=np.zeros(3), scale=np.ones(3)), r"mean has shape \(3,\), but the header says \(2,\)"),
         (dict(header={"standardized": True}, mean=np.zeros(2, np.float32), scale=np.ones(2)), "mean has dtype float32, expected float64"),
-        (dict(cluster_sizes=np.array([1.5, 2.0, 3.0])), "cluster_sizes has dtype float64, expected an integer type"),
-        (dict(cluster_sizes=np.array([1, -2, 3])), "cluster_sizes must be 3 non-negative integers"),
+        (dict(cluster_sizes=np.array([1.5, np.nan, 3.0])), "cluster_sizes must be 3 finite non-negative numbers"),
+        (dict(cluster_sizes=np.array([True, False, True])), "cluster_sizes has dtype bool"),
+        (dict(cluster_sizes=np.array([1, -2, 3])), "cluster_sizes must be 3 finite non-negative numbers"),
         (dict(header={"columns": ["only-one"]}), "columns must be 2 names"),
     ],
 )

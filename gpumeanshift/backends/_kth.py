@@ -151,23 +151,47 @@ def _band(near, far, counts, k: int):
     return L, U
 
 
-class KthIndex:
-    """The data's boxes, ready for :meth:`group`."""
+def first_reaching_weight(w, k):
+    """Per row of ``w`` (weights in order of distance), the first position
+    where the cumulative weight reaches ``k``; the last position where
+    rounding leaves the total a hair short of it."""
+    cum = np.cumsum(w, axis=1)
+    return np.minimum(np.count_nonzero(cum < k, axis=1), w.shape[1] - 1)
 
-    def __init__(self, X):
+
+def _kth_weighted(d2, w, kk):
+    """Per row of ``d2``, the smallest entry at which the weights ``w`` of
+    the entries up to it reach ``kk``."""
+    order = np.argsort(d2, axis=1)
+    pick = first_reaching_weight(np.take(w, order), kk)
+    rows = np.arange(len(d2))
+    return d2[rows, order[rows, pick]]
+
+
+class KthIndex:
+    """The data's boxes, ready for :meth:`group`.
+
+    With ``weights`` (all > 0) a box counts its points' summed weight and
+    the k-th distance is where the nearest points' weight reaches k.
+    """
+
+    def __init__(self, X, weights=None):
         self.levels = []
         order, starts = kd_leaves(X, _DATA_LEAF, self.levels)
         self.order = order
         self.points = X[order]
         self.starts = starts
-        self.counts = np.diff(np.r_[starts, len(X)])
+        self.weights = None if weights is None else np.asarray(weights, np.float64)[order]
+        self.sizes = np.diff(np.r_[starts, len(X)])  # points per box
+        self.counts = self.sizes if weights is None else np.add.reduceat(self.weights, starts)
         self.lo = np.minimum.reduceat(self.points, starts, axis=0)
         self.hi = np.maximum.reduceat(self.points, starts, axis=0)
 
-    def _gather(self, boxes):
-        lens = self.counts[boxes]
+    def _gather(self, boxes, what=None):
+        lens = self.sizes[boxes]
         shift = np.repeat(self.starts[boxes] - (np.cumsum(lens) - lens), lens)
-        return self.points[shift + np.arange(int(lens.sum()))]
+        at = shift + np.arange(int(lens.sum()))
+        return (self.points if what is None else what)[at]
 
     def tile(self, Q, leaf_starts, k: int, max_elements: int):
         """k-th smallest squared distance from every row of ``Q``, a tile
@@ -202,15 +226,20 @@ class KthIndex:
         for i in range(len(starts)):
             child = edges[i * per:(i + 1) * per + 1]
             if len(child) == 2:  # a leaf: select among its band's points
-                self._select(Q[child[0]:child[1]], cand[keep[i]], k - below - int(nearer[i]),
+                self._select(Q[child[0]:child[1]], cand[keep[i]], k - below - nearer[i].item(),
                              L[i], U[i], max_elements, out[child[0]:child[1]])
             else:
                 self._descend(Q, child, cand[keep[i]], counts[keep[i]],
-                              below + int(nearer[i]), k, max_elements, out)
+                              below + nearer[i].item(), k, max_elements, out)
 
     def _select(self, q, boxes, kk, lo, hi, max_elements, out):
         P = self._gather(boxes)
         step = max(1, max_elements // max(1, len(P)))
+        if self.weights is not None:
+            wP = self._gather(boxes, self.weights)
+            for r0 in range(0, len(q), step):
+                out[r0:r0 + step] = _kth_weighted(_sqdist(q[r0:r0 + step], P), wP, kk)
+            return
         for r0 in range(0, len(q), step):
             out[r0:r0 + step] = _kth_in_band(_sqdist(q[r0:r0 + step], P), kk, lo, hi)
 

@@ -44,7 +44,7 @@ from .._params import KERNELS
 
 logger = logging.getLogger("gpumeanshift")
 
-__all__ = ["KERNELS", "Backend", "ShiftResult", "available_backends", "register_backend",
+__all__ = ["KERNELS", "Backend", "ImageBackend", "ShiftResult", "available_backends", "register_backend",
            "resolve_backend", "cuda_available"]
 
 
@@ -182,6 +182,25 @@ class Backend(Protocol):
         the rows' weights (a query whose only near rows weigh 0 gets -inf
         for "flat"; for "gaussian" rows of weight 0 drop out of the sum).
         """
+        ...
+
+
+@runtime_checkable
+class ImageBackend(Protocol):
+    """The optional image capability: a backend that also filters images and
+    tracks windows on its own device (the CUDA backend does). The NumPy
+    path of :mod:`gpumeanshift.segmentation` and :mod:`gpumeanshift.tracking`
+    serves every other backend; results are the same either way."""
+
+    def filter_image(self, image: Any, spatial_radius: float, range_radius: float, *,
+                     max_iter: int = 5, eps: float = 1.0, round_colors: bool = False) -> Any:
+        """:func:`gpumeanshift.segmentation.mean_shift_filter` on validated
+        inputs: the filtered image, (height, width, channels)."""
+        ...
+
+    def track_windows(self, prob_image: Any, windows: Any, *, n_iter: int,
+                      eps2: float) -> tuple[Any, Any]:
+        """Batched ``cv2.meanShift`` on validated inputs: (iterations, windows)."""
         ...
 
 

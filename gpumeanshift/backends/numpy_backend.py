@@ -114,6 +114,50 @@ def _sequential_mean(X, idx):
     return _sequential_sum(part, np.arange(idx.size)) / idx.size * unit
 
 
+def _weighted_data(X, weights):
+    """``X`` and the ``weights=`` of a backend call (float64, or None), less
+    the rows of weight 0: they add nothing to any sum, and without them the
+    arithmetic (the centring, the tiles) is that of the data repeated."""
+    if weights is None:
+        return X, None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(X),):
+        raise ValueError(f"weights has shape {w.shape}, expected ({len(X)},)")
+    keep = w > 0
+    if not keep.all():
+        X, w = np.ascontiguousarray(X[keep]), w[keep]
+    return X, w
+
+
+def _weight_units(w) -> float:
+    """The total weight in units of the lightest positive weight."""
+    pos = w[w > 0]
+    return float(pos.sum() / pos.min()) if pos.size else 0.0
+
+
+def _weighted_rows(P, w, dtype):
+    """Rows ``[w p, w]``: one product of a block of kernel values with them
+    gives the weighted sums and the weight total of each seed."""
+    n, d = P.shape
+    out = np.empty((n, d + 1), dtype)
+    np.multiply(P, w[:, None].astype(dtype), out=out[:, :d])
+    out[:, d] = w
+    return out
+
+
+def _weighted_mean(X, w, idx):
+    """``sum_i w_i x_i / sum_i w_i`` over the rows ``idx`` in float64 (rows
+    scaled by a power of two first where the sums would overflow)."""
+    rows = np.take(X, idx, axis=0).astype(np.float64)
+    total_w = float(w.sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = w @ rows
+    if np.isfinite(total).all():
+        return total / total_w
+    unit = float(2 ** int(np.ceil(np.log2(max(total_w / float(w[w > 0].min()), 1.0)))))
+    return (w @ (rows / unit)) / total_w * unit
+
+
 def _augment_points(P, dtype, mid=None):
     """Rows ``[p, 1, -|p|^2/2]`` of ``p = P - mid`` (``P`` when ``mid`` is
     None): against :func:`_augment_queries` rows one product gives
@@ -402,8 +446,8 @@ class NumpyBackend:
     # -------------------------------------------------------------------- shift
     @_parallel_method
     def shift(self, X, seeds, *, bandwidth, kernel, max_iter, tol, algorithm="brute",
-              progress=None):
-        X = np.asarray(X)
+              weights=None, progress=None):
+        X, wts = _weighted_data(np.asarray(X), weights)
         seeds = np.asarray(seeds, dtype=X.dtype)
         dtype = X.dtype
         n, d = X.shape
@@ -435,7 +479,10 @@ class NumpyBackend:
                   and d <= GRID_MAX_DIM)
         if proven:
             ext = (col_max(Y) - col_min(Y)).astype(np.float64)
-            proof_reach = gaussian_proof_radius(dtype, n, float(np.sqrt(ext @ ext)))
+            # The bound counts the weight outside reach in units of one row's:
+            # with weights, the total in units of the lightest positive one.
+            n_eff = n if wts is None else _weight_units(wts)
+            proof_reach = gaussian_proof_radius(dtype, n_eff, float(np.sqrt(ext @ ext)))
             index = make_index(Y, proof_reach, algorithm, span=self._PROOF_SPAN)
             proven = index.name == "grid"
             if proven:
@@ -447,6 +494,11 @@ class NumpyBackend:
         # weighted sum and the weight total in one product; with the last
         # one, the squared distance is one product too (see ``step``).
         Ya = _augment_points(Ys, dtype)
+        # With sample weights the sums come from rows [w x, w] instead (the
+        # same product, another operand), see ``_weighted_rows``.
+        Yw = None if wts is None else _weighted_rows(Ys, wts[index.order], dtype)
+        w_total = None if wts is None else float(wts.sum())
+        w_sorted = None if wts is None else wts[index.order]  # float64, index order
         # float64 data within _GLOBAL_FRAME_MAX bandwidths of their centre
         # expand |q - x|^2 in that frame directly (error <= ~1e-12 in units
         # of the bandwidth squared); otherwise each tile re-centres its
@@ -468,13 +520,17 @@ class NumpyBackend:
             Xo1 = np.empty((n, d + 1))
             Xo1[:, :d] = np.take(X, index.order, axis=0)
             Xo1[:, d] = 1.0
+            Xo = Xo1  # the coordinates, for the boundary decisions
+            if wts is not None:  # [w x, w]: exact for integer data and weights
+                Xo = Xo1[:, :d].copy()
+                Xo1 *= wts[index.order][:, None]
             posX = np.array(seeds, dtype=np.float64)
             h = float(bandwidth)
             eps = float(np.finfo(dtype).eps)
 
         pos = S.copy()
         n_iter = np.zeros(m, dtype=np.int64)
-        intensity = np.zeros(m, dtype=np.int64)
+        intensity = np.zeros(m, dtype=np.int64 if wts is None else np.float64)
         converged = np.zeros(m, dtype=bool)
         active = np.arange(m)
 
@@ -491,7 +547,7 @@ class NumpyBackend:
                 prod = local.p = np.empty((t, d + 1), dtype)
             return buf, prod
 
-        def step(idx, index=index, Ya=Ya, reach=reach, prove=proven):
+        def step(idx, index=index, Ya=Ya, reach=reach, prove=proven, Yw=Yw):
             """One shift step for the seed rows ``idx`` over ``index``: new
             positions, weight totals and (``prove``) which seeds could not
             prove their truncation (None otherwise).
@@ -508,8 +564,8 @@ class NumpyBackend:
                 if span.max() > _MAX_TILE_SPAN:
                     order = np.argsort(q[:, int(span.argmax())], kind="stable")
                     half = len(idx) // 2
-                    parts = [(order[:half], step(idx[order[:half]], index, Ya, reach, prove)),
-                             (order[half:], step(idx[order[half:]], index, Ya, reach, prove))]
+                    parts = [(order[:half], step(idx[order[:half]], index, Ya, reach, prove, Yw)),
+                             (order[half:], step(idx[order[half:]], index, Ya, reach, prove, Yw))]
                     first = parts[0][1]
                     new = np.empty((len(idx),) + first[0].shape[1:], dtype=first[0].dtype)
                     wsum = np.empty(len(idx), dtype=first[1].dtype)
@@ -519,15 +575,17 @@ class NumpyBackend:
                         if unproven is not None:
                             unproven[rows] = u_
                     return new, wsum, unproven
-            return step_tile(idx, index, Ya, reach, prove)
+            return step_tile(idx, index, Ya, reach, prove, Yw)
 
-        def step_tile(idx, index, Ya, reach, prove):
+        def step_tile(idx, index, Ya, reach, prove, Yw):
             q = pos[idx]
             sel = index.candidates(q, reach)
             cand = _rows(Ya, sel)
+            cand_w = None if Yw is None else _rows(Yw, sel)  # [w x, w] of the candidates
             t = len(idx)
             if lattice:
                 cand_o = _rows(Xo1, sel)
+                cand_x = cand_o if wts is None else _rows(Xo, sel)
                 qX = posX[idx]
             if global_frame:
                 mid = np.zeros(d, dtype)
@@ -575,7 +633,7 @@ class NumpyBackend:
                     rows, cols = np.nonzero(np.abs(e + 0.5) <= slack)
                     w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
                     if rows.size:
-                        w[rows, cols] = within_exact(cand_o[c0 + cols, :d], qX[rows], h)
+                        w[rows, cols] = within_exact(cand_x[c0 + cols, :d], qX[rows], h)
                     acc += _product(w, cand_o[c0:c0 + step_cols])
                     continue
                 if kernel == "flat":
@@ -588,7 +646,8 @@ class NumpyBackend:
                     # points: a weight of 1 + O(eps), harmless, and cheaper
                     # than clamping the whole block.
                     w = np.exp(e, out=e)
-                acc += _product(w, part[:, :d + 1], out=pbuf)
+                sums = part[:, :d + 1] if cand_w is None else cand_w[c0:c0 + step_cols]
+                acc += _product(w, sums, out=pbuf)
             wsum = acc[:, d]
             ok = wsum > 0
             new = (qX if lattice else q).copy()
@@ -597,7 +656,11 @@ class NumpyBackend:
             if prove:
                 diff = (new - q).astype(np.float64)
                 shift = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-                bound = gaussian_truncation_bound(dtype, n - len(cand), index.clearance(q, reach),
+                # With weights the bound takes the dropped weight (the ratio to
+                # the retained weight is what counts), summed in float64.
+                n_out = n - len(cand) if cand_w is None else \
+                    max(0.0, w_total - float(_rows(w_sorted, sel).sum()))
+                bound = gaussian_truncation_bound(dtype, n_out, index.clearance(q, reach),
                                                   wsum, shift)
                 unproven = ~(bound <= 1.0)
             return new, wsum, unproven
@@ -644,7 +707,9 @@ class NumpyBackend:
                     if exact is None:
                         exact_index = SortedIndex(Y)
                         exact = dict(index=exact_index, reach=exact_reach, prove=False,
-                                     Ya=_augment_points(exact_index.Y, dtype))
+                                     Ya=_augment_points(exact_index.Y, dtype),
+                                     Yw=None if wts is None else
+                                     _weighted_rows(exact_index.Y, wts[exact_index.order], dtype))
                     sub = active[redo]
                     order, tiles = self._plan_tiles(exact["index"], pos[sub], exact_reach)
                     sub, redo = sub[order], redo[order]
@@ -667,7 +732,7 @@ class NumpyBackend:
                 done_tol = (moved2 <= thresh2) & ~orphan
             stop = orphan | done_tol | (it >= max_iter)
             if kernel == "flat":
-                intensity[active] = np.rint(wsum).astype(np.int64)
+                intensity[active] = np.rint(wsum) if wts is None else wsum
             prev[active] = old
             live = active[~orphan]
             pos[live] = new[~orphan]
@@ -698,14 +763,14 @@ class NumpyBackend:
             modes = np.empty_like(seeds)
             modes[orphaned] = seeds[orphaned]
             loop_modes = (pos[live].astype(np.float64) * bandwidth + center).astype(dtype)
-            exact, counts = self._flat_final_means(X, index, prev[live], within)
+            exact, counts = self._flat_final_means(X, index, prev[live], within, wts)
             lost = counts == 0  # a boundary point lost to rounding: keep the climb's result
             exact[lost] = loop_modes[lost]
             counts[lost] = intensity[live][lost]
             modes[live], intensity[live] = exact, counts
         else:
             # Intensity is counted once, from where each seed's last step began.
-            intensity = self._count_unit(index, prev, within)
+            intensity = self._count_unit(index, prev, within, wts)
             modes = (pos.astype(np.float64) * bandwidth + center).astype(dtype)
         intensity[orphaned] = 0
         self._exact_steps = n_exact  # diagnostics: seed steps the proof sent to brute force
@@ -728,16 +793,27 @@ class NumpyBackend:
         walk = index.tile_order(P)
         self._map(tile, self._seed_tiles(len(P)))
 
-    def _count_unit(self, index, P, within):
-        counts = np.zeros(len(P), dtype=np.int64)
+    def _count_unit(self, index, P, within, wts=None):
+        """Points within one bandwidth of each row of P (their summed weight
+        with ``wts``, given in the data's original order)."""
+        if wts is None:
+            counts = np.zeros(len(P), dtype=np.int64)
+
+            def fn(rows, part, within):
+                counts[rows] += np.count_nonzero(within, axis=1)
+
+            self._unit_pass(index, P, fn, within)
+            return counts
+        counts = np.zeros(len(P))
+        w_sorted = wts[index.order]
 
         def fn(rows, part, within):
-            counts[rows] += np.count_nonzero(within, axis=1)
+            counts[rows] += within.astype(np.float64) @ np.take(w_sorted, part)
 
         self._unit_pass(index, P, fn, within)
         return counts
 
-    def _flat_final_means(self, X, index, P, within):
+    def _flat_final_means(self, X, index, P, within, wts=None):
         """Redo each seed's last flat step in the data's own coordinates.
 
         The mode of a flat-kernel climb is the plain mean of a point set. It
@@ -752,7 +828,7 @@ class NumpyBackend:
         rep = coincident_rows(P)
         lead = np.flatnonzero(rep == np.arange(m))
         if lead.size < m:  # one computation per distinct position
-            modes, counts = self._flat_final_means(X, index, P[lead], within)
+            modes, counts = self._flat_final_means(X, index, P[lead], within, wts)
             at = np.searchsorted(lead, rep)
             return modes[at], counts[at]
         # A set's signature: its size and the sum of fixed random weights of
@@ -773,7 +849,7 @@ class NumpyBackend:
             _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
             inverse = inverse.ravel()
         modes = np.empty((m, d), dtype=X.dtype)
-        counts = np.zeros(m, dtype=np.int64)
+        counts = np.zeros(m, dtype=np.int64 if wts is None else np.float64)
         def one(g):
             r = first[g]
             sel = index.candidates(P[r:r + 1], 1.0)
@@ -781,6 +857,13 @@ class NumpyBackend:
             at = sel.start + hit if isinstance(sel, slice) else sel[hit]
             idx = _sorted_union(index.order[at], len(X))
             members = inverse == g  # disjoint between groups: threads never share a row
+            if wts is not None:
+                w_set = np.take(wts, idx)
+                total = float(w_set.sum())
+                counts[members] = total
+                if total > 0:
+                    modes[members] = _weighted_mean(X, w_set, idx)
+                return
             counts[members] = idx.size
             if idx.size:
                 # float64 sums: float32 rows near the dtype's max would overflow.
@@ -902,30 +985,35 @@ class NumpyBackend:
         return labels, dist
 
     @_parallel_method
-    def count_within(self, X, queries, radius):
-        X = np.asarray(X)
-        out = np.empty(len(queries), dtype=np.int64)
+    def count_within(self, X, queries, radius, *, weights=None):
+        X, wts = _weighted_data(np.asarray(X), weights)
+        out = np.empty(len(queries), dtype=np.int64 if wts is None else np.float64)
 
         def fn(a, b, d2, g):
-            out[a:b] = np.count_nonzero(d2 <= _squared_ratio(radius, g.unit), axis=1)
+            inside = d2 <= _squared_ratio(radius, g.unit)
+            out[a:b] = np.count_nonzero(inside, axis=1) if wts is None else inside @ wts
 
         self._sqdist_blocks(X, queries, fn)
         return out
 
     @_parallel_method
-    def kth_neighbor_distance(self, X, queries, k):
-        X = np.asarray(X)
+    def kth_neighbor_distance(self, X, queries, k, *, weights=None):
+        X, wts = _weighted_data(np.asarray(X), weights)
+        if wts is not None:
+            total = float(wts.sum())
+            if not 0 < k <= total:
+                raise ValueError(f"k must be in (0, {total:g}] (the total weight), got {k}")
         n = len(X)
-        if not 1 <= k <= n:
+        if wts is None and not 1 <= k <= n:
             raise ValueError(f"k must be in [1, {n}], got {k}")
         X64 = np.asarray(X, dtype=np.float64)
         Q64 = np.asarray(queries, dtype=np.float64)
         self._row_chunks(len(Q64), n)  # a leaf's band may hold every point: the same bound
         if not _kth.applies(X64, Q64):
-            return self._kth_by_blocks(X64, Q64, k)
+            return self._kth_by_blocks(X64, Q64, k, wts)
         # Data boxes and query tiles from k-d trees (see _kth): exact, and only
         # a thin band of candidates per query gets distances.
-        index = _kth.KthIndex(X64)
+        index = _kth.KthIndex(X64, wts)
         same = Q64 is X64 or (Q64.shape == X64.shape and np.array_equal(Q64, X64))
         order, tiles = _kth.query_tiles(Q64, self.n_threads, index if same else None)
         Qs = Q64[order]
@@ -944,14 +1032,31 @@ class NumpyBackend:
         redo = np.flatnonzero(r2 < _kth.UNDERFLOW_RISK) if _kth.may_underflow(X64, Q64) \
             else np.zeros(0, dtype=np.int64)
         if redo.size:
-            out[order[redo]] = self._kth_by_blocks(X64, Qs[redo], k)
+            out[order[redo]] = self._kth_by_blocks(X64, Qs[redo], k, wts)
         return out
 
-    def _kth_by_blocks(self, X64, Q64, k):
+    def _kth_by_blocks(self, X64, Q64, k, wts=None):
         """k-th neighbour distances from full blocks of expanded squared
-        distances (any dimension, any magnitude)."""
+        distances (any dimension, any magnitude); with ``wts`` (all > 0),
+        the distance at which the nearest rows' weight first reaches k."""
         n = len(X64)
         out = np.empty(len(Q64), dtype=np.float64)
+
+        def weighted(a, b, d2, g):
+            # As below: every row that can be within the answer has
+            # d2 <= (the expanded answer) + 2 err; those get distances by
+            # differences and the cumulative weight picks the answer.
+            rows = np.arange(b - a)
+            order = np.argsort(d2, axis=1)
+            first = _kth.first_reaching_weight(np.take(wts, order), k)
+            upper = d2[rows, order[rows, first]] + 2.0 * g.err
+            width = int(np.count_nonzero(d2 <= upper[:, None], axis=1).max())
+            near = order[:, :width]
+            dist = pair_distance(np.repeat(Q64[a:b], width, axis=0),
+                                 X64[near.ravel()]).reshape(b - a, width)
+            by = np.argsort(dist, axis=1)
+            pick = _kth.first_reaching_weight(np.take(wts, np.take_along_axis(near, by, 1)), k)
+            out[a:b] = dist[rows, by[rows, pick]]
 
         def fn(a, b, d2, g):
             # The expanded d2 may be off by g.err (cancellation), enough to
@@ -971,27 +1076,31 @@ class NumpyBackend:
                 dist = pair_distance(Q64[qrows], X64[idx.ravel()]).reshape(len(idx), width)
                 out[a + r0:a + r0 + len(idx)] = np.partition(dist, k - 1, axis=1)[:, k - 1]
 
-        self._sqdist_blocks(X64, Q64, fn)
+        self._sqdist_blocks(X64, Q64, fn if wts is None else weighted)
         return out
 
     @_parallel_method
-    def kernel_sum(self, X, queries, *, bandwidth, kernel):
-        X = np.asarray(X)
+    def kernel_sum(self, X, queries, *, bandwidth, kernel, weights=None):
+        X, wts = _weighted_data(np.asarray(X), weights)
         out = np.empty(len(queries), dtype=np.float64)
 
         def fn(a, b, d2, g):
             h2 = _squared_ratio(bandwidth, g.unit)  # the bandwidth^2 in d2's units
             if kernel == "flat":
-                out[a:b] = np.count_nonzero(d2 <= h2, axis=1)
+                inside = d2 <= h2
+                out[a:b] = np.count_nonzero(inside, axis=1) if wts is None else inside @ wts
             else:
-                out[a:b] = np.exp(_neg_half_over(d2, h2)).sum(axis=1)
+                k = np.exp(_neg_half_over(d2, h2))
+                out[a:b] = k.sum(axis=1) if wts is None else k @ wts
 
         self._sqdist_blocks(X, queries, fn)
         return out
 
     @_parallel_method
-    def log_kernel_density(self, X, queries, *, bandwidth, kernel):
-        X = np.asarray(X)
+    def log_kernel_density(self, X, queries, *, bandwidth, kernel, weights=None):
+        X, wts = _weighted_data(np.asarray(X), weights)
+        if wts is not None:
+            log_w = np.log(wts)  # each term's log w
         out = np.empty(len(queries), dtype=np.float64)
 
         def fn(a, b, d2, g):
@@ -999,7 +1108,8 @@ class NumpyBackend:
             # A block holds whole rows (every data point for its queries), so
             # each query's log-sum-exp is finished inside one block.
             if kernel == "flat":
-                count = np.count_nonzero(d2 <= h2, axis=1)
+                inside = d2 <= h2
+                count = np.count_nonzero(inside, axis=1) if wts is None else inside @ wts
                 # log(0) = -inf by definition here: no point within reach.
                 res = np.full(b - a, -np.inf)
                 np.log(count, out=res, where=count > 0)
@@ -1010,6 +1120,8 @@ class NumpyBackend:
                 # In float64 whatever the data dtype: -0.5 / h2 can pass the
                 # float32 range for a tiny bandwidth.
                 e = _neg_half_over(d2, h2)
+                if wts is not None:
+                    e += log_w
                 top = e.max(axis=1)
                 ok = np.isfinite(top)  # False only if |q - x|^2 overflowed the dtype
                 top[~ok] = 0.0

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._params import KERNELS
 from ..backends._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
+from ..backends.base import ShiftResult
 
 __all__ = ["check_backend"]
 
@@ -194,7 +195,7 @@ def _in_bounds(name: str, got: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> li
 
 def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
                   dtypes=(np.float32, np.float64), algorithms=("brute", "grid"),
-                  quick: bool = False) -> None:
+                  quick: bool = False, weights: bool = True) -> None:
     """Check a backend's every interface method against a float64 reference.
 
     Runs :meth:`~gpumeanshift.backends.Backend.shift`, ``nearest``,
@@ -224,6 +225,12 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
       data (about ``-min d^2 / 2h^2``), the flat one ``log(count)`` and
       ``-inf`` where no point is within reach.
 
+    With ``weights`` (the default), every method that takes ``weights=`` is
+    checked again with integer weights 0-3 on the blobs and the lattices,
+    against the same references computed on the rows repeated that many
+    times (a weighted row is that many copies of itself); summed weights
+    that are whole numbers must equal the repeated counts.
+
     Tolerances depend on the dtype: float64 results agree to rounding
     (iteration counts, intensities, counts and labels exactly); float32 ones
     within ``2e-3`` bandwidths for modes, relative ``1e-4`` for sums, and may
@@ -252,6 +259,9 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
         follows the algorithm the backend reports.
     quick : bool, default=False
         Fewer, smaller cases (one dimension, fewer values of k): a smoke test.
+    weights : bool, default=True
+        Also check the ``weights=`` of every method (see above); False for a
+        backend without weights.
 
     Raises
     ------
@@ -341,10 +351,92 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
                 report.run("log_kernel_density", f"{tag}, flat",
                            lambda: _check_log_density(be, L, h, "flat", lattice=True))
 
+    if weights:
+        _check_weighted(be, report, kernels, dts, algorithms, quick)
+
     if report.failures:
         name = getattr(be, "name", type(be).__name__)
         raise AssertionError(f"backend {name!r} failed {len(report.failures)} conformance "
                              "check(s):\n" + "\n".join(f"  - {f}" for f in report.failures))
+
+
+# ------------------------------------------------------------------ weights
+class _AsRepeated:
+    """A backend view that answers for ``np.repeat(X, w, axis=0)`` by
+    calling the backend on ``X`` with ``weights=w``: every check above then
+    compares the weighted results with references on the repeated rows."""
+
+    def __init__(self, be: Any, X: np.ndarray, w: np.ndarray) -> None:
+        self.be, self.X, self.w = be, X, w.astype(np.float64)
+        self.R = np.repeat(X, w, axis=0)
+        self.name = f"{getattr(be, 'name', type(be).__name__)} (weighted)"
+
+    def _base(self, D: np.ndarray) -> np.ndarray:
+        if D.shape != self.R.shape or not np.array_equal(D, self.R.astype(D.dtype)):
+            raise RuntimeError("conformance: the data are not the repeated rows")  # pragma: no cover
+        return np.ascontiguousarray(self.X.astype(D.dtype))
+
+    @staticmethod
+    def _whole(a: Any) -> np.ndarray:
+        """Summed weights as the counts they must be (left as they are, and
+        so reported, when they are not whole numbers)."""
+        a = _host(a)
+        if np.issubdtype(a.dtype, np.floating) and (a == np.rint(a)).all():
+            return a.astype(np.int64)
+        return a
+
+    def shift(self, D, seeds, **kw):
+        res = self.be.shift(self._base(D), seeds, weights=self.w, **kw)
+        return ShiftResult(modes=res.modes, n_iter=res.n_iter,
+                           intensity=self._whole(res.intensity), converged=res.converged,
+                           algorithm=res.algorithm)
+
+    def nearest(self, D, centers):
+        return self.be.nearest(D, centers)
+
+    def count_within(self, D, Q, r):
+        return self._whole(self.be.count_within(self._base(D), Q, r, weights=self.w))
+
+    def kth_neighbor_distance(self, D, Q, k):
+        return self.be.kth_neighbor_distance(self._base(D), Q, float(k), weights=self.w)
+
+    def kernel_sum(self, D, Q, **kw):
+        return self.be.kernel_sum(self._base(D), Q, weights=self.w, **kw)
+
+    def log_kernel_density(self, D, Q, **kw):
+        return self.be.log_kernel_density(self._base(D), Q, weights=self.w, **kw)
+
+
+def _check_weighted(be, report, kernels, dts, algorithms, quick):
+    rng = np.random.default_rng(99)
+    for d in (2,) if quick else (1, 3):
+        X64, h = _blobs(24 if quick else 40, d, seed=20 + d)
+        w = rng.integers(0, 4, len(X64))
+        for dt in dts:
+            view = _AsRepeated(be, X64.astype(dt), w)
+            R = view.R
+            tag = f"weighted blobs d={d}, {dt.name}"
+            for kernel in kernels:
+                for algorithm in algorithms:
+                    report.run("shift", f"{tag}, {kernel}, {algorithm}, with 2 orphan seeds",
+                               lambda: _check_shift_blobs(view, R, h, kernel, algorithm,
+                                                          300, True))
+                report.run("kernel_sum", f"{tag}, {kernel}",
+                           lambda: _check_kernel_sum(view, R, h, kernel))
+                report.run("log_kernel_density", f"{tag}, {kernel}",
+                           lambda: _check_log_density(view, R, h, kernel))
+            report.run("count_within", tag, lambda: _check_count_within(view, R, h))
+            report.run("kth_neighbor_distance", tag, lambda: _check_kth(view, R, True))
+    if np.dtype(np.float64) in dts:
+        L = _lattice(30 if quick else 50, 2, seed=7)
+        view = _AsRepeated(be, L, rng.integers(0, 4, len(L)))
+        tag = "weighted integer lattice d=2, h=1, float64"
+        if "flat" in kernels:
+            for algorithm in algorithms:
+                report.run("shift", f"{tag}, flat, {algorithm}",
+                           lambda: _check_shift_lattice(view, view.R, 1.0, algorithm))
+        report.run("count_within", tag,
+                   lambda: _check_count_within(view, view.R, 1.0, lattice=True))
 
 
 # ------------------------------------------------------------------- checks
