@@ -45,7 +45,7 @@ SHOWN = ("ms_shift_fused", "ms_shift_grid", "ms_shift_fused weighted", "ms_shift
 def family(name: str) -> str:
     """``kernel_sum<float,3,0,true>`` -> "kernel_sum weighted": sample-weighted
     instantiations form families of their own."""
-    return name.split("<")[0] + (" weighted" if name.endswith(",true>") else "")
+    return name.split("<")[0] + (" weighted" if R.is_weighted(name) else "")
 
 
 def _one(arch):

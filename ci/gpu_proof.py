@@ -304,10 +304,9 @@ def step_install_compile(st: Step, ctx):
         st.check("registers / local memory / max threads per kernel", "n/a",
                  NA + " (bench/kernel_report.py gives NVRTC's static figures)")
         return
-    mod = R._cupy_module()
     rows = []
     for n in names:
-        f = mod.get_function(n)
+        f = R._cupy_module(R.is_weighted(n)).get_function(n)
         rows.append({"kernel": n, "registers": func_attr(f, "num_regs", 4),
                      "local_bytes": func_attr(f, "local_size_bytes", 3),
                      "max_threads": func_attr(f, "max_threads_per_block", 0),

@@ -87,6 +87,11 @@ def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
     return f"{base}<{','.join(params)}>" if params else base
 
 
+def is_weighted(name: str) -> bool:
+    """Whether a name expression is a sample-weighted instantiation."""
+    return name.endswith(",true>")
+
+
 def kernel_dim(d: int, query: bool = False, weighted: bool = False) -> int:
     """Template dimension used for data of ``d`` columns (0: generic path).
 
@@ -100,8 +105,9 @@ def kernel_dim(d: int, query: bool = False, weighted: bool = False) -> int:
 @functools.lru_cache(maxsize=None)
 def kernel_names() -> tuple[str, ...]:
     """Every instantiation the CUDA backend may launch (CuPy name_expressions):
-    the unweighted ones, then those with sample weights (:func:`weighted_dim`
-    dimensions for the density and neighbour kernels)."""
+    the unweighted ones, then those with sample weights (:func:`is_weighted`;
+    :data:`WEIGHTED_QUERY_DIMS` for the density and neighbour kernels). CuPy
+    compiles the two groups as two modules, the weighted one at first use."""
     names = []
     for W in (False, True):
         for T in ("float32", "float64"):
@@ -291,7 +297,7 @@ class CupyRuntime:
 
     # -- kernels -----------------------------------------------------------
     def launch(self, name, grid, block, args, shared_mem=0):
-        fn = _cupy_module().get_function(name)
+        fn = _cupy_module(is_weighted(name)).get_function(name)
         with self._stream_ctx():
             fn(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_mem))
 
@@ -336,11 +342,13 @@ class CupyRuntime:
 
 
 @functools.lru_cache(maxsize=None)
-def _cupy_module():
-    """The RawModule holding every instantiation (compiled lazily by CuPy,
-    cached by CuPy in memory per device and on disk)."""
+def _cupy_module(weighted: bool = False):
+    """The RawModule holding every unweighted instantiation, or (``weighted``)
+    every weighted one (compiled lazily by CuPy, cached by CuPy in memory per
+    device and on disk). Two modules, so that a program that never passes
+    weights never waits for the weighted kernels to compile (NVRTC compiles
+    every name expression of a module at its first use)."""
     import cupy
 
-    return cupy.RawModule(
-        code=kernel_source(), options=NVRTC_OPTIONS, name_expressions=list(kernel_names())
-    )
+    names = [n for n in kernel_names() if is_weighted(n) == weighted]
+    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS, name_expressions=names)

@@ -179,7 +179,7 @@ def shared_bytes(name: str) -> int:
     from ..backends.cuda_backend import _SHARED_BUDGET
 
     mo = re.match(r"(\w+)<(\w+)(?:,(\d+))?", name)
-    extra = 1 if name.endswith(",true>") else 0  # weighted: rows [x, w]
+    extra = 1 if _rt.is_weighted(name) else 0  # weighted: rows [x, w]
     if mo is None or mo.group(1) in ("ms_shift_finalize", "ms_shift_grid", "ms_filter_image",
                                      "ms_track_windows"):
         return 0  # no dynamic shared memory

@@ -100,12 +100,24 @@ def test_cupy_runtime_drives_the_kernels(fake_cupy):
     np.testing.assert_array_equal(res.n_iter, ref[1])
     lab, _ = be.nearest(X, X[:7])
     np.testing.assert_array_equal(lab, ref_nearest(X, X[:7])[0])
-    # one RawModule, built from the package's kernel source with every name expression
+    # one RawModule, built from the package's kernel source with every
+    # unweighted name expression: the weighted ones are not compiled unless used
     code, options, names = log["modules"][0]
     assert len(log["modules"]) == 1
     assert code == R.kernel_source() and options == R.NVRTC_OPTIONS
-    assert names == R.kernel_names()
+    assert names == tuple(n for n in R.kernel_names() if not R.is_weighted(n))
     assert emu.launches["ms_shift_fused<double,3,0>"] >= 1
+    # weights: a second module, with the weighted name expressions
+    res = be.shift(X, X[::10], bandwidth=1.4, kernel="gaussian", max_iter=300, tol=1e-3,
+                   weights=np.full(len(X), 2.0))
+    np.testing.assert_allclose(res.modes, ref[0], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(res.intensity, 2.0 * ref[2])
+    assert len(log["modules"]) == 2
+    code, options, wnames = log["modules"][1]
+    assert code == R.kernel_source() and options == R.NVRTC_OPTIONS
+    assert wnames and all(R.is_weighted(n) for n in wnames)
+    assert set(names) | set(wnames) == set(R.kernel_names())
+    assert emu.launches["ms_shift_fused<double,3,0,true>"] >= 1
 
 
 def test_cupy_runtime_uses_the_stream_passed_in(fake_cupy):
