@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     archs = args.arch or list(N.ARCHS)
     print(f"NVRTC {'.'.join(map(str, N.nvrtc_version()))} from {N._load_nvrtc()[1]}")
     print(f"options {' '.join(R.NVRTC_OPTIONS + R.CUPY_APPENDED_OPTIONS)} --gpu-architecture=sm_XX "
-          f"--ptxas-options=-v; {len(R.kernel_names())} instantiations x "
+          f"--ptxas-options=-v; {len(R.kernel_names())} instantiations "
+          f"({sum(map(R.is_weighted, R.kernel_names()))} with sample weights) x "
           f"{len(archs)} architectures")
     results, failed = {}, []
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:

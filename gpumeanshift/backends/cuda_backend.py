@@ -56,8 +56,10 @@ shared-memory tiles, read by the ``WEIGHTED`` instantiation of each kernel
 (``kernel_name(..., weighted=True)``; see kernels/common.cuh). Without
 weights the unweighted instantiations run, unchanged. For float32 data the
 weights are rounded to float32 (relative 6e-8; integer weights below 2**24
-stay exact), and a weight below 2**-126 times the largest counts as 0 (a
-float32 denormal, which the GPU flushes).
+stay exact) and the shift's intensities are float32 sums, as its weight sums;
+a weight below 2**-126 times the largest counts as 0 (a float32 denormal,
+which the GPU flushes). count_within and the k-th neighbour search sum the
+weights in double.
 
 Precision
 ---------
