@@ -4,7 +4,7 @@
     python bench/bench_gaussian_grid.py --repeat 3       # fastest of 3 (brute force runs once)
     python bench/bench_gaussian_grid.py --n 30000 --big 0  # a quick look
 
-The race's hotspot data (:func:`gpumeanshift.race.hotspot`, bandwidth 2),
+The race's hotspot data (``hotspot`` of ``bench/race.py``, bandwidth 2),
 every point a seed, NumPy backend, ``MeanShift(kernel="gaussian")``. At
 ``--n`` points brute force (``algorithm="brute"``) and ``"auto"`` run side by
 side in one process and their results are compared: same number of
@@ -65,7 +65,7 @@ def main(argv=None):
     ap.add_argument("--atol", type=float, default=1e-12,
                     help="agreement of centers, in bandwidths (default 1e-12)")
     args = ap.parse_args(argv)
-    from gpumeanshift.race import hotspot
+    from race import hotspot
 
     _fit(hotspot(3000), "gaussian", "auto")  # imports and first-call costs
     rows, ok = [], True

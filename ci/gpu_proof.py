@@ -628,7 +628,7 @@ def timed(fn, emulated, rounds=2):
 def step_speed(st: Step, ctx):
     import _cases
     from gpumeanshift.backends.numpy_backend import NumpyBackend
-    from gpumeanshift.race import check_agreement, hotspot
+    from race import check_agreement, hotspot
 
     emu, S = ctx.emulated, ctx.sizes
     be = make_backend(emu)

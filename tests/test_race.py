@@ -1,4 +1,4 @@
-"""The speed race (gpumeanshift.race, bench/race.py, `gpumeanshift bench`): it runs, checks, fits.
+"""The speed race (bench/race.py): it runs, checks, fits; the package ships none of it.
 
 No timing is asserted here; the race's numbers are its output, not its tests.
 """
@@ -14,8 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpumeanshift import race
-from gpumeanshift.race import (
+ROOT = Path(__file__).resolve().parents[1]
+# The race lives in bench/, beside the case definitions it shares (appended:
+# bench/ has a conftest.py of its own).
+sys.path.append(str(ROOT / "bench"))
+
+import race  # noqa: E402
+from race import (  # noqa: E402
     METHODS,
     Run,
     check_agreement,
@@ -28,7 +33,6 @@ from gpumeanshift.race import (
 )
 
 pytest.importorskip("sklearn")
-ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_METHODS = [m for m in METHODS if m != "cuda" or race._available_methods(["cuda"])]
 
 
@@ -184,11 +188,11 @@ def _run(*args, cwd):
                           text=True, timeout=300)
 
 
-def test_cli_bench_writes_png(tmp_path):
+def test_script_writes_png_and_markdown(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "race.png"
     md = tmp_path / "race.md"
-    proc = _run("-m", "gpumeanshift", "bench", "--max-n", "1000", "--datasets", "blobs-2d",
+    proc = _run(str(ROOT / "bench" / "race.py"), "--max-n", "1000", "--datasets", "blobs-2d",
                 "--plot", str(png), "--markdown", str(md), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for method in ("sklearn", "numpy-brute", "numpy-grid"):
@@ -197,12 +201,13 @@ def test_cli_bench_writes_png(tmp_path):
     assert "numpy-grid" in md.read_text()
 
 
-def test_cli_bench_help_and_bad_options(tmp_path):
-    proc = _run("-m", "gpumeanshift", "bench", "--help", cwd=tmp_path)
+def test_script_help_and_bad_options(tmp_path):
+    script = str(ROOT / "bench" / "race.py")
+    proc = _run(script, "--help", cwd=tmp_path)
     assert proc.returncode == 0 and "--max-n" in proc.stdout
-    proc = _run("-m", "gpumeanshift", "bench", "--plot", "race.txt", cwd=tmp_path)
+    proc = _run(script, "--plot", "race.txt", cwd=tmp_path)
     assert proc.returncode == 2 and "--plot must end in" in proc.stderr
-    proc = _run("-m", "gpumeanshift", "bench", "--methods", "turbo", cwd=tmp_path)
+    proc = _run(script, "--methods", "turbo", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown name" in proc.stderr
 
 
@@ -211,3 +216,15 @@ def test_bench_script_runs(tmp_path):
                 "--methods", "numpy-brute,numpy-grid", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| hotspot | 1000 |" in proc.stdout
+
+
+def test_package_ships_no_race(tmp_path):
+    """The installed package neither contains the race nor offers it as a command."""
+    import gpumeanshift
+
+    assert not (Path(gpumeanshift.__file__).parent / "race.py").exists()
+    proc = _run("-m", "gpumeanshift", "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "segment" in proc.stdout
+    assert "bench" not in proc.stdout and "race" not in proc.stdout
+    proc = _run("-m", "gpumeanshift", "bench", cwd=tmp_path)
+    assert proc.returncode == 2 and "invalid choice: 'bench'" in proc.stderr

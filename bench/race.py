@@ -1,5 +1,9 @@
 """The speed race: scikit-learn, NumPy brute force, NumPy grid and CUDA on the same data.
 
+    python bench/race.py                       # about a minute on 2 cores
+    python bench/race.py --max-n 1e6 --datasets hotspot --plot race.png
+    python bench/race.py --help
+
 Every method clusters the same points with the same bandwidth, flat kernel
 (scikit-learn's) and the same seeds; the race checks that they found the
 same clusters, prints a table of times and speed-ups, fits how time grows
@@ -67,6 +71,7 @@ METHODS = ("sklearn", "numpy-brute", "numpy-grid", "cuda")
 CUDA_BACKEND = "cupy"
 # Seeds of scikit-learn's first (probe) run when it may have to be extrapolated.
 SKLEARN_PROBE_SEEDS = 100
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 # ----------------------------------------------------------------- datasets
@@ -87,7 +92,7 @@ def hotspot(n: int, random_state: int = 0) -> np.ndarray:
 
     Examples
     --------
-    >>> from gpumeanshift.race import hotspot
+    >>> from race import hotspot
     >>> X = hotspot(4000)
     >>> X.shape, bool(X.min() > -10) and bool(X.max() < 63.3 + 10)
     ((4000, 2), True)
@@ -101,7 +106,7 @@ def hotspot(n: int, random_state: int = 0) -> np.ndarray:
 
 def _blobs(d):
     def make(n, random_state=0):
-        from .datasets import make_blobs
+        from gpumeanshift.datasets import make_blobs
 
         X, _ = make_blobs(n_samples=n, n_features=d, centers=5, cluster_std=1.0,
                           random_state=random_state)
@@ -148,7 +153,7 @@ class Dataset:
 
     Examples
     --------
-    >>> from gpumeanshift.race import DATASETS
+    >>> from race import DATASETS
     >>> ds = DATASETS["blobs-3d"]
     >>> ds.make(100, 0).shape, round(ds.bandwidth, 4), ds.bin_seeding
     ((100, 3), 2.5981, True)
@@ -191,7 +196,7 @@ def sizes_for(ds: Dataset, max_n: int) -> list[int]:
 
     Examples
     --------
-    >>> from gpumeanshift.race import DATASETS, sizes_for
+    >>> from race import DATASETS, sizes_for
     >>> sizes_for(DATASETS["hotspot"], 10_000)
     [1000, 3000, 10000]
     >>> sizes_for(DATASETS["digits"], 10_000)
@@ -210,7 +215,7 @@ def match_centers(A, B):
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.race import match_centers
+    >>> from race import match_centers
     >>> match_centers(np.array([[0.0], [5.0]]), np.array([[5.1], [0.0]]))
     (array([1, 0]), array([0. , 0.1]))
     """
@@ -249,7 +254,7 @@ def check_agreement(centers, reference, atol: float) -> tuple[bool, str]:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.race import check_agreement
+    >>> from race import check_agreement
     >>> check_agreement(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), 1e-9)
     (True, 'ok (max dev 0)')
     >>> check_agreement(np.array([[0.0, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), 1e-9)
@@ -277,7 +282,7 @@ def fit_exponent(ns, times) -> float:
 
     Examples
     --------
-    >>> from gpumeanshift.race import fit_exponent
+    >>> from race import fit_exponent
     >>> round(fit_exponent([1e3, 1e4, 1e5], [0.01, 0.1 * 10**0.5, 10.0]), 3)
     1.5
     """
@@ -323,7 +328,7 @@ class Run:
 
     Examples
     --------
-    >>> from gpumeanshift.race import run_race
+    >>> from race import run_race
     >>> (run,) = run_race(max_n=1000, datasets=["blobs-2d"], methods=["numpy-grid"])
     >>> run.dataset, run.n, run.d, run.n_seeds, run.method, run.n_clusters, run.agrees
     ('blobs-2d', 1000, 2, 37, 'numpy-grid', 4, True)
@@ -346,7 +351,7 @@ class Run:
 
 
 def _available_methods(methods):
-    from .backends.base import cuda_available
+    from gpumeanshift.backends.base import cuda_available
 
     out = []
     for m in methods:
@@ -371,7 +376,7 @@ def _time(fn, repeat):
 
 
 def _ours(method, X, h, bin_seeding, seeds=None):
-    from ._estimator import MeanShift
+    from gpumeanshift import MeanShift
 
     backend, algorithm = {"numpy-brute": ("numpy", "brute"), "numpy-grid": ("numpy", "grid"),
                           "cuda": (CUDA_BACKEND, "auto")}[method]
@@ -390,7 +395,7 @@ def _sklearn(X, h, bin_seeding, seeds=None):
 def _seed_count(X, h, bin_seeding):
     if not bin_seeding:
         return len(X)
-    from .seeding import get_bin_seeds
+    from gpumeanshift.seeding import get_bin_seeds
 
     return len(get_bin_seeds(X, h, 1))
 
@@ -437,7 +442,7 @@ def run_race(*, max_n=DEFAULT_MAX_N, datasets=None, methods=METHODS, budget=DEFA
 
     Examples
     --------
-    >>> from gpumeanshift.race import run_race
+    >>> from race import run_race
     >>> runs = run_race(max_n=1000, datasets=["hotspot"], methods=["numpy-brute", "numpy-grid"])
     >>> [(r.method, r.n, r.agrees) for r in runs]
     [('numpy-brute', 1000, True), ('numpy-grid', 1000, True)]
@@ -492,7 +497,7 @@ def _run_sklearn(run, X, ds, budget, repeat, random_state):
     """Time scikit-learn in full, or extrapolate it from two seed subsets."""
     h = ds.bandwidth
     if ds.bin_seeding:
-        from .seeding import get_bin_seeds
+        from gpumeanshift.seeding import get_bin_seeds
 
         all_seeds = get_bin_seeds(X, h, 1)
     else:
@@ -555,7 +560,7 @@ def format_table(runs) -> str:
 
     Examples
     --------
-    >>> from gpumeanshift.race import Run, format_table
+    >>> from race import Run, format_table
     >>> runs = [Run("hotspot", 1000, 2, 1000, "sklearn", 2.0, 1),
     ...         Run("hotspot", 1000, 2, 1000, "numpy-grid", 0.1, 1, agrees=True)]
     >>> print(format_table(runs).splitlines()[3])
@@ -614,7 +619,7 @@ def exponents(runs) -> dict:
 
     Examples
     --------
-    >>> from gpumeanshift.race import Run, exponents
+    >>> from race import Run, exponents
     >>> runs = [Run("a", n, 2, n, "numpy-grid", n * 1e-6) for n in (1000, 10000)]
     >>> round(exponents(runs)[("a", "numpy-grid")], 6)
     1.0
@@ -631,7 +636,7 @@ def format_exponents(runs) -> str:
 
     Examples
     --------
-    >>> from gpumeanshift.race import Run, format_exponents
+    >>> from race import Run, format_exponents
     >>> runs = [Run("a", n, 2, n, "numpy-grid", n * 1e-6) for n in (1000, 10000)]
     >>> print(format_exponents(runs).splitlines()[2])
     | a | 1.00 |
@@ -658,7 +663,7 @@ def write_plot(runs, path) -> None:
     Examples
     --------
     >>> import os, tempfile
-    >>> from gpumeanshift.race import Run, write_plot
+    >>> from race import Run, write_plot
     >>> runs = [Run("a", n, 2, n, "numpy-grid", n * 1e-6) for n in (1000, 10000)]
     >>> path = os.path.join(tempfile.mkdtemp(), "race.png")
     >>> write_plot(runs, path); os.path.getsize(path) > 0
@@ -697,12 +702,12 @@ def write_plot(runs, path) -> None:
 
 # ------------------------------------------------------------ command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The race's options, shared by ``bench/race.py`` and ``gpumeanshift bench``.
+    """The race's options (``python bench/race.py --help``).
 
     Examples
     --------
     >>> import argparse
-    >>> from gpumeanshift.race import add_arguments
+    >>> from race import add_arguments
     >>> p = argparse.ArgumentParser(); add_arguments(p)
     >>> p.parse_args(["--max-n", "1e4"]).max_n
     10000
@@ -722,7 +727,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fastest of K runs per measurement (default: 1)")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, metavar="TOL",
                         help=f"agreement tolerance on centers, in bandwidths (default: {DEFAULT_ATOL:g})")
-    parser.add_argument("--plot", metavar="PATH",
+    parser.add_argument("--plot", type=_plot_path, metavar="PATH",
                         help="write time against n (log-log) to PATH (.png, .svg, .pdf; needs matplotlib)")
     parser.add_argument("--markdown", metavar="PATH", help="also write the tables to PATH")
 
@@ -735,6 +740,13 @@ def _size(text: str) -> int:
     if not (v >= 1 and v == int(v)):
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
     return int(v)
+
+
+def _plot_path(text: str) -> str:
+    if not text.lower().endswith(PLOT_SUFFIXES):
+        raise argparse.ArgumentTypeError(
+            f"--plot must end in {', '.join(PLOT_SUFFIXES)}, got {text!r}")
+    return text
 
 
 def _names(allowed):
@@ -756,7 +768,7 @@ def run_from_args(args, out=print) -> int:
     Examples
     --------
     >>> import argparse
-    >>> from gpumeanshift.race import add_arguments, run_from_args
+    >>> from race import add_arguments, run_from_args
     >>> p = argparse.ArgumentParser(); add_arguments(p)
     >>> args = p.parse_args(["--max-n", "1000", "--datasets", "hotspot",
     ...                      "--methods", "numpy-grid"])
@@ -800,13 +812,16 @@ def main(argv=None) -> int:
 
     Examples
     --------
-    >>> from gpumeanshift.race import main
+    >>> from race import main
     >>> main(["--max-n", "1000", "--datasets", "hotspot", "--methods", "numpy-grid"])
     ... # doctest: +ELLIPSIS
     speed race: ...
     0
     """
-    parser = argparse.ArgumentParser(prog="race", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python bench/race.py", description=__doc__.splitlines()[0],
+        epilog="exit status: 0 when every method found the same clusters as the reference, "
+        "1 when one did not, 2 on a usage error")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -814,3 +829,7 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"race: error: {exc}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
