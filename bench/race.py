@@ -9,7 +9,8 @@ Every method clusters the same points with the same bandwidth, flat kernel
 same clusters, prints a table of times and speed-ups, fits how time grows
 with n for each method, and can plot time against n.
 
-Datasets (each at sizes 1e3, 3e3, 1e4, ... up to ``max_n``):
+Datasets (each at sizes 1e3, 3e3, 1e4, ... up to ``max_n``; defined, with the
+agreement check, in ``_cases.py``, which the rest of bench/ shares):
 
 ``hotspot``
     Geographic hotspots: at 1e6 points, 1,000 Gaussian blobs of standard
@@ -56,9 +57,11 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
+
+from _cases import DATASETS, Dataset, check_agreement, fit_gpumeanshift, fit_sklearn
+from _race_report import Run, fit_exponent, format_exponents, format_table, write_plot
 
 #: The sizes of the ladder (each dataset is run at those <= max_n).
 SIZES = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000)
@@ -75,109 +78,6 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 # ----------------------------------------------------------------- datasets
-def hotspot(n: int, random_state: int = 0) -> np.ndarray:
-    """Hotspot data: blobs of std 1 at constant density, 1,000 points per blob.
-
-    Parameters
-    ----------
-    n : int
-        Number of points; ``round(n / 1000)`` blobs (at least 1) over a square
-        of side ``1000 * sqrt(n / 1e6)``.
-    random_state : int, default=0
-        Seed of the generator.
-
-    Returns
-    -------
-    X : ndarray of shape (n, 2)
-
-    Examples
-    --------
-    >>> from race import hotspot
-    >>> X = hotspot(4000)
-    >>> X.shape, bool(X.min() > -10) and bool(X.max() < 63.3 + 10)
-    ((4000, 2), True)
-    """
-    rng = np.random.default_rng(random_state)
-    k = max(1, round(n / 1000))
-    side = 1000.0 * math.sqrt(n / 1e6)
-    centers = rng.uniform(0.0, side, size=(k, 2))
-    return centers[rng.integers(0, k, n)] + rng.standard_normal((n, 2))
-
-
-def _blobs(d):
-    def make(n, random_state=0):
-        from gpumeanshift.datasets import make_blobs
-
-        X, _ = make_blobs(n_samples=n, n_features=d, centers=5, cluster_std=1.0,
-                          random_state=random_state)
-        return X
-    return make
-
-
-def _digits(n, random_state=0):
-    from sklearn.datasets import load_digits
-
-    X = load_digits().data.astype(np.float64)
-    return X[:n]
-
-
-def _china(n, random_state=0):
-    from sklearn.datasets import load_sample_image
-
-    X = load_sample_image("china.jpg").reshape(-1, 3).astype(np.float64)
-    if n < len(X):
-        X = X[np.sort(np.random.default_rng(random_state).choice(len(X), n, replace=False))]
-    return X
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """One dataset of the race: how to make it and how to cluster it.
-
-    Attributes
-    ----------
-    name : str
-        Its key in :data:`DATASETS`.
-    make : callable
-        ``make(n, random_state)`` returns the data, an array of shape (n, d).
-    bandwidth : float
-        The bandwidth every method uses.
-    bin_seeding : bool
-        True for bin seeding, False for every point a seed.
-    d : int
-        Number of features.
-    max_size : int or None, default=None
-        The dataset's own size, if it has one (a real dataset).
-    needs_sklearn : bool, default=False
-        True when the data ship with scikit-learn.
-
-    Examples
-    --------
-    >>> from race import DATASETS
-    >>> ds = DATASETS["blobs-3d"]
-    >>> ds.make(100, 0).shape, round(ds.bandwidth, 4), ds.bin_seeding
-    ((100, 3), 2.5981, True)
-    """
-
-    name: str
-    make: object  # make(n, random_state) -> X
-    bandwidth: float
-    bin_seeding: bool
-    d: int
-    max_size: int | None = None  # the dataset's own size, if it has one
-    needs_sklearn: bool = False
-
-
-DATASETS = {
-    "hotspot": Dataset("hotspot", hotspot, 2.0, False, 2),
-    **{f"blobs-{d}d": Dataset(f"blobs-{d}d", _blobs(d), 1.5 * math.sqrt(d), True, d)
-       for d in (2, 3, 5, 16)},
-    "digits": Dataset("digits", _digits, 8 * math.pi, False, 64, max_size=1797, needs_sklearn=True),
-    "china-rgb": Dataset("china-rgb", _china, 4 * math.pi, True, 3, max_size=427 * 640,
-                         needs_sklearn=True),
-}
-
-
 def sizes_for(ds: Dataset, max_n: int) -> list[int]:
     """The sizes a dataset runs at: the ladder up to ``max_n`` (and its own size).
 
@@ -208,148 +108,7 @@ def sizes_for(ds: Dataset, max_n: int) -> list[int]:
     return out
 
 
-# ------------------------------------------------------------ checks and fits
-def match_centers(A, B):
-    """Index into ``B`` of the nearest center to each row of ``A`` and that distance.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from race import match_centers
-    >>> match_centers(np.array([[0.0], [5.0]]), np.array([[5.1], [0.0]]))
-    (array([1, 0]), array([0. , 0.1]))
-    """
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    idx = np.empty(len(A), dtype=np.int64)
-    dist = np.empty(len(A))
-    step = max(1, 2**22 // max(1, len(B) * A.shape[1]))
-    for a in range(0, len(A), step):
-        diff = A[a:a + step, None, :] - B[None, :, :]
-        d2 = np.einsum("ijk,ijk->ij", diff, diff)
-        idx[a:a + step] = np.argmin(d2, axis=1)
-        dist[a:a + step] = np.sqrt(d2[np.arange(len(d2)), idx[a:a + step]])
-    return idx, dist
-
-
-def check_agreement(centers, reference, atol: float) -> tuple[bool, str]:
-    """Same clusters: as many centers, each matched one-to-one within ``atol``.
-
-    Centers are matched to their nearest reference center (so the order of
-    centers of equal intensity does not matter); the match must be a
-    bijection and every matched pair within ``atol`` (Euclidean).
-
-    Parameters
-    ----------
-    centers, reference : array-like of shape (k, d)
-    atol : float
-        Largest allowed distance between matched centers.
-
-    Returns
-    -------
-    ok : bool
-    detail : str
-        "ok (max dev ...)" or what differed.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from race import check_agreement
-    >>> check_agreement(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), 1e-9)
-    (True, 'ok (max dev 0)')
-    >>> check_agreement(np.array([[0.0, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), 1e-9)
-    (False, '1 centers vs 2')
-    """
-    centers = np.asarray(centers)
-    reference = np.asarray(reference)
-    if centers.shape != reference.shape:
-        return False, f"{len(centers)} centers vs {len(reference)}"
-    if len(centers) == 0:
-        return True, "ok (no centers)"
-    idx, dist = match_centers(centers, reference)
-    if len(np.unique(idx)) != len(idx):
-        return False, "centers do not match one-to-one"
-    worst = float(dist.max())
-    if not worst <= atol:
-        return False, f"a center is {worst:.3g} away (atol {atol:.3g})"
-    return True, f"ok (max dev {worst:.2g})"
-
-
-def fit_exponent(ns, times) -> float:
-    """Exponent k of ``time ~ c * n**k``: least squares on log(time) against log(n).
-
-    Returns NaN with fewer than two distinct sizes.
-
-    Examples
-    --------
-    >>> from race import fit_exponent
-    >>> round(fit_exponent([1e3, 1e4, 1e5], [0.01, 0.1 * 10**0.5, 10.0]), 3)
-    1.5
-    """
-    ns = np.asarray(ns, dtype=np.float64)
-    ts = np.asarray(times, dtype=np.float64)
-    ok = (ns > 0) & (ts > 0) & np.isfinite(ts)
-    if len(np.unique(ns[ok])) < 2:
-        return float("nan")
-    slope, _ = np.polyfit(np.log(ns[ok]), np.log(ts[ok]), 1)
-    return float(slope)
-
-
 # -------------------------------------------------------------------- running
-@dataclass
-class Run:
-    """The record of one method on one dataset at one size.
-
-    Attributes
-    ----------
-    dataset : str
-        The dataset's name.
-    n, d : int
-        Number of points and of features.
-    n_seeds : int
-        Number of seeds every method started from.
-    method : str
-        "sklearn", "numpy-brute", "numpy-grid" or "cuda".
-    seconds : float, default=nan
-        Time of the fit (the fastest of ``repeat``); NaN when not run.
-    n_clusters : int or None, default=None
-        Number of centers found.
-    extrapolated : bool, default=False
-        True when ``seconds`` is scikit-learn's time extrapolated from
-        subsets of the seeds.
-    skipped : str, default=""
-        Why the run was skipped, if it was.
-    agreement : str, default=""
-        What the agreement check found.
-    agrees : bool or None, default=None
-        Whether the centers agree with the reference; None when unchecked.
-    centers : ndarray or None, default=None
-        The centers found (not shown in the repr).
-
-    Examples
-    --------
-    >>> from race import run_race
-    >>> (run,) = run_race(max_n=1000, datasets=["blobs-2d"], methods=["numpy-grid"])
-    >>> run.dataset, run.n, run.d, run.n_seeds, run.method, run.n_clusters, run.agrees
-    ('blobs-2d', 1000, 2, 37, 'numpy-grid', 4, True)
-    >>> run.centers.shape, bool(run.seconds > 0)
-    ((4, 2), True)
-    """
-
-    dataset: str
-    n: int
-    d: int
-    n_seeds: int
-    method: str
-    seconds: float = float("nan")
-    n_clusters: int | None = None
-    extrapolated: bool = False
-    skipped: str = ""
-    agreement: str = ""
-    agrees: bool | None = None
-    centers: np.ndarray | None = field(default=None, repr=False)
-
-
 def _available_methods(methods):
     from gpumeanshift.backends.base import cuda_available
 
@@ -376,20 +135,14 @@ def _time(fn, repeat):
 
 
 def _ours(method, X, h, bin_seeding, seeds=None):
-    from gpumeanshift import MeanShift
-
     backend, algorithm = {"numpy-brute": ("numpy", "brute"), "numpy-grid": ("numpy", "grid"),
                           "cuda": (CUDA_BACKEND, "auto")}[method]
-    model = MeanShift(bandwidth=h, kernel="flat", bin_seeding=bin_seeding, seeds=seeds,
-                      backend=backend, algorithm=algorithm)
-    return lambda: model.fit(X).cluster_centers_
+    return lambda: fit_gpumeanshift(X, h, bin_seeding=bin_seeding, seeds=seeds, backend=backend,
+                                    algorithm=algorithm).cluster_centers_
 
 
 def _sklearn(X, h, bin_seeding, seeds=None):
-    from sklearn.cluster import MeanShift
-
-    model = MeanShift(bandwidth=h, bin_seeding=bin_seeding, seeds=seeds)
-    return lambda: model.fit(X).cluster_centers_
+    return lambda: fit_sklearn(X, h, bin_seeding=bin_seeding, seeds=seeds).cluster_centers_
 
 
 def _seed_count(X, h, bin_seeding):
@@ -552,152 +305,6 @@ def _check(here, X, ds, sub_seeds, atol, log):
 def _progress_line(r: Run) -> str:
     what = r.skipped or f"{r.seconds:.3f} s" + ("*" if r.extrapolated else "")
     return f"  {r.dataset:<10} n={r.n:<8} {r.method:<12} {what}"
-
-
-# ------------------------------------------------------------------ reporting
-def format_table(runs) -> str:
-    """Markdown table: one row per run, speed-ups against scikit-learn and brute force.
-
-    Examples
-    --------
-    >>> from race import Run, format_table
-    >>> runs = [Run("hotspot", 1000, 2, 1000, "sklearn", 2.0, 1),
-    ...         Run("hotspot", 1000, 2, 1000, "numpy-grid", 0.1, 1, agrees=True)]
-    >>> print(format_table(runs).splitlines()[3])
-    | hotspot | 1000 | 2 | 1000 | numpy-grid | 0.100 | 20.0x | - | 1 | yes |
-    """
-    lines = [
-        "| dataset | n | d | seeds | method | time (s) | vs sklearn | vs numpy-brute "
-        "| clusters | same clusters |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
-    ]
-    by_key: dict = {}
-    for r in runs:
-        by_key.setdefault((r.dataset, r.n), {})[r.method] = r
-    for r in runs:
-        peers = by_key[(r.dataset, r.n)]
-        if r.skipped:
-            t = sk = br = "-"
-        else:
-            t = f"{r.seconds:.3f}" + ("*" if r.extrapolated else "")
-            sk = _ratio(peers.get("sklearn"), r)
-            br = _ratio(peers.get("numpy-brute"), r)
-        agree = {True: "yes", False: "NO", None: "-"}[r.agrees]
-        if r.agrees is False or (r.agrees and "seeds" in r.agreement):
-            agree += f" ({r.agreement})"
-        lines.append(
-            f"| {r.dataset} | {r.n} | {r.d} | {r.n_seeds} | {r.method} | {t or r.skipped} "
-            f"| {sk} | {br} | {_clusters(r)} | "
-            f"{agree if not r.skipped else r.skipped} |"
-        )
-    if any(r.extrapolated for r in runs):
-        lines.append("")
-        lines.append("\\* extrapolated: scikit-learn run on the full data with two random seed "
-                     "subsets, time = straight line through both, at the full seed count; "
-                     "its clusters are those of the larger subset, on which every other "
-                     "method is rerun for the comparison.")
-    return "\n".join(lines)
-
-
-def _clusters(r) -> str:
-    if r.n_clusters is None:
-        return "-"
-    return f"{r.n_clusters}*" if r.extrapolated else str(r.n_clusters)
-
-
-def _ratio(peer, r) -> str:
-    if peer is None or peer is r or peer.skipped or not np.isfinite(peer.seconds) \
-            or not r.seconds > 0:
-        return "-"
-    mark = "*" if peer.extrapolated else ""
-    x = peer.seconds / r.seconds
-    return (f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}") + "x" + mark
-
-
-def exponents(runs) -> dict:
-    """``{(dataset, method): k}``: the fitted exponent of time against n (NaN if < 2 sizes).
-
-    Examples
-    --------
-    >>> from race import Run, exponents
-    >>> runs = [Run("a", n, 2, n, "numpy-grid", n * 1e-6) for n in (1000, 10000)]
-    >>> round(exponents(runs)[("a", "numpy-grid")], 6)
-    1.0
-    """
-    pts: dict = {}
-    for r in runs:
-        if not r.skipped and np.isfinite(r.seconds):
-            pts.setdefault((r.dataset, r.method), []).append((r.n, r.seconds))
-    return {k: fit_exponent(*zip(*v)) for k, v in pts.items()}
-
-
-def format_exponents(runs) -> str:
-    """Markdown table of the exponents, one row per dataset and a column per method.
-
-    Examples
-    --------
-    >>> from race import Run, format_exponents
-    >>> runs = [Run("a", n, 2, n, "numpy-grid", n * 1e-6) for n in (1000, 10000)]
-    >>> print(format_exponents(runs).splitlines()[2])
-    | a | 1.00 |
-    """
-    ex = exponents(runs)
-    methods = [m for m in METHODS if any(k[1] == m for k in ex)]
-    datasets = list(dict.fromkeys(k[0] for k in ex))
-    lines = ["| dataset | " + " | ".join(methods) + " |",
-             "|---|" + "---:|" * len(methods)]
-    for d in datasets:
-        cells = []
-        for m in methods:
-            k = ex.get((d, m), float("nan"))
-            cells.append("-" if not np.isfinite(k) else f"{k:.2f}")
-        lines.append(f"| {d} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def write_plot(runs, path) -> None:
-    """Time against n, log-log, one panel per dataset with more than one size.
-
-    Needs matplotlib (imported here only).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from race import Run, write_plot
-    >>> runs = [Run("a", n, 2, n, "numpy-grid", n * 1e-6) for n in (1000, 10000)]
-    >>> path = os.path.join(tempfile.mkdtemp(), "race.png")
-    >>> write_plot(runs, path); os.path.getsize(path) > 0
-    True
-    """
-    from matplotlib.figure import Figure
-
-    pts: dict = {}
-    for r in runs:
-        if not r.skipped and np.isfinite(r.seconds):
-            pts.setdefault(r.dataset, {}).setdefault(r.method, []).append(
-                (r.n, r.seconds, r.extrapolated))
-    names = [d for d, by in pts.items() if len({n for v in by.values() for n, _, _ in v}) > 1]
-    names = names or list(pts)
-    cols = min(3, max(1, len(names)))
-    rows = -(-len(names) // cols)
-    fig = Figure(figsize=(4.5 * cols, 3.6 * rows), dpi=100)
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        for method, v in pts[name].items():
-            v.sort()
-            ns = [a for a, _, _ in v]
-            ts = [b for _, b, _ in v]
-            line, = ax.loglog(ns, ts, marker="o", label=method)
-            ext = [(a, b) for a, b, e in v if e]
-            if ext:
-                ax.loglog(*zip(*ext), linestyle="none", marker="o", mfc="white",
-                          color=line.get_color())
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("n (points)")
-        ax.set_ylabel("time (s)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
 
 
 # ------------------------------------------------------------ command line

@@ -19,21 +19,24 @@ ROOT = Path(__file__).resolve().parents[1]
 # bench/ has a conftest.py of its own).
 sys.path.append(str(ROOT / "bench"))
 
+import _cases  # noqa: E402
+import _race_report  # noqa: E402
 import race  # noqa: E402
-from race import (  # noqa: E402
-    METHODS,
-    Run,
-    check_agreement,
-    fit_exponent,
-    format_exponents,
-    format_table,
-    hotspot,
-    run_race,
-    sizes_for,
-)
+from _cases import DATASETS, check_agreement, hotspot  # noqa: E402
+from _race_report import Run, fit_exponent, format_exponents, format_table  # noqa: E402
+from race import METHODS, run_race, sizes_for  # noqa: E402
 
 pytest.importorskip("sklearn")
 EXPECTED_METHODS = [m for m in METHODS if m != "cuda" or race._available_methods(["cuda"])]
+
+
+@pytest.mark.parametrize("module", [race, _race_report, _cases], ids=lambda m: m.__name__)
+def test_bench_docstring_examples(module):
+    """The examples in the race's modules run (bench/ is outside the doctest paths)."""
+    import doctest
+
+    failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failed == 0
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def test_tiny_race_matches_sklearn_itself(tiny_runs):
     """The reference really is scikit-learn's result: compare independently."""
     from sklearn.cluster import MeanShift
 
-    ds = race.DATASETS["blobs-2d"]
+    ds = DATASETS["blobs-2d"]
     X = ds.make(1000, 0)
     ref = MeanShift(bandwidth=ds.bandwidth, bin_seeding=True).fit(X).cluster_centers_
     for r in tiny_runs:
@@ -148,9 +151,9 @@ def test_hotspot_keeps_density():
 
 
 def test_sizes_ladder():
-    assert sizes_for(race.DATASETS["hotspot"], 10_000) == [1000, 3000, 10000]
-    assert sizes_for(race.DATASETS["digits"], 3000) == [1000, 1797]
-    assert sizes_for(race.DATASETS["digits"], 1000) == [1000]
+    assert sizes_for(DATASETS["hotspot"], 10_000) == [1000, 3000, 10000]
+    assert sizes_for(DATASETS["digits"], 3000) == [1000, 1797]
+    assert sizes_for(DATASETS["digits"], 1000) == [1000]
 
 
 def test_bad_names_rejected():
