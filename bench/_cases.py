@@ -1,9 +1,12 @@
-"""The four speed cases of issue 2, defined once for the pytest suite and report.py.
+"""The benchmark cases, defined once: data, fits, agreement checks and targets.
 
-Each case is a plain function that does the work and returns what the
-benchmark needs to check (fitted estimators, a ShiftResult, a child's
-measurements); the timing is left to the caller (pytest-benchmark or the
-report script), so both measure exactly the same thing.
+Everything in bench/ takes its data, its fits and its "same clusters" checks
+from here: the pytest-benchmark files (``bench_*.py``), report.py, the speed
+race (race.py), bench_gaussian_grid.py, and ci/gpu_proof.py, which runs from
+a checkout. Each case is a plain function that does the work and returns what
+the benchmark needs to check (fitted estimators, a ShiftResult, a child's
+measurements); the timing is left to the caller (pytest-benchmark, the
+report scripts, the race), so all of them measure exactly the same thing.
 
 Case 4 runs in a fresh interpreter (this file is its entry point, see
 ``_child``) so that its peak memory is that of one fit alone; the parent
@@ -16,8 +19,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -46,6 +49,7 @@ THROUGHPUT_DTYPES = ("float64", "float32")
 
 
 # ----------------------------------------------------------------------- data
+# The example data of scikit-learn's MeanShift: the four cases of issue 2.
 def blobs(n_samples: int) -> np.ndarray:
     """scikit-learn's MeanShift example data: three 2-D blobs, std 0.6."""
     from sklearn.datasets import make_blobs
@@ -62,29 +66,253 @@ def blobs_and_bandwidth(n_samples: int) -> tuple[np.ndarray, float]:
     return X, float(estimate_bandwidth(X, quantile=0.2, n_samples=500, random_state=0))
 
 
+# The race's datasets (race.py), also bench_gaussian_grid.py's and ci/gpu_proof.py's.
+def hotspot(n: int, random_state: int = 0) -> np.ndarray:
+    """Hotspot data: blobs of std 1 at constant density, 1,000 points per blob.
+
+    Parameters
+    ----------
+    n : int
+        Number of points; ``round(n / 1000)`` blobs (at least 1) over a square
+        of side ``1000 * sqrt(n / 1e6)``.
+    random_state : int, default=0
+        Seed of the generator.
+
+    Returns
+    -------
+    X : ndarray of shape (n, 2)
+
+    Examples
+    --------
+    >>> from _cases import hotspot
+    >>> X = hotspot(4000)
+    >>> X.shape, bool(X.min() > -10) and bool(X.max() < 63.3 + 10)
+    ((4000, 2), True)
+    """
+    rng = np.random.default_rng(random_state)
+    k = max(1, round(n / 1000))
+    side = 1000.0 * math.sqrt(n / 1e6)
+    centers = rng.uniform(0.0, side, size=(k, 2))
+    return centers[rng.integers(0, k, n)] + rng.standard_normal((n, 2))
+
+
+def _blobs(d):
+    def make(n, random_state=0):
+        from gpumeanshift.datasets import make_blobs
+
+        X, _ = make_blobs(n_samples=n, n_features=d, centers=5, cluster_std=1.0,
+                          random_state=random_state)
+        return X
+    return make
+
+
+def _digits(n, random_state=0):
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data.astype(np.float64)
+    return X[:n]
+
+
+def _china(n, random_state=0):
+    from sklearn.datasets import load_sample_image
+
+    X = load_sample_image("china.jpg").reshape(-1, 3).astype(np.float64)
+    if n < len(X):
+        X = X[np.sort(np.random.default_rng(random_state).choice(len(X), n, replace=False))]
+    return X
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset of the race: how to make it and how to cluster it.
+
+    Attributes
+    ----------
+    name : str
+        Its key in :data:`DATASETS`.
+    make : callable
+        ``make(n, random_state)`` returns the data, an array of shape (n, d).
+    bandwidth : float
+        The bandwidth every method uses.
+    bin_seeding : bool
+        True for bin seeding, False for every point a seed.
+    d : int
+        Number of features.
+    max_size : int or None, default=None
+        The dataset's own size, if it has one (a real dataset).
+    needs_sklearn : bool, default=False
+        True when the data ship with scikit-learn.
+
+    Examples
+    --------
+    >>> from _cases import DATASETS
+    >>> ds = DATASETS["blobs-3d"]
+    >>> ds.make(100, 0).shape, round(ds.bandwidth, 4), ds.bin_seeding
+    ((100, 3), 2.5981, True)
+    """
+
+    name: str
+    make: object  # make(n, random_state) -> X
+    bandwidth: float
+    bin_seeding: bool
+    d: int
+    max_size: int | None = None  # the dataset's own size, if it has one
+    needs_sklearn: bool = False
+
+
+DATASETS = {
+    "hotspot": Dataset("hotspot", hotspot, 2.0, False, 2),
+    **{f"blobs-{d}d": Dataset(f"blobs-{d}d", _blobs(d), 1.5 * math.sqrt(d), True, d)
+       for d in (2, 3, 5, 16)},
+    "digits": Dataset("digits", _digits, 8 * math.pi, False, 64, max_size=1797, needs_sklearn=True),
+    "china-rgb": Dataset("china-rgb", _china, 4 * math.pi, True, 3, max_size=427 * 640,
+                         needs_sklearn=True),
+}
+
+
 # ------------------------------------------------------------------- the fits
-def fit_gpumeanshift(X, bandwidth, *, bin_seeding=False, n_jobs=None):
-    """The NumPy backend with the flat kernel, i.e. scikit-learn's settings."""
+def fit_gpumeanshift(X, bandwidth, *, kernel="flat", bin_seeding=False, seeds=None,
+                     backend="numpy", algorithm="auto", n_jobs=None):
+    """gpumeanshift's MeanShift; by default the NumPy backend with scikit-learn's settings.
+
+    ``backend`` is a name or a Backend instance (the race's "cuda" method
+    passes one; bench_gaussian_grid.py passes a NumpyBackend it then reads).
+    """
     from gpumeanshift import MeanShift
 
-    return MeanShift(bandwidth=bandwidth, kernel="flat", bin_seeding=bin_seeding,
-                     backend="numpy", n_jobs=n_jobs).fit(X)
+    return MeanShift(bandwidth=bandwidth, kernel=kernel, bin_seeding=bin_seeding, seeds=seeds,
+                     backend=backend, algorithm=algorithm, n_jobs=n_jobs).fit(X)
 
 
-def fit_sklearn(X, bandwidth, *, bin_seeding=False, n_jobs=None):
+def fit_sklearn(X, bandwidth, *, bin_seeding=False, seeds=None, n_jobs=None):
     """scikit-learn's MeanShift (flat kernel; n_jobs=None is its default, one process)."""
     from sklearn.cluster import MeanShift
 
-    return MeanShift(bandwidth=bandwidth, bin_seeding=bin_seeding, n_jobs=n_jobs).fit(X)
+    return MeanShift(bandwidth=bandwidth, bin_seeding=bin_seeding, seeds=seeds,
+                     n_jobs=n_jobs).fit(X)
+
+
+# ------------------------------------------------------------ agreement checks
+def match_centers(A, B):
+    """Index into ``B`` of the nearest center to each row of ``A`` and that distance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from _cases import match_centers
+    >>> match_centers(np.array([[0.0], [5.0]]), np.array([[5.1], [0.0]]))
+    (array([1, 0]), array([0. , 0.1]))
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    idx = np.empty(len(A), dtype=np.int64)
+    dist = np.empty(len(A))
+    step = max(1, 2**22 // max(1, len(B) * A.shape[1]))
+    for a in range(0, len(A), step):
+        diff = A[a:a + step, None, :] - B[None, :, :]
+        d2 = np.einsum("ijk,ijk->ij", diff, diff)
+        idx[a:a + step] = np.argmin(d2, axis=1)
+        dist[a:a + step] = np.sqrt(d2[np.arange(len(d2)), idx[a:a + step]])
+    return idx, dist
+
+
+def check_agreement(centers, reference, atol: float) -> tuple[bool, str]:
+    """Same clusters: as many centers, each matched one-to-one within ``atol``.
+
+    Centers are matched to their nearest reference center (so the order of
+    centers of equal intensity does not matter); the match must be a
+    bijection and every matched pair within ``atol`` (Euclidean).
+
+    Parameters
+    ----------
+    centers, reference : array-like of shape (k, d)
+    atol : float
+        Largest allowed distance between matched centers.
+
+    Returns
+    -------
+    ok : bool
+    detail : str
+        "ok (max dev ...)" or what differed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from _cases import check_agreement
+    >>> check_agreement(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), 1e-9)
+    (True, 'ok (max dev 0)')
+    >>> check_agreement(np.array([[0.0, 0.0]]), np.array([[0.0, 0.0], [1.0, 0.0]]), 1e-9)
+    (False, '1 centers vs 2')
+    """
+    centers = np.asarray(centers)
+    reference = np.asarray(reference)
+    if centers.shape != reference.shape:
+        return False, f"{len(centers)} centers vs {len(reference)}"
+    if len(centers) == 0:
+        return True, "ok (no centers)"
+    idx, dist = match_centers(centers, reference)
+    if len(np.unique(idx)) != len(idx):
+        return False, "centers do not match one-to-one"
+    worst = float(dist.max())
+    if not worst <= atol:
+        return False, f"a center is {worst:.3g} away (atol {atol:.3g})"
+    return True, f"ok (max dev {worst:.2g})"
+
+
+@dataclass(frozen=True)
+class FitDifference:
+    """How a fitted estimator differs from a reference fit of the same data.
+
+    Attributes
+    ----------
+    same_count : bool
+        As many centers.
+    max_center_diff : float
+        Largest absolute coordinate difference of the centers taken in order
+        (both fits sort them the same way); inf when the counts differ.
+    same_labels, same_n_iter : bool
+        Identical ``labels_``, equal ``n_iter_``.
+    """
+
+    same_count: bool
+    max_center_diff: float
+    same_labels: bool
+    same_n_iter: bool
+
+    def same(self, atol: float) -> bool:
+        """Same clusters: every field agrees, centers within ``atol``."""
+        return (self.same_count and self.max_center_diff <= atol and self.same_labels
+                and self.same_n_iter)
+
+
+def fit_difference(ours, ref) -> FitDifference:
+    """Compare two fitted estimators center by center, label by label.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace as F
+    >>> from _cases import fit_difference
+    >>> a = F(cluster_centers_=np.array([[0.0], [5.0]]), labels_=np.array([0, 1]), n_iter_=3)
+    >>> b = F(cluster_centers_=np.array([[0.0], [5.5]]), labels_=np.array([0, 1]), n_iter_=3)
+    >>> d = fit_difference(a, b); d.max_center_diff, d.same(1e-9), d.same(0.5)
+    (0.5, False, True)
+    """
+    A, B = np.asarray(ours.cluster_centers_), np.asarray(ref.cluster_centers_)
+    same_count = A.shape == B.shape
+    return FitDifference(
+        same_count=same_count,
+        max_center_diff=float(np.abs(A - B).max(initial=0.0)) if same_count else math.inf,
+        same_labels=same_count and np.array_equal(ours.labels_, ref.labels_),
+        same_n_iter=ours.n_iter_ == ref.n_iter_,
+    )
 
 
 def assert_same_clusters(ours, ref, atol=1e-9):
-    """Same clusters as scikit-learn: centers within atol, identical labels."""
-    assert ours.cluster_centers_.shape == ref.cluster_centers_.shape, (
-        ours.cluster_centers_.shape, ref.cluster_centers_.shape)
-    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=0, atol=atol)
-    np.testing.assert_array_equal(ours.labels_, ref.labels_)
-    assert ours.n_iter_ == ref.n_iter_, (ours.n_iter_, ref.n_iter_)
+    """Same clusters as the reference: centers within atol, identical labels and n_iter_."""
+    diff = fit_difference(ours, ref)
+    assert diff.same(atol), (diff, np.asarray(ours.cluster_centers_).shape,
+                             np.asarray(ref.cluster_centers_).shape)
 
 
 # ----------------------------------------------------------------- throughput
@@ -187,130 +415,6 @@ def _child(impl: str, n_samples: int) -> None:
                       "bandwidth": bandwidth, "n_clusters": int(len(est.cluster_centers_)),
                       "n_iter": int(est.n_iter_),
                       "centers": np.asarray(est.cluster_centers_).tolist()}))
-
-
-# ------------------------------------------------------------------ machine info
-def machine_info() -> dict:
-    """Cores, CPU, library versions and BLAS threading, for the report."""
-    import sklearn
-
-    import gpumeanshift
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count()
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:  # pragma: no cover
-        pass
-    blas = "unknown"
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = ", ".join(
-            f"{p['internal_api']} {p.get('version')} ({p['num_threads']} threads"
-            + (f", {p['architecture']}" if p.get("architecture") else "") + ")"
-            for p in threadpool_info() if p["user_api"] == "blas"
-        ) or "none found"
-    except ImportError:
-        pass
-    try:
-        load = "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
-    except OSError:  # pragma: no cover
-        load = "unknown"
-    return {
-        "cores": cores,
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "gpumeanshift": gpumeanshift.__version__,
-        "blas": blas,
-        "load average (1/5/15 min)": load,
-    }
-
-
-def calibration() -> dict:
-    """How fast this machine is right now, on three fixed single-thread workloads.
-
-    A shared machine's speed drifts from day to day (seen here: 3x between
-    two sessions on the same CPU model). Printed beside the table, these let
-    two reports be compared: the ratios to scikit-learn carry over, absolute
-    figures such as pairs/s scale with them. Best of 5 runs each.
-    """
-    def best(fn, reps=5):
-        out = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            out = min(out, time.perf_counter() - t)
-        return out
-
-    def py_loop():
-        s = 0
-        for i in range(1_000_000):
-            s += i
-        return s
-
-    a64 = -np.linspace(0.0, 20.0, 1 << 16)
-    a32 = a64.astype(np.float32)
-    o64, o32 = np.empty_like(a64), np.empty_like(a32)
-    return {
-        "python loop (1e6 additions)": f"{best(py_loop) * 1e3:.0f} ms",
-        "NumPy float64 exp": f"{best(lambda: np.exp(a64, out=o64)) / a64.size * 1e9:.2f} ns/value",
-        "NumPy float32 exp": f"{best(lambda: np.exp(a32, out=o32)) / a32.size * 1e9:.2f} ns/value",
-    }
-
-
-def pass_costs(d: int, dtype: str, *, reps: int = 20) -> dict:
-    """Single-thread cost per pair of the three passes of a Gaussian step.
-
-    One block as the NumPy backend runs it for case 3 (256 seeds against the
-    columns its default tile holds; float64 in the global frame): the
-    product giving ``-|q - x|^2 / 2``, ``exp`` in place, and the product
-    giving the weighted sums and the weight total. Their sum is what one core
-    spends per pair when nothing else costs anything, so ``cores / sum`` is
-    the most pairs/s this way of computing the step can give here. Best of
-    ``reps`` per pass, BLAS held to one thread.
-    """
-    from threadpoolctl import threadpool_limits
-
-    from gpumeanshift.backends.numpy_backend import (NumpyBackend, _augment_points,
-                                                     _augment_queries)
-
-    case = throughput_case(d, dtype)
-    dt = np.dtype(dtype)
-    t = NumpyBackend._SEED_TILE
-    cols = NumpyBackend().tile_elements * (8 // dt.itemsize) // t
-    Y = ((case.X - case.X.mean(axis=0)) / case.bandwidth).astype(dt)
-    qa = _augment_queries(Y[:t], dt)
-    xa = _augment_points(Y[:cols], dt)
-    e = np.empty((t, cols), dt)
-    acc = np.empty((t, d + 1), dt)
-
-    def best(fn):
-        out = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            out = min(out, time.perf_counter() - t0)
-        return out / (t * cols) * 1e9
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        np.dot(qa, xa.T, out=e)
-        x = e.copy()
-        costs = {
-            "distances": best(lambda: np.dot(qa, xa.T, out=e)),
-            "exp": best(lambda: np.exp(x, out=e)),
-            "sums": best(lambda: np.dot(e, xa[:, :d + 1], out=acc)),
-        }
-    return {k: round(v, 3) for k, v in costs.items()} | {"total": round(sum(costs.values()), 3)}
 
 
 if __name__ == "__main__":

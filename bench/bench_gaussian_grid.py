@@ -4,7 +4,7 @@
     python bench/bench_gaussian_grid.py --repeat 3       # fastest of 3 (brute force runs once)
     python bench/bench_gaussian_grid.py --n 30000 --big 0  # a quick look
 
-The race's hotspot data (:func:`gpumeanshift.race.hotspot`, bandwidth 2),
+The race's hotspot data (``_cases.hotspot``, bandwidth 2),
 every point a seed, NumPy backend, ``MeanShift(kernel="gaussian")``. At
 ``--n`` points brute force (``algorithm="brute"``) and ``"auto"`` run side by
 side in one process and their results are compared: same number of
@@ -22,20 +22,20 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-BANDWIDTH = 2.0  # the race's hotspot bandwidth
+import _cases  # noqa: E402
+import _machine  # noqa: E402
+from _cases import hotspot  # noqa: E402
+
+BANDWIDTH = _cases.DATASETS["hotspot"].bandwidth  # the race's hotspot bandwidth, 2
 
 
 def _fit(X, kernel, algorithm):
-    from gpumeanshift import MeanShift
     from gpumeanshift.backends.numpy_backend import NumpyBackend
 
     be = NumpyBackend()
-    model = MeanShift(bandwidth=BANDWIDTH, kernel=kernel, algorithm=algorithm, backend=be)
-    model.fit(X)
+    model = _cases.fit_gpumeanshift(X, BANDWIDTH, kernel=kernel, algorithm=algorithm, backend=be)
     return model, getattr(be, "_exact_steps", 0)
 
 
@@ -65,8 +65,6 @@ def main(argv=None):
     ap.add_argument("--atol", type=float, default=1e-12,
                     help="agreement of centers, in bandwidths (default 1e-12)")
     args = ap.parse_args(argv)
-    from gpumeanshift.race import hotspot
-
     _fit(hotspot(3000), "gaussian", "auto")  # imports and first-call costs
     rows, ok = [], True
     X = hotspot(args.n)
@@ -74,13 +72,10 @@ def main(argv=None):
     print(f"# brute force, {args.n}: {tb:.1f} s", file=sys.stderr)
     ta, ca, (auto, n_exact) = _best(lambda: _fit(X, "gaussian", "auto"), args.repeat)
     print(f"# auto, {args.n}: {ta:.1f} s", file=sys.stderr)
-    same_k = auto.cluster_centers_.shape == brute.cluster_centers_.shape
-    diff = (float(np.abs(auto.cluster_centers_ - brute.cluster_centers_).max()) / BANDWIDTH
-            if same_k else float("inf"))
-    same_labels = same_k and np.array_equal(auto.labels_, brute.labels_)
-    same_iter = auto.n_iter_ == brute.n_iter_
-    agree = same_k and diff <= args.atol and same_labels and same_iter
-    ok &= agree
+    cmp = _cases.fit_difference(auto, brute)
+    diff = cmp.max_center_diff / BANDWIDTH
+    same_labels = cmp.same_labels
+    ok &= cmp.same(args.atol * BANDWIDTH)
     k = len(brute.cluster_centers_)
     rows.append((f"{args.n:,}", "Gaussian, brute", _fmt(tb, cb), "1.0x", f"{k}",
                  "-", "-", f"{brute.n_iter_}"))
@@ -100,9 +95,7 @@ def main(argv=None):
                      f"{tg / tf:.1f}x the flat kernel's time", f"{len(gauss.cluster_centers_)}",
                      "-", "-", f"{gauss.n_iter_} ({n_exact} exact steps)"))
 
-    import _cases
-
-    info = _cases.machine_info()
+    info = _machine.machine_info()
     print(f"Hotspot data, bandwidth {BANDWIDTH:g}, every point a seed, NumPy backend; "
           f"{info['cores']} cores ({info['cpu']}), NumPy {info['numpy']}; load average at "
           f"the end {info['load average (1/5/15 min)']}. Brute force once, the others best "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 import _cases
+import _machine
 from _record import _RESULTS
 
 
@@ -41,7 +42,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     tr.write_sep("=", "gpumeanshift vs scikit-learn (best round of each)")
-    info = _cases.machine_info()
+    info = _machine.machine_info()
     tr.write_line(", ".join(f"{k}: {v}" for k, v in info.items()))
     for (case, impl), v in sorted(_RESULTS.items()):
         parts = [f"{case:<28} {impl:<34}"]

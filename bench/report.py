@@ -26,6 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _cases  # noqa: E402
+import _machine  # noqa: E402
 
 
 class Timing:
@@ -143,7 +144,7 @@ def main(argv=None):
             f"(CPU {ref['cpu_seconds'] / ours['cpu_seconds']:.1f}x)",
             "peak RSS < 2 GB", "yes" if peak < _cases.TARGET_PEAK_BYTES else "**no**"))
 
-    info = _cases.machine_info()
+    info = _machine.machine_info()
     print(f"Measured on {info['cores']} cores ({info['cpu']}); Python {info['python']}, "
           f"NumPy {info['numpy']}, scikit-learn {info['scikit-learn']}, "
           f"gpumeanshift {info['gpumeanshift']}; BLAS: {info['blas']}; "
@@ -155,7 +156,7 @@ def main(argv=None):
           f"process's ru_maxrss (whole process).")
     print()
     print("Machine speed at the time (single thread): "
-          + "; ".join(f"{k} {v}" for k, v in _cases.calibration().items()) + ".")
+          + "; ".join(f"{k} {v}" for k, v in _machine.calibration().items()) + ".")
     print()
     header = ("case", "gpumeanshift (NumPy)", "scikit-learn", "ratio", "target", "met?")
     print("| " + " | ".join(header) + " |")
@@ -173,7 +174,7 @@ def main(argv=None):
         print("|---|---|---|---|---|---|")
         for d in (2, 16):
             for dtype in _cases.THROUGHPUT_DTYPES:
-                c = _cases.pass_costs(d, dtype)
+                c = _machine.pass_costs(d, dtype)
                 print(f"| {d}, {dtype} | {c['distances']:.2f} | {c['exp']:.2f} | "
                       f"{c['sums']:.2f} | {c['total']:.2f} | "
                       f"{info['cores'] / c['total'] * 1e9:.2e} |")

@@ -1,7 +1,9 @@
-"""Build the wheel and check that it ships the CUDA kernel sources.
+"""Build the wheel and check that it ships the CUDA kernel sources and no benchmark code.
 
 An editable install reads kernels/ from the checkout, so only a built wheel
-shows whether users get the .cu files.
+shows whether users get the .cu files. The speed race and the other
+benchmarks live in bench/ and run from a checkout: neither bench/ nor the
+race module the package once had (gpumeanshift/race.py) may be in the wheel.
 """
 
 import pathlib
@@ -23,4 +25,8 @@ shipped = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("gpumeanshif
 missing = sorted(set(expected) - set(shipped))
 if not expected or missing:
     sys.exit(f"wheel {wheel.name} lacks kernel files: {missing or 'kernels/ is empty'}")
-print(f"{wheel.name} ships {len(shipped)} kernel files: {', '.join(shipped)}")
+bench_code = sorted(n for n in names
+                    if n.startswith("bench/") or n.rsplit("/", 1)[-1] in ("race.py", "_cases.py"))
+if bench_code:
+    sys.exit(f"wheel {wheel.name} ships benchmark code: {', '.join(bench_code)}")
+print(f"{wheel.name} ships {len(shipped)} kernel files: {', '.join(shipped)}; no benchmark code")

@@ -626,8 +626,8 @@ def timed(fn, emulated, rounds=2):
 
 def step_speed(st: Step, ctx):
     import _cases
+    from _cases import check_agreement, fit_gpumeanshift, fit_sklearn, hotspot
     from gpumeanshift.backends.numpy_backend import NumpyBackend
-    from gpumeanshift.race import check_agreement, hotspot
 
     emu, S = ctx.emulated, ctx.sizes
     be = make_backend(emu)
@@ -688,19 +688,14 @@ def step_speed(st: Step, ctx):
         st.check("fraction of the 4.2e12 pairs/s limit", "n/a",
                  NA + " (emulated figures measure the CPU, not a GPU)")
 
-    # Whole fits against scikit-learn.
-    from sklearn.cluster import MeanShift as SkMeanShift
-
-    from gpumeanshift import MeanShift
-
+    # Whole fits against scikit-learn (the fits of bench/_cases.py, flat kernel).
     fits = []
     jobs = None if emu else -1  # joblib's process start costs more than tiny fits
     Xh = hotspot(S["hot_n"])
-    gpu = MeanShift(bandwidth=2.0, kernel="flat", backend=be)
-    t_ours, model = timed(lambda: gpu.fit(Xh), emu, rounds=1)
+    t_ours, model = timed(lambda: fit_gpumeanshift(Xh, 2.0, backend=be), emu, rounds=1)
     sub = Xh[:: max(1, len(Xh) // S["sk_seeds"])][: S["sk_seeds"]]
-    t_sk, sk = timed(lambda: SkMeanShift(bandwidth=2.0, seeds=sub, n_jobs=jobs).fit(Xh), True, 1)
-    ours_sub = MeanShift(bandwidth=2.0, kernel="flat", seeds=sub, backend=be).fit(Xh)
+    t_sk, sk = timed(lambda: fit_sklearn(Xh, 2.0, seeds=sub, n_jobs=jobs), True, 1)
+    ours_sub = fit_gpumeanshift(Xh, 2.0, seeds=sub, backend=be)
     agree, note = check_agreement(host(ours_sub.cluster_centers_), sk.cluster_centers_, 2e-6)
     fits.append({"fit": f"hotspot, all {len(Xh)} points seeds, flat h=2", "ours s": t_ours,
                  "clusters": len(host(model.cluster_centers_)),
@@ -709,8 +704,8 @@ def step_speed(st: Step, ctx):
              f"{t_ours:.3g} s, {len(host(model.cluster_centers_))} clusters; same "
              f"{len(sub)} seeds as scikit-learn: {note}")
     Xb, h = _cases.blobs_and_bandwidth(S["all_seeds_n"])
-    t_ours, ours = timed(lambda: MeanShift(bandwidth=h, kernel="flat", backend=be).fit(Xb), emu, 1)
-    t_sk, sk = timed(lambda: SkMeanShift(bandwidth=h, n_jobs=jobs).fit(Xb), True, 1)
+    t_ours, ours = timed(lambda: fit_gpumeanshift(Xb, h, backend=be), emu, 1)
+    t_sk, sk = timed(lambda: fit_sklearn(Xb, h, n_jobs=jobs), True, 1)
     agree, note = check_agreement(host(ours.cluster_centers_), sk.cluster_centers_, 1e-9)
     same_labels = bool(np.array_equal(host(ours.labels_), sk.labels_))
     fits.append({"fit": f"{len(Xb)} blobs, all seeds, flat", "ours s": t_ours,

@@ -2,8 +2,8 @@
 
 Commands: ``demo`` (the README's main job on generated blobs), ``info``
 (versions, backends, GPU, whether the CUDA kernels compile here),
-``cluster FILE``, ``predict MODEL FILE`` and ``segment IMAGE``; ``bench`` (the speed race of
-:mod:`gpumeanshift.race`). ``gpumeanshift COMMAND --help`` describes each.
+``cluster FILE``, ``predict MODEL FILE`` and ``segment IMAGE``. ``gpumeanshift COMMAND --help``
+describes each.
 
 Exit codes: 0 success, 1 data errors (unreadable or invalid files, data the
 estimator refuses, a backend that cannot run here), 2 usage errors (bad
@@ -333,17 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write original, filtered and region boundaries side by side "
                    "(.png, .svg, .pdf; needs matplotlib)")
 
-    p = sub.add_parser(
-        "bench",
-        help="race scikit-learn, the NumPy backend (brute, grid) and CUDA on the same data",
-        description="Cluster the same datasets (hotspots, blobs in 2, 3, 5 and 16-D, scikit-learn's "
-        "digits and china.jpg pixels) with every method available here, check they find the "
-        "same clusters, print times, speed-ups and the exponent of time against n.",
-        epilog=exit_codes + " (1 also when a method found different clusters)",
-    )
-    from .race import add_arguments as _race_arguments
-
-    _race_arguments(p)
     return parser
 
 
@@ -1035,24 +1024,8 @@ def _cmd_info(args) -> int:
     return EXIT_OK
 
 
-def _cmd_bench(args) -> int:
-    from .race import run_from_args
-
-    if args.plot:
-        if Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
-            raise _UsageError(f"gpumeanshift bench: error: --plot must end in "
-                              f"{', '.join(PLOT_SUFFIXES)}, got {args.plot!r}")
-        _require_matplotlib()
-        _check_writable(args.plot)
-    _check_writable(args.markdown)
-    try:
-        return run_from_args(args)
-    except ValueError as exc:
-        raise _DataError(str(exc)) from None
-
-
 COMMANDS = {"demo": _cmd_demo, "info": _cmd_info, "cluster": _cmd_cluster, "predict": _cmd_predict,
-            "segment": _cmd_segment, "bench": _cmd_bench}
+            "segment": _cmd_segment}
 
 
 

@@ -1,4 +1,4 @@
-"""The speed race (gpumeanshift.race, bench/race.py, `gpumeanshift bench`): it runs, checks, fits.
+"""The speed race (bench/race.py): it runs, checks, fits; the package ships none of it.
 
 No timing is asserted here; the race's numbers are its output, not its tests.
 """
@@ -14,22 +14,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpumeanshift import race
-from gpumeanshift.race import (
-    METHODS,
-    Run,
-    check_agreement,
-    fit_exponent,
-    format_exponents,
-    format_table,
-    hotspot,
-    run_race,
-    sizes_for,
-)
+ROOT = Path(__file__).resolve().parents[1]
+# The race lives in bench/, beside the case definitions it shares (appended:
+# bench/ has a conftest.py of its own).
+sys.path.append(str(ROOT / "bench"))
+
+import _cases  # noqa: E402
+import _race_report  # noqa: E402
+import race  # noqa: E402
+from _cases import DATASETS, check_agreement, hotspot  # noqa: E402
+from _race_report import Run, fit_exponent, format_exponents, format_table  # noqa: E402
+from race import METHODS, run_race, sizes_for  # noqa: E402
 
 pytest.importorskip("sklearn")
-ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_METHODS = [m for m in METHODS if m != "cuda" or race._available_methods(["cuda"])]
+
+
+@pytest.mark.parametrize("module", [race, _race_report, _cases], ids=lambda m: m.__name__)
+def test_bench_docstring_examples(module):
+    """The examples in the race's modules run (bench/ is outside the doctest paths)."""
+    import doctest
+
+    failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failed == 0
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +61,7 @@ def test_tiny_race_matches_sklearn_itself(tiny_runs):
     """The reference really is scikit-learn's result: compare independently."""
     from sklearn.cluster import MeanShift
 
-    ds = race.DATASETS["blobs-2d"]
+    ds = DATASETS["blobs-2d"]
     X = ds.make(1000, 0)
     ref = MeanShift(bandwidth=ds.bandwidth, bin_seeding=True).fit(X).cluster_centers_
     for r in tiny_runs:
@@ -144,9 +151,9 @@ def test_hotspot_keeps_density():
 
 
 def test_sizes_ladder():
-    assert sizes_for(race.DATASETS["hotspot"], 10_000) == [1000, 3000, 10000]
-    assert sizes_for(race.DATASETS["digits"], 3000) == [1000, 1797]
-    assert sizes_for(race.DATASETS["digits"], 1000) == [1000]
+    assert sizes_for(DATASETS["hotspot"], 10_000) == [1000, 3000, 10000]
+    assert sizes_for(DATASETS["digits"], 3000) == [1000, 1797]
+    assert sizes_for(DATASETS["digits"], 1000) == [1000]
 
 
 def test_bad_names_rejected():
@@ -184,11 +191,11 @@ def _run(*args, cwd):
                           text=True, timeout=300)
 
 
-def test_cli_bench_writes_png(tmp_path):
+def test_script_writes_png_and_markdown(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "race.png"
     md = tmp_path / "race.md"
-    proc = _run("-m", "gpumeanshift", "bench", "--max-n", "1000", "--datasets", "blobs-2d",
+    proc = _run(str(ROOT / "bench" / "race.py"), "--max-n", "1000", "--datasets", "blobs-2d",
                 "--plot", str(png), "--markdown", str(md), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for method in ("sklearn", "numpy-brute", "numpy-grid"):
@@ -197,12 +204,13 @@ def test_cli_bench_writes_png(tmp_path):
     assert "numpy-grid" in md.read_text()
 
 
-def test_cli_bench_help_and_bad_options(tmp_path):
-    proc = _run("-m", "gpumeanshift", "bench", "--help", cwd=tmp_path)
+def test_script_help_and_bad_options(tmp_path):
+    script = str(ROOT / "bench" / "race.py")
+    proc = _run(script, "--help", cwd=tmp_path)
     assert proc.returncode == 0 and "--max-n" in proc.stdout
-    proc = _run("-m", "gpumeanshift", "bench", "--plot", "race.txt", cwd=tmp_path)
+    proc = _run(script, "--plot", "race.txt", cwd=tmp_path)
     assert proc.returncode == 2 and "--plot must end in" in proc.stderr
-    proc = _run("-m", "gpumeanshift", "bench", "--methods", "turbo", cwd=tmp_path)
+    proc = _run(script, "--methods", "turbo", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown name" in proc.stderr
 
 
@@ -211,3 +219,15 @@ def test_bench_script_runs(tmp_path):
                 "--methods", "numpy-brute,numpy-grid", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| hotspot | 1000 |" in proc.stdout
+
+
+def test_package_ships_no_race(tmp_path):
+    """The installed package neither contains the race nor offers it as a command."""
+    import gpumeanshift
+
+    assert not (Path(gpumeanshift.__file__).parent / "race.py").exists()
+    proc = _run("-m", "gpumeanshift", "--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "segment" in proc.stdout
+    assert "bench" not in proc.stdout and "race" not in proc.stdout
+    proc = _run("-m", "gpumeanshift", "bench", cwd=tmp_path)
+    assert proc.returncode == 2 and "invalid choice: 'bench'" in proc.stderr
