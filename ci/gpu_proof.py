@@ -640,12 +640,21 @@ def step_speed(st: Step, ctx):
         t, res = timed(lambda: _cases.run_shift(sub, NumpyBackend()), True, rounds=1)
         return sub.pairs(res) / t
 
-    def shift_row(label, case, backend, d, **extra):
+    def shift_row(label, case, backend, d, weights=None, **extra):
         dcase = _cases.ThroughputCase(X=dev(case.X), seeds=dev(case.seeds),
                                       bandwidth=case.bandwidth, max_iter=case.max_iter)
         backend.shift(dcase.X, dcase.seeds[:64], bandwidth=case.bandwidth, kernel="gaussian",
-                      max_iter=1, tol=0.0, algorithm="brute")  # warm up outside the timing
-        t, res = timed(lambda: _cases.run_shift(dcase, backend), emu, S["rounds"])
+                      max_iter=1, tol=0.0, algorithm="brute",
+                      weights=weights)  # warm up (and compile) outside the timing
+        if weights is None:
+            def run():
+                return _cases.run_shift(dcase, backend)
+        else:  # the sample-weighted kernels, as run_shift runs the unweighted ones
+            def run():
+                return backend.shift(dcase.X, dcase.seeds, bandwidth=case.bandwidth,
+                                     kernel="gaussian", max_iter=case.max_iter, tol=0.0,
+                                     algorithm="brute", weights=weights)
+        t, res = timed(run, emu, S["rounds"])
         res = type(res)(*(host(getattr(res, k)) for k in ("modes", "n_iter", "intensity",
                                                           "converged")))
         _cases.check_shift(case, res)
@@ -659,6 +668,10 @@ def step_speed(st: Step, ctx):
         n, m = (S["fused_n"], S["fused_m"]) if d <= 3 else (S["fused_n_hi"], S["fused_m_hi"])
         case = _cases.throughput_case(d, "float32", n=n, m=m, max_iter=S["iters"])
         shift_row(f"fused, float32, d={d}", case, make_backend(emu, split=False), d)
+        if d == 2:  # the same with integer sample weights 1..5 (rows [x, w])
+            w = np.random.default_rng(0).integers(1, 6, len(case.X)).astype(np.float64)
+            shift_row("fused, float32, d=2, weighted", case, make_backend(emu, split=False), d,
+                      weights=w)
     case = _cases.throughput_case(2, "float32", n=S["split_n"], m=1000, max_iter=S["iters"])
     shift_row("split, float32, d=2, 1,000 seeds", case, make_backend(emu, split=True), 2)
 
@@ -683,7 +696,8 @@ def step_speed(st: Step, ctx):
                  "of 4.2e12": "-" if emu else len(Xh) * float(steps.sum()) / t / H100_LIMIT})
     st.tables["pairs per second"] = rows
     st.check("kernel throughput", "ok", f"{len(rows)} rows; fused d=2 {rows[0]['pairs/s']:.3g} "
-             f"pairs/s = {rows[0]['x numpy']:.3g} x NumPy", rows=rows)
+             f"pairs/s = {rows[0]['x numpy']:.3g} x NumPy; weighted "
+             f"{rows[1]['pairs/s'] / rows[0]['pairs/s']:.3g} x unweighted", rows=rows)
     if emu:
         st.check("fraction of the 4.2e12 pairs/s limit", "n/a",
                  NA + " (emulated figures measure the CPU, not a GPU)")

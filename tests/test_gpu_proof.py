@@ -101,7 +101,8 @@ def test_emulated_run_checks_are_real(emulated_run):
         assert far["status"] in ("ok", "differs") and far["numpy"]["modes"], far
     s6, c6 = _checks(report, 6)
     rows = s6["tables"]["pairs per second"]
-    assert [r["case"].split(",")[0] for r in rows] == ["fused"] * 4 + ["split", "grid", "grid"]
+    assert [r["case"].split(",")[0] for r in rows] == ["fused"] * 5 + ["split", "grid", "grid"]
+    assert rows[1]["case"] == "fused, float32, d=2, weighted"
     assert all(r["pairs/s"] > 0 for r in rows)
     assert c6["200 all-seeds fit against scikit-learn"]["status"] == "ok"
 
