@@ -377,7 +377,8 @@ class CudaBackend:
         if grid:  # each seed visits its neighbouring cells only; no split scheme
             cells = self._cell_list(Xs, kernel, unit, rows=Xk)
             split, n_splits, chunk = False, 1, n
-        per_seed = 2 * d * isz + 5 * 4 + (n_splits * ((d + 1) * isz + 8) if split else 0)
+        csz = np.dtype(cdt).itemsize  # a split's count: int, or the summed weight
+        per_seed = 2 * d * isz + 5 * 4 + (n_splits * ((d + 1) * isz + csz) if split else 0)
         self.last_plan = {"split": split, "n_splits": n_splits, "chunk": chunk,
                           "tile": tile, "dim": D, "rounds": 0, "grid": grid,
                           "n_cells": 0 if cells is None else int(cells["n_cells"]),

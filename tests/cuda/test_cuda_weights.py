@@ -188,6 +188,31 @@ def test_weights_of_ones_equal_no_weights():
         _assert_same_shift(b, a, 1.3, kernel, np.float64)
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_weighted_shift_in_small_batches_and_after_oom(split):
+    """Seeds in batches (a small free-memory report), and batches halved after
+    out-of-memory errors: the same weighted result as in one batch."""
+    X, w = _data(41, 200, 2, np.float64)
+    seeds = X[::2] + 0.02
+    whole = _shift(emulated_backend(split=split, n_splits=2), X, seeds, 1.0, "gaussian",
+                   "brute", w)
+    small = emulated_backend(split=split, n_splits=2, memory_fraction=1.0,
+                             runtime_options={"reported_free": 30 * 64})
+    got = _shift(small, X, seeds, 1.0, "gaussian", "brute", w)
+    assert small.last_plan["batch_rows"] < len(seeds)
+    for a, b in zip(got, whole):
+        np.testing.assert_array_equal(a, b)
+    # rows [x, w] (200 x 3 doubles) and the results of 100 seeds (modes,
+    # n_iter, float64 intensity, converged), then room for about 30 seeds
+    fixed = 200 * 3 * 8 + 100 * (2 * 8 + 8 + 8 + 1) + 1500
+    oom = emulated_backend(split=split, n_splits=2, runtime_options={
+        "memory_limit": fixed, "reported_free": 1 << 30})
+    got = _shift(oom, X, seeds, 1.0, "gaussian", "brute", w)
+    assert oom.runtime.failed_allocations >= 1
+    for a, b in zip(got, whole):
+        np.testing.assert_array_equal(a, b)
+
+
 # ------------------------------------------------- proven Gaussian grid
 def _wide(seed, n):
     rng = np.random.default_rng(seed)
