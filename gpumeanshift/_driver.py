@@ -7,7 +7,6 @@ host is small (the seeds' results and the centers).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import time
@@ -269,12 +268,7 @@ def fit(X, params, sample_weight=None) -> FitResult:
         logger.info("fit: %d points x %d features, %d seeds, bandwidth=%g, kernel=%r, "
                     "backend=%r", X.shape[0], X.shape[1], len(seeds), h, kernel, be.name)
     if verbose or progress_active():  # progress_active: the command line's terminal line
-        try:
-            takes_progress = "progress" in inspect.signature(be.shift).parameters
-        except (TypeError, ValueError):  # a shift without an inspectable signature
-            takes_progress = False
-        if takes_progress:
-            extra["progress"] = ShiftProgress(len(seeds), max_iter, log=bool(verbose))
+        extra["progress"] = ShiftProgress(len(seeds), max_iter, log=bool(verbose))
     try:
         if h == 0:
             uniq, counts = distinct_rows(X, w)

@@ -113,6 +113,7 @@ class Backend(Protocol):
         tol: float,
         algorithm: str = "brute",
         weights: Any = None,
+        progress: Any = None,
     ) -> ShiftResult:
         """Run the mean-shift iteration for every seed until it stops.
 
@@ -123,14 +124,14 @@ class Backend(Protocol):
         reports its choice in :attr:`ShiftResult.algorithm`); see
         :mod:`gpumeanshift.backends._spatial` for their exact semantics.
 
-        A backend may also accept ``progress=None``: a callable the loop
-        calls as ``progress(iteration, n_active)`` after each round of steps
+        ``progress`` is None or a callable the loop calls as
+        ``progress(iteration, n_active)`` after each round of steps
         (one step on the NumPy backend, several per launch on the GPU), with
         the steps run so far (at most ``max_iter``; it restarts for each
         batch of seeds when a backend splits the seeds into batches) and the
         number of seeds still moving, which never increases (unless a batch
         is rerun smaller after a device out-of-memory error). The driver
-        passes it only to backends whose ``shift`` has that parameter.
+        passes it when a fit is verbose or the command line shows progress.
         """
         ...
 
