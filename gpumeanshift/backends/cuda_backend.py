@@ -637,6 +637,29 @@ class CudaBackend:
         return ((X.astype(np.float64) * inv).astype(X.dtype),
                 (Q.astype(np.float64) * inv).astype(X.dtype), unit)
 
+    def _radius_scaled(self, X, Q, radius: float, unit: float):
+        """(X, Q, unit) for a test ``|x - q| <= radius`` whose squares would
+        fall below the dtype's normal range, where the GPU flushes them to
+        zero (float32 under ``-ftz=true``): the points are centred and divided
+        by a power of two near the radius (in float64, rounded once), so that
+        the radius is about 1 in the new units. Left as they are when the
+        radius is not that small, or when the centred coordinates would then
+        pass ``SAFE_ABS`` (data spanning more than ~2^60 radii)."""
+        dt = np.dtype(X.dtype)
+        r = radius / unit
+        if not (0.0 < r and r * r < 2.0**20 * float(np.finfo(dt).tiny)):
+            return X, Q, unit
+        xp = self.runtime.xp
+        both = xp.concatenate([X, Q]).astype(np.float64)
+        center = midrange(both, xp).astype(np.float64)
+        scale = pow2_at_least(r)
+        top = float(xp.abs(both - center).max()) / scale if both.size else 0.0
+        if not top <= SAFE_ABS[dt]:
+            return X, Q, unit
+        inv = 1.0 / scale
+        return (((X.astype(np.float64) - center) * inv).astype(dt),
+                ((Q.astype(np.float64) - center) * inv).astype(dt), unit * scale)
+
     def nearest(self, X, centers):
         rt = self.runtime
         with self._ctx():
@@ -675,6 +698,7 @@ class CudaBackend:
             X, Q = self._inputs(X, queries)
             X, wt, wexp = self._weighted(X, weights)
             X, Q, unit = self._unit_scaled(X, Q)
+            X, Q, unit = self._radius_scaled(X, Q, float(radius), unit)
             r2 = _squared_radius(float(radius) / unit, X.dtype)
             out, _ = self._per_query("count_within", X, Q, (r2,),
                                      np.int64 if wt is None else np.float64,

@@ -323,9 +323,10 @@ def test_results_leave_only_after_their_stream_is_synchronized(split):
     np.testing.assert_array_equal(labels, _backend().nearest(X, ref.modes)[0])
 
 
-@pytest.mark.xfail(strict=True, reason="known: float32 count_within with a radius below "
-                   "2^-63 counts points closer than 2^-63 under flush to zero (docs/gpu.md)")
 def test_float32_count_within_tiny_radius_under_flush():
+    """A radius whose square is below float32's normal range: the points are
+    rescaled around the radius first, so flushed squares cannot count a
+    point outside it."""
     be = _backend()
     if not be.runtime.flushes_denormals:
         pytest.skip("flush to zero is modelled through the x86 MXCSR only")
@@ -334,3 +335,22 @@ def test_float32_count_within_tiny_radius_under_flush():
     assert X[1, 0] - X[0, 0] == np.float32(2.0**-66)
     # the point 2^-66 away is outside a 2^-67 radius: only the query itself counts
     assert be.count_within(X, X[1:], 2.0**-67).tolist() == [1]
+
+
+@pytest.mark.parametrize("exponent", [-40, -64, -67, -70])
+def test_float32_count_within_tiny_radii_match_a_float64_count(exponent):
+    """Points spread over a few radii around 2^-45, radii down to 2^-70 (2^-40: a control whose squares are normal):
+    the counts equal exact float64 counts on the same float32 coordinates."""
+    be = _backend()
+    rng = np.random.default_rng(-exponent)
+    r = 2.0**exponent
+    X = (2.0**-45 + rng.uniform(-4 * r, 4 * r, (40, 2))).astype(np.float32)
+    Q = X[::5].copy()
+    X64, Q64 = X.astype(np.float64), Q.astype(np.float64)
+    d2 = ((Q64[:, None, :] - X64[None]) ** 2).sum(-1)
+    clear = np.abs(d2 - r * r) > 1e-4 * r * r  # no pair within rounding of the boundary
+    got = be.count_within(X, Q, r)
+    want = (d2 <= r * r).sum(1)
+    rows = clear.all(axis=1)
+    assert rows.sum() >= 4
+    np.testing.assert_array_equal(np.asarray(got)[rows], want[rows])
