@@ -339,8 +339,9 @@ def test_float32_count_within_tiny_radius_under_flush():
 
 @pytest.mark.parametrize("exponent", [-40, -64, -67, -70])
 def test_float32_count_within_tiny_radii_match_a_float64_count(exponent):
-    """Points spread over a few radii around 2^-45, radii down to 2^-70 (2^-40: a control whose squares are normal):
-    the counts equal exact float64 counts on the same float32 coordinates."""
+    """Points spread over a few radii around 2^-45, radii down to 2^-70
+    (2^-40 is a control whose squares stay normal): the counts equal exact
+    float64 counts on the same float32 coordinates."""
     be = _backend()
     rng = np.random.default_rng(-exponent)
     r = 2.0**exponent
