@@ -23,7 +23,7 @@ def test_every_name_expression_names_a_kernel_in_the_source():
     assert len(names) == len(set(names))
     for base in {n.split("<")[0] for n in names}:
         assert f" {base}(" in R.kernel_source() or f"\n{base}(" in R.kernel_source()
-    assert R.kernel_name("ms_shift_fused", "float32", 3, "flat") == "ms_shift_fused<float,3,1>"
+    assert R.kernel_name("ms_shift_fused", "float32", 3, "flat") == "ms_shift_fused<float, 3, 1, false>"
     assert R.kernel_dim(3) == 3 and R.kernel_dim(64) == 0
 
 
