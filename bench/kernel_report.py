@@ -34,7 +34,7 @@ FLOOR_ARCHS = (80, 90)
 def is_main(name: str) -> bool:
     """The shift kernels held to the occupancy floor: float32 fused (d <= 8
     and generic) and float32 grid (d <= 3), unweighted and weighted."""
-    mo = re.match(r"ms_shift_(fused|grid)<float,(\d+),\d(,true)?>", name)
+    mo = re.match(r"ms_shift_(fused|grid)<float, (\d+), \d(, true)?>", name)
     return bool(mo) and int(mo.group(2)) <= 8
 
 
@@ -43,7 +43,7 @@ SHOWN = ("ms_shift_fused", "ms_shift_grid", "ms_shift_fused weighted", "ms_shift
 
 
 def family(name: str) -> str:
-    """``kernel_sum<float,3,0,true>`` -> "kernel_sum weighted": sample-weighted
+    """``kernel_sum<float, 3, 0, true>`` -> "kernel_sum weighted": sample-weighted
     instantiations form families of their own."""
     return name.split("<")[0] + (" weighted" if R.is_weighted(name) else "")
 

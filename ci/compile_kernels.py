@@ -7,8 +7,12 @@ runtime's ``NVRTC_OPTIONS`` plus the ``CUPY_APPENDED_OPTIONS`` CuPy adds) and ev
 the backend may launch, down to a cubin (so ptxas runs too). Exits non-zero
 on any failure.
 
+``--modules`` compiles each of the runtime's modules on its own instead (one
+per kernel family, dtype and weighted flag: what CuPy compiles at a first
+launch) and prints their compile times, the first-call cost on a GPU.
+
     pip install "cuda-bindings==12.9.*" "nvidia-cuda-nvrtc-cu12==12.9.86"
-    python ci/compile_kernels.py [--arch 80 ...] [--json out.json] [--jobs 2]
+    python ci/compile_kernels.py [--arch 80 ...] [--json out.json] [--jobs 2] [--modules]
 """
 
 from __future__ import annotations
@@ -33,13 +37,36 @@ def _one(arch: int):
     return arch, [asdict(k) for k in infos], time.perf_counter() - t0
 
 
+def _modules(arch: int):
+    rows = []
+    for key in R.module_keys():
+        names = R.module_names(key)
+        t0 = time.perf_counter()
+        N.compile_arch(arch, names=names)
+        rows.append((key, len(names), time.perf_counter() - t0))
+    return arch, rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, action="append", help="default: all supported")
     ap.add_argument("--json", help="write per-kernel resource usage here")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--modules", action="store_true",
+                    help="compile module by module (as CuPy does at run time); print their times")
     args = ap.parse_args(argv)
     archs = args.arch or list(N.ARCHS)
+    if args.modules:
+        with ProcessPoolExecutor(max(1, args.jobs)) as ex:
+            for arch, rows in ex.map(_modules, archs):
+                for (fam, first, w), n, dt in rows:
+                    print(f"sm_{arch}: {fam}<{first}>{' weighted' if w else ''}: "
+                          f"{n} instantiations, {dt:.2f} s")
+                total = sum(r[2] for r in rows)
+                print(f"sm_{arch}: {len(rows)} modules, {sum(r[1] for r in rows)} "
+                      f"instantiations, {total:.1f} s in all, largest "
+                      f"{max(r[2] for r in rows):.2f} s")
+        return 0
     print(f"NVRTC {'.'.join(map(str, N.nvrtc_version()))} from {N._load_nvrtc()[1]}")
     print(f"options {' '.join(R.NVRTC_OPTIONS + R.CUPY_APPENDED_OPTIONS)} --gpu-architecture=sm_XX "
           f"--ptxas-options=-v; {len(R.kernel_names())} instantiations "

@@ -306,7 +306,7 @@ def step_install_compile(st: Step, ctx):
         return
     rows = []
     for n in names:
-        f = R._cupy_module(R.is_weighted(n)).get_function(n)
+        f = R.cupy_function(n)
         rows.append({"kernel": n, "registers": func_attr(f, "num_regs", 4),
                      "local_bytes": func_attr(f, "local_size_bytes", 3),
                      "max_threads": func_attr(f, "max_threads_per_block", 0),

@@ -163,6 +163,7 @@ class CudaBackend:
         self.max_memory = None if max_memory is None else int(max_memory)
         self.output_type = output_type
         self.last_plan: dict[str, Any] = {}
+        self._in_batch = False
 
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
@@ -248,7 +249,11 @@ class CudaBackend:
         while lo < total:
             hi = min(total, lo + size)
             try:
-                fn(lo, hi)
+                self._in_batch = True
+                try:
+                    fn(lo, hi)
+                finally:
+                    self._in_batch = False
             except rt.oom_errors as exc:
                 rt.release_memory()
                 if size <= 1:
@@ -260,6 +265,31 @@ class CudaBackend:
                 continue
             lo = hi
         self.last_plan["batch_rows"] = size
+
+    def _sort(self, kind: str, what: str, keys):
+        """``lexsort(keys)`` or stable ``argsort(keys)`` on the device.
+
+        Under CuPy these are Thrust sorts whose workspace allocation can fail
+        (``MemoryError`` from CuPy 14.1 on; see ``CupyRuntime.oom_errors``):
+        inside a batch the failure halves the batch like any other
+        (:meth:`_batched`); outside one it becomes a MemoryError naming the
+        sort, after the memory pool is released. The runtime's own ``lexsort``
+        / ``argsort`` are used when it has them (the emulator's inject faults).
+        """
+        rt = self.runtime
+        fn = getattr(rt, kind, None)
+        if fn is None:
+            fn = rt.xp.lexsort if kind == "lexsort" else (
+                lambda a: rt.xp.argsort(a, kind="stable"))
+        try:
+            return fn(keys)
+        except rt.oom_errors as exc:
+            if self._in_batch:
+                raise
+            rt.release_memory()
+            raise MemoryError(f"{what}: out of device memory in {kind} of "
+                              f"{int(np.prod(np.shape(keys)))} keys ({rt.free_memory()} "
+                              f"bytes reported free): {exc}") from exc
 
     def _alloc(self, shape, dtype, what: str):
         rt = self.runtime
@@ -337,11 +367,11 @@ class CudaBackend:
         # mean, the sums, hence the stopping iteration and the modes do not
         # depend on the order in which the rows were given.
         if W:  # equal rows by weight too: the sums' order is then canonical as well
-            order = xp.lexsort(xp.concatenate([wt[None].astype(np.float64),
-                                               X.T[::-1].astype(np.float64)]))
+            order = self._sort("lexsort", "shift", xp.concatenate(
+                [wt[None].astype(np.float64), X.T[::-1].astype(np.float64)]))
             X, wt = X[order], wt[order]
         else:
-            X = X[xp.lexsort(X.T[::-1])]
+            X = X[self._sort("lexsort", "shift", X.T[::-1])]
         if lattice:
             center, inv_h, unit = xp.zeros(X.shape[1]), 1.0, h
         else:
@@ -541,7 +571,7 @@ class CudaBackend:
         for k in range(d - 2, -1, -1):
             stride[k] = stride[k + 1] * shape[k + 1]
         ids = (coords * rt.asarray(stride)).sum(axis=1)
-        order = xp.argsort(ids, kind="stable")  # stable: rows keep their canonical order
+        order = self._sort("argsort", "grid cell list", ids)  # stable: rows keep their order
         sid = ids[order]
         first = xp.ones((n,), np.bool_)
         first[1:] = sid[1:] != sid[:-1]
@@ -561,7 +591,7 @@ class CudaBackend:
         c = xp.floor((pos.astype(np.float64) - cells["origin"]) / cells["cell"])
         c = xp.clip(c, -1, cells["shape"].astype(np.float64)).astype(np.int64)
         key = (c * self.runtime.asarray(cells["stride_host"])).sum(axis=1)
-        return xp.argsort(key, kind="stable").astype(np.int32)
+        return self._sort("argsort", "seed cell order", key).astype(np.int32)
 
     def _plan_split(self, m: int, n: int, tile: int):
         """(use_split, n_splits, chunk rows) for a batch of m seeds.
@@ -918,10 +948,10 @@ class CudaBackend:
                 raise ValueError("integer prob_image values above 2**63 - 1 are not supported")
             i32 = np.iinfo(np.int32)
             pdt = np.int32 if i32.min <= lo and hi <= i32.max else np.int64
-            name = "ms_track_windows<int,long long>" if pdt == np.int32 else \
-                "ms_track_windows<long long,long long>"
+            name = "ms_track_windows<int, long long>" if pdt == np.int32 else \
+                "ms_track_windows<long long, long long>"
         elif kind.kind == "f":
-            pdt, name = np.float64, "ms_track_windows<double,double>"
+            pdt, name = np.float64, "ms_track_windows<double, double>"
         else:
             raise TypeError(f"prob_image must hold real numbers, got dtype {kind}")
         with self._ctx():

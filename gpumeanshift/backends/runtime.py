@@ -12,7 +12,10 @@ args, shared_mem)``. Two implementations exist:
 The kernel source (``kernels/*.cu``) is read once per process; every template
 instantiation the backend may launch is listed by :func:`kernel_names`, the
 single list used by CuPy's ``name_expressions``, the emulator and the CI
-compile matrix. CuPy is imported only inside functions.
+compile matrix. CuPy compiles it as one small module per kernel family, dtype
+and weighted flag (:func:`module_key`), each at its first launch on a device;
+the loaded functions are kept per (name, device). CuPy is imported only
+inside functions.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ NVRTC_OPTIONS = ("--std=c++17",)
 # "-ftz=true" always, "--device-as-default-execution-space" with NVRTC >= 12).
 # The offline compile matrix adds them so it builds what the GPU will run.
 CUPY_APPENDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
+# Kernels with the WEIGHTED template flag (last parameter, default false).
+WEIGHTED_FAMILIES = frozenset({"ms_shift_fused", "ms_shift_partial", "ms_shift_finalize",
+                               "ms_shift_grid", "kernel_sum", "log_kernel_density",
+                               "count_within", "kth_neighbor"})
+# Between template arguments of a name expression: what the demangler
+# (cu++filt, c++filt) prints, "ms_shift_fused<float, 3, 0>".
+NAME_SEPARATOR = ", "
 # Seed state codes, as in kernels/common.cuh.
 ACTIVE, CONVERGED, MAXITER, ORPHAN = 0, 1, 2, 3
 UNPROVEN = 4  # the proven Gaussian grid could not prove a step (grid.cu)
@@ -69,11 +79,23 @@ def ctype(dtype: Any) -> str:
 
 def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
                 kernel: str | None = None, weighted: bool = False) -> str:
-    """The name expression of one instantiation, e.g. ``ms_shift_fused<float,3,0>``.
+    """The name expression of one instantiation, e.g. ``ms_shift_fused<float, 3, 0>``.
 
     ``weighted=True`` names the instantiation with sample weights (the
-    kernels' last template parameter, ``WEIGHTED``, default false), e.g.
-    ``ms_shift_fused<float,3,0,true>``; the unweighted names are unchanged.
+    kernels' last template parameter, ``WEIGHTED``, of the
+    :data:`WEIGHTED_FAMILIES`), e.g. ``ms_shift_fused<float, 3, 0, true>``.
+
+    Spelled exactly as the demangler prints the kernel's symbol: ``", "``
+    between template arguments (:data:`NAME_SEPARATOR`) and the defaulted
+    ``WEIGHTED`` flag written out (``false``), so that CuPy 14.1, which reuses
+    a cached module built with ``name_expressions`` only when every demangled
+    name matches one given, finds it (tests/cuda/test_cuda_compile_cache.py
+    checks every name against NVRTC's symbols).
+
+    >>> kernel_name("ms_shift_fused", "float32", 3, "flat")
+    'ms_shift_fused<float, 3, 1, false>'
+    >>> kernel_name("nearest_center", "float64", 2)
+    'nearest_center<double, 2>'
     """
     params = []
     if dtype is not None:
@@ -82,14 +104,48 @@ def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
         params.append(str(dim))
     if kernel is not None:
         params.append(str(KERNEL_IDS[kernel]))
-    if weighted:
-        params.append("true")
-    return f"{base}<{','.join(params)}>" if params else base
+    if base in WEIGHTED_FAMILIES:
+        params.append("true" if weighted else "false")
+    elif weighted:
+        raise ValueError(f"{base} has no sample-weighted instantiation")
+    return f"{base}<{NAME_SEPARATOR.join(params)}>" if params else base
 
 
 def is_weighted(name: str) -> bool:
     """Whether a name expression is a sample-weighted instantiation."""
-    return name.endswith(",true>")
+    return name.endswith(f"{NAME_SEPARATOR}true>")
+
+
+def kernel_family(name: str) -> str:
+    """The kernel a name expression instantiates (``ms_shift_fused<...>`` ->
+    ``ms_shift_fused``)."""
+    return name.split("<", 1)[0]
+
+
+def module_key(name: str) -> tuple[str, str, bool]:
+    """The module an instantiation is compiled in: ``(family, first template
+    argument, weighted)``, e.g. ``("ms_shift_fused", "float", False)``.
+
+    One module per kernel family, dtype (the first template argument; the
+    pixel type of ``ms_track_windows``) and weighted flag: a call compiles
+    only the modules of the kernels it launches, at their first launch.
+    """
+    family, _, rest = name.partition("<")
+    first = rest.split(NAME_SEPARATOR, 1)[0].rstrip(">") if rest else ""
+    return family, first, is_weighted(name)
+
+
+@functools.lru_cache(maxsize=None)
+def module_names(key: tuple[str, str, bool]) -> tuple[str, ...]:
+    """The name expressions of one module (:func:`module_key`), in
+    :func:`kernel_names` order."""
+    return tuple(n for n in kernel_names() if module_key(n) == key)
+
+
+@functools.lru_cache(maxsize=None)
+def module_keys() -> tuple[tuple[str, str, bool], ...]:
+    """Every module, in :func:`kernel_names` order."""
+    return tuple(dict.fromkeys(module_key(n) for n in kernel_names()))
 
 
 def kernel_dim(d: int, query: bool = False, weighted: bool = False) -> int:
@@ -106,8 +162,9 @@ def kernel_dim(d: int, query: bool = False, weighted: bool = False) -> int:
 def kernel_names() -> tuple[str, ...]:
     """Every instantiation the CUDA backend may launch (CuPy name_expressions):
     the unweighted ones, then those with sample weights (:func:`is_weighted`;
-    :data:`WEIGHTED_QUERY_DIMS` for the density and neighbour kernels). CuPy
-    compiles the two groups as two modules, the weighted one at first use."""
+    :data:`WEIGHTED_QUERY_DIMS` for the density and neighbour kernels). The
+    one list of the CI compile matrix, the emulator and CuPy, which compiles
+    it as many small modules (:func:`module_key`), each at its first use."""
     names = []
     for W in (False, True):
         for T in ("float32", "float64"):
@@ -133,7 +190,7 @@ def kernel_names() -> tuple[str, ...]:
                 for CH in FILTER_CHANNELS:
                     names.append(kernel_name("ms_filter_image", T, CH))
     names.append("ms_compact")
-    names += [f"ms_track_windows<{P},{A}>" for P, A in TRACK_TYPES]
+    names += [f"ms_track_windows<{P}{NAME_SEPARATOR}{A}>" for P, A in TRACK_TYPES]
     return tuple(names)
 
 
@@ -265,9 +322,22 @@ class CupyRuntime:
         if isinstance(stream, int):
             stream = cupy.cuda.ExternalStream(stream)
         self._stream = stream
-        dev = cupy.cuda.Device()
-        self.multiprocessor_count = int(dev.attributes["MultiProcessorCount"])
-        self.oom_errors = (cupy.cuda.memory.OutOfMemoryError,)
+        # Allocation failure, as CuPy raises it: OutOfMemoryError (a
+        # MemoryError) from its memory pool, and -- from CuPy 14.1 on -- a
+        # plain MemoryError out of the Thrust sorts (lexsort, argsort) when
+        # their workspace cannot be allocated (std::bad_alloc through the
+        # wrapper's ``except +``; see docs/gpu.md, "Out of memory").
+        self.oom_errors = (cupy.cuda.memory.OutOfMemoryError, MemoryError)
+
+    @property
+    def device(self) -> int:
+        """The current CUDA device (the one a call runs on), read at each call."""
+        return int(self._cp.cuda.runtime.getDevice())
+
+    @property
+    def multiprocessor_count(self) -> int:
+        """SMs of the current device (read once per device)."""
+        return _multiprocessor_count(self._cp, self.device)
 
     def __reduce__(self):
         # A runtime pickles as "the current device's default stream" and is
@@ -297,7 +367,7 @@ class CupyRuntime:
 
     # -- kernels -----------------------------------------------------------
     def launch(self, name, grid, block, args, shared_mem=0):
-        fn = _cupy_module(is_weighted(name)).get_function(name)
+        fn = cupy_function(name, self.device)
         with self._stream_ctx():
             fn(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_mem))
 
@@ -310,8 +380,13 @@ class CupyRuntime:
         device are imported with ``cupy.from_dlpack`` (zero copy); host data
         (NumPy, lists, CPU DLPack tensors) is uploaded on the runtime's stream.
         A copy is made only to change dtype or to make the array C-contiguous.
+
+        Raises ValueError for an array on a CUDA device other than the current
+        one (:func:`array_device`): the call would launch on the current
+        device with a pointer into another's memory.
         """
         cp = self._cp
+        check_device(array_device(a), self.device)
         with self._stream_ctx():
             if not (_is_cupy_array(a) or isinstance(a, np.ndarray)
                     or hasattr(a, "__cuda_array_interface__")) and hasattr(a, "__dlpack__"):
@@ -332,6 +407,16 @@ class CupyRuntime:
         with self._stream_ctx():
             return self._cp.zeros(shape, dtype)
 
+    def lexsort(self, keys):
+        """``cupy.lexsort`` (Thrust)."""
+        with self._stream_ctx():
+            return self._cp.lexsort(keys)
+
+    def argsort(self, a):
+        """Stable ``cupy.argsort`` (Thrust)."""
+        with self._stream_ctx():
+            return self._cp.argsort(a, kind="stable")
+
     def free_memory(self):
         cp = self._cp
         free, _total = cp.cuda.runtime.memGetInfo()
@@ -341,14 +426,99 @@ class CupyRuntime:
         self._cp.get_default_memory_pool().free_all_blocks()
 
 
+def array_device(a: Any) -> int | None:
+    """The CUDA device holding ``a``'s memory, or None (host memory, or not
+    known): CuPy arrays (``a.device.id``), DLPack producers on a CUDA device
+    (``__dlpack_device__() == (kDLCUDA, id)``, e.g. PyTorch CUDA tensors) and
+    ``__cuda_array_interface__`` objects (the pointer's device, asked of the
+    driver)."""
+    if isinstance(a, np.ndarray):
+        return getattr(a, "emulated_device", None)  # EmulatedRuntime's model
+    if _is_cupy_array(a):
+        return int(a.device.id)
+    dl = getattr(a, "__dlpack_device__", None)
+    if dl is not None:
+        try:
+            kind, dev = dl()
+        except Exception:  # not a DLPack producer after all
+            kind, dev = None, None
+        if kind is not None:
+            return int(dev) if int(kind) == 2 else None  # kDLCUDA
+    cai = getattr(a, "__cuda_array_interface__", None)
+    if cai is not None:
+        import sys
+
+        cp = sys.modules.get("cupy")
+        ptr = cai.get("data", (0,))[0]
+        if cp is not None and ptr:
+            try:
+                attrs = cp.cuda.runtime.pointerGetAttributes(ptr)
+            except Exception:
+                return None
+            if int(getattr(attrs, "type", 0)) == 2:  # cudaMemoryTypeDevice (not managed)
+                return int(attrs.device)
+    return None
+
+
+def check_device(held_on: int | None, current: int) -> None:
+    """ValueError when an input lives on a CUDA device other than the current
+    one (kernels launch on the current device, so they would read another
+    device's pointer)."""
+    if held_on is not None and int(held_on) != int(current):
+        raise ValueError(
+            f"input array is on CUDA device {held_on}, but the current device is {current}: "
+            f"call under `with cupy.cuda.Device({held_on}):` or copy the array to device "
+            f"{current} first")
+
+
+_SM_COUNTS: dict[int, int] = {}
+
+
+def _multiprocessor_count(cupy: Any, device: int) -> int:
+    count = _SM_COUNTS.get(device)
+    if count is None:
+        count = int(cupy.cuda.Device(device).attributes["MultiProcessorCount"])
+        _SM_COUNTS[device] = count
+    return count
+
+
 @functools.lru_cache(maxsize=None)
-def _cupy_module(weighted: bool = False):
-    """The RawModule holding every unweighted instantiation, or (``weighted``)
-    every weighted one (compiled lazily by CuPy, cached by CuPy in memory per
-    device and on disk). Two modules, so that a program that never passes
-    weights never waits for the weighted kernels to compile (NVRTC compiles
-    every name expression of a module at its first use)."""
+def _cupy_module(key: tuple[str, str, bool]):
+    """The RawModule of one :func:`module_key`: one kernel family, one dtype,
+    weighted or not. Constructing it compiles nothing; CuPy compiles it on
+    each device at the first ``get_function`` there, and only then."""
     import cupy
 
-    names = [n for n in kernel_names() if is_weighted(n) == weighted]
-    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS, name_expressions=names)
+    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS,
+                          name_expressions=list(module_names(key)))
+
+
+# Loaded kernels by (name expression, device): a launch costs a dict lookup,
+# not a RawModule.get_function (a cuModuleGetFunction and a new object).
+_FUNCTIONS: dict[tuple[str, int], Any] = {}
+
+
+def cupy_function(name: str, device: int | None = None) -> Any:
+    """The ``cupy.RawKernel``-like function of ``name`` on ``device`` (default:
+    the current one), its module compiled there at the first request."""
+    import cupy
+
+    if device is None:
+        device = int(cupy.cuda.runtime.getDevice())
+    fn = _FUNCTIONS.get((name, device))
+    if fn is None:
+        key = module_key(name)
+        if name not in module_names(key):
+            raise ValueError(f"{name!r} is not one of runtime.kernel_names()")
+        with cupy.cuda.Device(device):
+            fn = _cupy_module(key).get_function(name)
+        _FUNCTIONS[(name, device)] = fn
+    return fn
+
+
+def clear_cupy_caches() -> None:
+    """Forget the modules, loaded functions and SM counts (tests; CuPy's own
+    caches, in memory and on disk, are left alone)."""
+    _cupy_module.cache_clear()
+    _FUNCTIONS.clear()
+    _SM_COUNTS.clear()

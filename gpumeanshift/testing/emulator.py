@@ -74,6 +74,16 @@ class EmulatedOutOfMemoryError(MemoryError):
     """Raised by :meth:`EmulatedRuntime.empty` above the configured limit."""
 
 
+class EmulatedDeviceArray(np.ndarray):
+    """A NumPy array tagged as living on one emulated CUDA device
+    (:meth:`EmulatedRuntime.to_device`); ``emulated_device`` is its id."""
+
+    emulated_device: int = 0
+
+    def __array_finalize__(self, obj):
+        self.emulated_device = getattr(obj, "emulated_device", 0)
+
+
 class LaunchError(RuntimeError):
     """A launch CUDA or CuPy would refuse (bad arguments or geometry)."""
 
@@ -185,8 +195,16 @@ class EmulatedRuntime:
     reported_free : int, optional
         What :meth:`free_memory` reports (default: ``memory_limit`` minus the
         live total, or 16 GiB); set it above the truth to force OOM errors.
-    multiprocessor_count : int, default=132
-        SMs reported to the backend (an H100 by default).
+    multiprocessor_count : int or sequence of int, default=132
+        SMs reported to the backend (an H100 by default); a sequence gives
+        one count per emulated device (see ``n_devices``).
+    n_devices : int, default=1
+        Emulated CUDA devices. :meth:`use_device` switches the current one
+        (as ``with cupy.cuda.Device(i):``), :meth:`to_device` tags an array
+        as living on one; :meth:`asarray` refuses an array of another device
+        than the current one, as :class:`CupyRuntime` does. Modules are
+        "compiled" per device at their first launch there
+        (:attr:`compiled_modules`), as CuPy compiles them.
     stream : EmulatedStream, optional
         Run on this stream (as ``CupyRuntime(stream=...)``): launches are
         queued on it and run at the next :meth:`synchronize` or
@@ -212,6 +230,12 @@ class EmulatedRuntime:
         Times an :meth:`activate` block (a backend method) ended with work
         on the runtime's stream since its last :meth:`synchronize`: results
         that left the method before the stream finished them.
+    compiled_modules : collections.Counter
+        ``(module_key, device)`` -> 1 for every module (see
+        :func:`gpumeanshift.backends.runtime.module_key`) a launch needed on
+        that device: what CuPy would have compiled; ``compiled_names`` counts
+        their instantiations. (The emulator itself builds every
+        instantiation once, in one cached library.)
     flushes_denormals : bool
         Whether float launches flush denormals (``fp="nvrtc"`` on an x86 CPU;
         other CPUs have no MXCSR and keep them).
@@ -227,7 +251,8 @@ class EmulatedRuntime:
     def __init__(self, *, source: str | None = None, sanitize: bool | None = None,
                  memory_limit: int | None = None, reported_free: int | None = None,
                  multiprocessor_count: int = 132, cache_dir: Path | str | None = None,
-                 fp: str | None = None, stream: EmulatedStream | None = None):
+                 fp: str | None = None, stream: EmulatedStream | None = None,
+                 n_devices: int = 1):
         if fp is None:
             fp = os.environ.get("GPUMEANSHIFT_EMU_FP", "") or "nvrtc"
         if fp not in _FP_FLAGS:
@@ -240,8 +265,19 @@ class EmulatedRuntime:
         self._since_sync = 0  # operations on the stream since its last synchronize
         self._active = False  # inside activate()
         self.xp = np
-        self.multiprocessor_count = int(multiprocessor_count)
-        self.oom_errors = (EmulatedOutOfMemoryError,)
+        if int(n_devices) < 1:
+            raise ValueError(f"n_devices must be >= 1, got {n_devices}")
+        self.n_devices = int(n_devices)
+        sms = (multiprocessor_count if isinstance(multiprocessor_count, (list, tuple))
+               else [multiprocessor_count] * self.n_devices)
+        if len(sms) != self.n_devices:
+            raise ValueError(f"{len(sms)} multiprocessor counts for {self.n_devices} devices")
+        self._sm_counts = [int(v) for v in sms]
+        self.device = 0
+        self.compiled_modules: Counter = Counter()
+        # as CupyRuntime: a plain MemoryError is what CuPy's Thrust sorts raise
+        self.oom_errors = (EmulatedOutOfMemoryError, MemoryError)
+        self._sort_faults: list = []
         self.memory_limit = memory_limit
         self.reported_free = reported_free
         self._source = source if source is not None else _rt.kernel_source()
@@ -312,6 +348,43 @@ class EmulatedRuntime:
         fn.restype = ctypes.c_int
         return bool(fn())
 
+    # -- devices -----------------------------------------------------------
+    @property
+    def multiprocessor_count(self) -> int:
+        """SMs of the current device."""
+        return self._sm_counts[self.device]
+
+    def use_device(self, device: int):
+        """``with rt.use_device(1):`` -- make emulated device 1 current."""
+        import contextlib
+
+        device = int(device)
+        if not 0 <= device < self.n_devices:
+            raise ValueError(f"device {device} not in [0, {self.n_devices})")
+
+        @contextlib.contextmanager
+        def switch():
+            saved, self.device = self.device, device
+            try:
+                yield
+            finally:
+                self.device = saved
+
+        return switch()
+
+    def to_device(self, a, device: int) -> EmulatedDeviceArray:
+        """A copy of ``a`` tagged as living on emulated ``device``."""
+        if not 0 <= int(device) < self.n_devices:
+            raise ValueError(f"device {device} not in [0, {self.n_devices})")
+        out = np.array(a, copy=True).view(EmulatedDeviceArray)
+        out.emulated_device = int(device)
+        return out
+
+    @property
+    def compiled_names(self) -> int:
+        """Instantiations in the modules launched so far (over devices)."""
+        return sum(len(_rt.module_names(key)) for key, _dev in self.compiled_modules)
+
     # -- counters ----------------------------------------------------------
     @property
     def n_launches(self) -> int:
@@ -346,6 +419,9 @@ class EmulatedRuntime:
         if not 0 <= int(shared_mem) <= MAX_SHARED_NO_OPT_IN:
             raise LaunchError(f"{name}: {shared_mem} bytes of dynamic shared memory "
                               f"(limit without opt-in: {MAX_SHARED_NO_OPT_IN})")
+        for a in args:
+            if isinstance(a, np.ndarray):
+                _rt.check_device(getattr(a, "emulated_device", None), self.device)
         sig = self.signature(name)
         if len(args) != len(sig):
             raise LaunchError(f"{name} takes {len(sig)} arguments, got {len(args)}")
@@ -382,6 +458,7 @@ class EmulatedRuntime:
         # -ftz=true concerns float arithmetic: float instantiations run flushed
         # (MXCSR flushes doubles too, so double ones do not).
         ftz = int(self.fp == "nvrtc" and "<float" in name)
+        self.compiled_modules[(_rt.module_key(name), self.device)] = 1
         self.launches[name] += 1
         self._since_sync += 1
 
@@ -408,6 +485,27 @@ class EmulatedRuntime:
             self.stream.synchronize()
         self._since_sync = 0
 
+    # -- sorts -------------------------------------------------------------
+    def fail_sorts(self, *errors: BaseException) -> None:
+        """Fault injection: the next ``len(errors)`` sorts (:meth:`lexsort`,
+        :meth:`argsort`) raise these, in order -- e.g. ``MemoryError()``,
+        what CuPy >= 14.1 raises when Thrust cannot allocate its workspace."""
+        self._sort_faults.extend(errors)
+
+    def _sort_fault(self):
+        if self._sort_faults:
+            raise self._sort_faults.pop(0)
+
+    def lexsort(self, keys):
+        """``numpy.lexsort`` (Thrust under CuPy), after an injected fault if any."""
+        self._sort_fault()
+        return np.lexsort(keys)
+
+    def argsort(self, a):
+        """Stable ``numpy.argsort`` (Thrust under CuPy), after an injected fault if any."""
+        self._sort_fault()
+        return np.argsort(a, kind="stable")
+
     # -- memory ------------------------------------------------------------
     def _release(self, nbytes: int) -> None:
         self.live_bytes -= nbytes
@@ -432,6 +530,7 @@ class EmulatedRuntime:
         return self._allocate(shape, dtype, True)
 
     def asarray(self, a, dtype=None):
+        _rt.check_device(_rt.array_device(a), self.device)
         if not isinstance(a, np.ndarray):
             self.h2d_transfers += 1
         return np.ascontiguousarray(np.asarray(a, dtype=dtype))

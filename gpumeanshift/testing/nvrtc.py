@@ -84,6 +84,7 @@ class KernelInfo:
     spill_loads: int
     stack: int
     static_smem: int
+    symbol: str = ""   # the mangled (lowered) name NVRTC gave it
 
 
 def compile_arch(arch: int, source: str | None = None,
@@ -154,7 +155,45 @@ def parse_ptxas_log(log: str, lowered: dict[str, str], arch: int) -> list[Kernel
     missing = set(lowered) - set(infos)
     if missing:
         raise RuntimeError(f"sm_{arch}: no ptxas info for {sorted(missing)[:3]} ...")
-    return [infos[low] for low in lowered]
+    out = [infos[low] for low in lowered]
+    for low, k in zip(lowered, out):
+        k.symbol = low
+    return out
+
+
+def demangle(symbols: Sequence[str]) -> list[str]:
+    """Demangle C++ symbols with binutils' ``c++filt`` (the libiberty
+    demangler, which CUDA's cu++filt / libcufilt derives from)."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("c++filt")
+    if tool is None:
+        raise FileNotFoundError("c++filt (binutils) not found")
+    out = subprocess.run([tool], input="\n".join(symbols) + "\n", capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    if len(out) != len(symbols):
+        raise RuntimeError(f"c++filt returned {len(out)} lines for {len(symbols)} symbols")
+    return out
+
+
+def cupy_normalized(demangled: str) -> str:
+    """A demangled kernel signature reduced the way CuPy 14.1 reduces it
+    before matching it to a name expression (``normalize_name_expr`` in
+    cupy/cuda/function.pyx): leading ``void `` and the parameter list
+    dropped, ``" >"`` collapsed to ``">"``."""
+    s = demangled[5:] if demangled.startswith("void ") else demangled
+    depth = 0
+    for i, c in enumerate(s):
+        if c == "<":
+            depth += 1
+        elif c == ">":
+            depth -= 1
+        elif c == "(" and depth == 0:
+            s = s[:i]
+            break
+    s = re.sub(r"thrust::(?:\w+::)?complex\b", "complex", s)
+    return s.replace(" >", ">")
 
 
 def occupancy(arch: int, registers: int, block: int, smem_per_block: int) -> float:
@@ -178,7 +217,7 @@ def shared_bytes(name: str) -> int:
     largest tile: the dimension's full row at the default tile)."""
     from ..backends.cuda_backend import _SHARED_BUDGET
 
-    mo = re.match(r"(\w+)<(\w+)(?:,(\d+))?", name)
+    mo = re.match(r"(\w+)<(\w+)(?:,\s*(\d+))?", name)
     extra = 1 if _rt.is_weighted(name) else 0  # weighted: rows [x, w]
     if mo is None or mo.group(1) in ("ms_shift_finalize", "ms_shift_grid", "ms_filter_image",
                                      "ms_track_windows"):

@@ -39,17 +39,41 @@ class _Stream:
 _NULL_STREAM = _Stream()
 
 
-def _fake_cupy():
+class _Device:
+    """cupy.cuda.Device: attributes of device i (default: the current one);
+    ``with`` makes it current."""
+
+    def __init__(self, log, sm_counts, i):
+        self.log, self.id = log, log["device"] if i is None else int(i)
+        self.attributes = {"MultiProcessorCount": sm_counts[self.id]}
+
+    def __enter__(self):
+        self.saved, self.log["device"] = self.log["device"], self.id
+        return self
+
+    def __exit__(self, *exc):
+        self.log["device"] = self.saved
+        return False
+
+
+def _fake_cupy(n_devices=1, sm_counts=(2,)):
     emu = EmulatedRuntime()
-    log = {"modules": [], "from_dlpack": 0}
+    log = {"modules": [], "from_dlpack": 0, "compiled": [], "get_function": [],
+           "device": 0}
 
     class RawModule:
+        # CuPy compiles a RawModule on each device at its first get_function there
         def __init__(self, *, code, options, name_expressions):
             log["modules"].append((code, options, tuple(name_expressions)))
             self.names = set(name_expressions)
+            self.devices = set()
 
         def get_function(self, name):
             assert name in self.names
+            if log["device"] not in self.devices:
+                self.devices.add(log["device"])
+                log["compiled"].append((len(self.names), log["device"]))
+            log["get_function"].append((name, log["device"]))
 
             def fn(grid, block, args, shared_mem=0):
                 emu.launch(name, grid, block, args, shared_mem)
@@ -71,9 +95,10 @@ def _fake_cupy():
     cp.get_default_memory_pool = lambda: types.SimpleNamespace(
         free_bytes=lambda: 0, free_all_blocks=lambda: None)
     cp.cuda = types.SimpleNamespace(
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: n_devices,
+                                      getDevice=lambda: log["device"],
                                       memGetInfo=lambda: (1 << 30, 1 << 31)),
-        Device=lambda: types.SimpleNamespace(attributes={"MultiProcessorCount": 2}),
+        Device=lambda i=None: _Device(log, sm_counts, i),
         memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
         ExternalStream=_Stream,
         get_current_stream=lambda: _NULL_STREAM,
@@ -85,9 +110,9 @@ def _fake_cupy():
 def fake_cupy(monkeypatch):
     cp, emu, log = _fake_cupy()
     monkeypatch.setitem(sys.modules, "cupy", cp)
-    R._cupy_module.cache_clear()
+    R.clear_cupy_caches()
     yield cp, emu, log
-    R._cupy_module.cache_clear()
+    R.clear_cupy_caches()
 
 
 def test_cupy_runtime_drives_the_kernels(fake_cupy):
@@ -100,24 +125,26 @@ def test_cupy_runtime_drives_the_kernels(fake_cupy):
     np.testing.assert_array_equal(res.n_iter, ref[1])
     lab, _ = be.nearest(X, X[:7])
     np.testing.assert_array_equal(lab, ref_nearest(X, X[:7])[0])
-    # one RawModule, built from the package's kernel source with every
-    # unweighted name expression: the weighted ones are not compiled unless used
-    code, options, names = log["modules"][0]
-    assert len(log["modules"]) == 1
-    assert code == R.kernel_source() and options == R.NVRTC_OPTIONS
-    assert names == tuple(n for n in R.kernel_names() if not R.is_weighted(n))
-    assert emu.launches["ms_shift_fused<double,3,0>"] >= 1
-    # weights: a second module, with the weighted name expressions
+    # one RawModule per kernel family and dtype launched, built from the
+    # package's kernel source with that module's name expressions only
+    keys = {R.module_key(n) for n in emu.launches}
+    assert keys == {("ms_shift_fused", "double", False), ("ms_compact", "", False),
+                    ("nearest_center", "double", False)}
+    assert len(log["modules"]) == len(keys)
+    for code, options, names in log["modules"]:
+        assert code == R.kernel_source() and options == R.NVRTC_OPTIONS
+        assert names == R.module_names(R.module_key(names[0]))
+    assert emu.launches["ms_shift_fused<double, 3, 0, false>"] >= 1
+    # weights: the weighted module of the shift kernel, nothing else new
     res = be.shift(X, X[::10], bandwidth=1.4, kernel="gaussian", max_iter=300, tol=1e-3,
                    weights=np.full(len(X), 2.0))
     np.testing.assert_allclose(res.modes, ref[0], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(res.intensity, 2.0 * ref[2])
-    assert len(log["modules"]) == 2
-    code, options, wnames = log["modules"][1]
+    assert len(log["modules"]) == len(keys) + 1
+    code, options, wnames = log["modules"][-1]
     assert code == R.kernel_source() and options == R.NVRTC_OPTIONS
-    assert wnames and all(R.is_weighted(n) for n in wnames)
-    assert set(names) | set(wnames) == set(R.kernel_names())
-    assert emu.launches["ms_shift_fused<double,3,0,true>"] >= 1
+    assert wnames == R.module_names(("ms_shift_fused", "double", True))
+    assert emu.launches["ms_shift_fused<double, 3, 0, true>"] >= 1
 
 
 def test_cupy_runtime_uses_the_stream_passed_in(fake_cupy):
@@ -161,6 +188,7 @@ def test_dlpack_inputs_are_imported_without_a_host_round_trip(fake_cupy):
 def test_cupy_runtime_oom_class_is_cupys(fake_cupy):
     cp, emu, log = fake_cupy
     rt = make_cupy_backend().runtime
-    assert rt.oom_errors == (cp.cuda.memory.OutOfMemoryError,)
+    # CuPy's pool raises OutOfMemoryError; its Thrust sorts a plain MemoryError
+    assert rt.oom_errors == (cp.cuda.memory.OutOfMemoryError, MemoryError)
     assert rt.free_memory() == 1 << 30
     assert isinstance(CudaBackend(rt).runtime, R.CupyRuntime)

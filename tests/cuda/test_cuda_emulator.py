@@ -21,7 +21,7 @@ def _nearest_args(X, C, lab, dist, tile=np.int32(128)):
 
 def test_signature_comes_from_the_compiled_kernel():
     rt = EmulatedRuntime()
-    assert rt.signature("nearest_center<double,3>") == [
+    assert rt.signature("nearest_center<double, 3>") == [
         "*f8", "i4", "*f8", "i4", "i4", "i4", "*i4", "*f8"]
     assert rt.signature("ms_compact") == ["*i4", "*i4", "i4", "*i4", "*i4"]
 
@@ -31,7 +31,7 @@ def test_launch_rejects_what_cuda_or_cupy_would():
     X = np.zeros((4, 3))
     C = np.zeros((2, 3))
     lab, dist = np.zeros(4, np.int32), np.zeros(4)
-    name = "nearest_center<double,3>"
+    name = "nearest_center<double, 3>"
     rt.launch(name, (1,), (128,), _nearest_args(X, C, lab, dist), 128 * 3 * 8)
     assert rt.launches[name] == 1
     with pytest.raises(LaunchError, match="takes 8 arguments, got 7"):
@@ -49,7 +49,7 @@ def test_launch_rejects_what_cuda_or_cupy_would():
     with pytest.raises(LaunchError, match="dynamic shared memory"):
         rt.launch(name, (1,), (128,), _nearest_args(X, C, lab, dist), 48 * 1024 + 1)
     with pytest.raises(LaunchError, match="not a compiled name expression"):
-        rt.launch("nearest_center<double,7>", (1,), (128,), _nearest_args(X, C, lab, dist), 0)
+        rt.launch("nearest_center<double, 7>", (1,), (128,), _nearest_args(X, C, lab, dist), 0)
     assert rt.n_launches == 1
 
 

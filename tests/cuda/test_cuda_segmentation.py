@@ -78,7 +78,7 @@ def test_one_launch_per_image():
 
     be = emulated_backend()
     mean_shift_filter(_photo(), 4, 20, backend=be, max_iter=9)
-    assert be.runtime.launches["ms_filter_image<float,3>"] == 1 and be.runtime.n_launches == 1
+    assert be.runtime.launches["ms_filter_image<float, 3>"] == 1 and be.runtime.n_launches == 1
 
 
 def test_bad_backend_and_channels(backend):

@@ -86,7 +86,7 @@ def test_single_window_and_one_launch():
     n, w = mean_shift_track(img, (30, 30, 15, 15), backend=be)
     assert (n, w) == mean_shift_track(img, (30, 30, 15, 15))
     mean_shift_track(img, _windows(img.shape, k=1000), backend=be)
-    assert be.runtime.launches["ms_track_windows<int,long long>"] == 2
+    assert be.runtime.launches["ms_track_windows<int, long long>"] == 2
     assert be.runtime.n_launches == 2
 
 
@@ -181,7 +181,7 @@ def test_cam_shift_single_window_and_one_launch():
     assert (box, w) == cam_shift(img, (30, 30, 15, 15))
     assert isinstance(w, tuple) and all(type(v) is int for v in w)
     cam_shift(img, _windows(img.shape, k=1000), backend=be)
-    assert be.runtime.launches["ms_track_windows<int,long long>"] == 2
+    assert be.runtime.launches["ms_track_windows<int, long long>"] == 2
     assert be.runtime.n_launches == 2
     assert cam_shift(img, (30, 30, 15, 15), backend="numpy") == (box, w)
 
