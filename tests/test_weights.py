@@ -112,6 +112,7 @@ def _assert_repetition(weighted, repeated, w, *, atol):
 # ------------------------------------------------------------ repetition
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bin_seeding", [False, True])
+@pytest.mark.filterwarnings("ignore:Binning data failed:UserWarning")  # tiny data: the fallback
 @PROFILE
 @given(data=lattices(), bandwidth=st.sampled_from([1.0, 1.5, 2.0]))
 def test_flat_lattice_weighted_equals_repeated_bit_for_bit(backend, bin_seeding, data, bandwidth):
