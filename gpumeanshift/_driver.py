@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._params import DEFAULTS, validate_params
-from ._validation import check_array, check_bandwidth, check_sample_weight
+from ._validation import (array_module, check_array, check_bandwidth, check_sample_weight,
+                          is_device_array)
 from .backends.base import Backend, ShiftResult, resolve_backend
 from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
@@ -39,12 +40,24 @@ class FitResult:
     n_unconverged: int
     seconds: float
     algorithm: str
+    # The validated data of the fit: a device array when the fit kept the
+    # caller's device data on the device (see keeps_device), else host.
+    data: object = None
 
 
 def to_numpy(a) -> np.ndarray:
     """Host copy of a backend array (NumPy arrays are returned as they are)."""
     get = getattr(a, "get", None)
-    return np.asarray(get()) if callable(get) and not isinstance(a, np.ndarray) else np.asarray(a)
+    if callable(get) and (not isinstance(a, np.ndarray) or is_device_array(a)):
+        return np.asarray(get())
+    return np.asarray(a)
+
+
+def keeps_device(be: Backend, X) -> bool:
+    """Whether a call keeps ``X`` on the device: device data (CuPy,
+    ``__cuda_array_interface__``, DLPack) and a backend that runs on a
+    device (one with a ``runtime``). The NumPy backend gets host arrays."""
+    return getattr(be, "runtime", None) is not None and is_device_array(X)
 
 
 def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
@@ -239,7 +252,15 @@ def fit(X, params, sample_weight=None) -> FitResult:
     kernel, max_iter, tol, verbose = p["kernel"], p["max_iter"], p["tol"], p["verbose"]
     be = make_backend(p["backend"], n_jobs=p["n_jobs"], max_memory=p["max_memory"])
 
-    X = check_array(X)
+    # Device data stay on the device (validated there) for the backend's
+    # calls; only per-seed results and the centers come to the host. The
+    # paths that need the data on the host take one host copy: sample
+    # weights, an estimated or rule-of-thumb bandwidth, bin seeding, a zero
+    # bandwidth and label_assignment="basin".
+    on_device = keeps_device(be, X) and sample_weight is None and not p["bin_seeding"] \
+        and p["label_assignment"] != "basin" and not (
+            p["bandwidth"] is None or isinstance(p["bandwidth"], str))
+    X = check_array(X, keep_device=on_device)
     w = check_sample_weight(sample_weight, X.shape[0])
     h = resolve_bandwidth(X, p["bandwidth"], be, kernel, w)
     # Rows of weight 0 take no part in the fit (they are labelled at the end).
@@ -253,12 +274,16 @@ def fit(X, params, sample_weight=None) -> FitResult:
         else:
             seeds = X_fit
     else:
-        seeds = check_array(seeds, name="seeds")
+        seeds = check_array(seeds, name="seeds", keep_device=on_device)
         if seeds.shape[1] != X.shape[1]:
             raise ValueError(
                 f"seeds has {seeds.shape[1]} features but X has {X.shape[1]}"
             )
-    seeds = np.ascontiguousarray(seeds, dtype=X.dtype)
+    if on_device:
+        seeds = seeds if seeds.dtype == X.dtype else seeds.astype(X.dtype)
+    else:
+        seeds = np.ascontiguousarray(to_numpy(seeds) if is_device_array(seeds) else seeds,
+                                     dtype=X.dtype)
     if h > 0:
         check_scaled_extent(X, seeds, h)
 
@@ -312,6 +337,12 @@ def fit(X, params, sample_weight=None) -> FitResult:
         if not p["cluster_all"]:
             diff = X.astype(np.float64) - centers[labels]
             labels = np.where(np.einsum("ij,ij->i", diff, diff) <= h * h, labels, -1)
+    elif on_device:  # the labels stay on the device
+        labels, dist = be.nearest(X, centers)
+        xp = array_module(labels)
+        labels = labels.astype(np.int64, copy=False)
+        if not p["cluster_all"]:
+            labels = xp.where(dist <= h, labels, -1)
     else:
         labels, dist = be.nearest(X, centers)
         labels = to_numpy(labels).astype(np.int64, copy=False)
@@ -338,4 +369,5 @@ def fit(X, params, sample_weight=None) -> FitResult:
         n_unconverged=n_unconverged,
         seconds=seconds,
         algorithm=res.algorithm,
+        data=X,
     )

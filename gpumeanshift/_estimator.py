@@ -9,17 +9,26 @@ import numpy as np
 
 from . import _driver
 from ._params import OUTPUT_TYPES, validate_params
-from ._validation import (check_array, check_feature_names, check_real, check_sample_weight,
-                          feature_names,
-                          is_device_array)
+from ._validation import (array_module, check_array, check_feature_names, check_real,
+                          check_sample_weight, feature_names, is_device_array)
 from .exceptions import not_fitted_error
 
 __all__ = ["MeanShift", "mean_shift", "OUTPUT_TYPES"]
 
 
-def _convert_output(a: np.ndarray, output_type: str, input_was_device: bool):
+def _convert_output(a, output_type: str, input_was_device: bool, like=None):
+    """``a`` (host or device) as ``output_type`` asks: "numpy" (and "input"
+    for host input) a NumPy array; "cupy" (and "input" for device input) a
+    device array, ``a`` itself when it is one. ``like``: the input, whose
+    array type a device result takes (the emulated runtime's arrays)."""
     if output_type == "numpy" or (output_type == "input" and not input_was_device):
+        return _driver.to_numpy(a) if is_device_array(a) else a
+    if is_device_array(a):
         return a
+    if output_type == "input" and isinstance(like, np.ndarray):  # an emulated device array
+        out = np.array(a).view(type(like))
+        out.__array_finalize__(like)
+        return out
     import cupy  # only reached when a CuPy result was asked for
 
     return cupy.asarray(a)
@@ -331,7 +340,7 @@ class MeanShift:
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self._device_input = device_input
-        out = lambda a: _convert_output(a, self.output_type, device_input)  # noqa: E731
+        out = lambda a: _convert_output(a, self.output_type, device_input, X)  # noqa: E731
         self.cluster_centers_ = out(result.cluster_centers)
         self.labels_ = out(result.labels)
         self.n_iter_ = result.n_iter
@@ -340,17 +349,19 @@ class MeanShift:
         self.backend_ = result.backend
         self.algorithm_ = result.algorithm
         clustered = result.labels >= 0
+        xp = array_module(result.labels)
         self.cluster_sizes_ = out(
-            np.bincount(result.labels[clustered], minlength=len(result.cluster_centers),
+            xp.bincount(result.labels[clustered], minlength=len(result.cluster_centers),
                         weights=None if weights is None else weights[clustered])
         )
         self.center_intensity_ = out(result.center_intensity)
         self._centers_host = result.cluster_centers
-        # score_samples needs the training data: keep a private host copy
+        # score_samples needs the training data: keep a private copy, on the
+        # device when the fit kept the data there, else on the host
         # (n_samples * n_features * itemsize bytes; never an alias of the
         # caller's array, so later changes to it do not change the scores).
-        X_fit = check_array(X)
-        if isinstance(X, np.ndarray) and np.may_share_memory(X_fit, X):
+        X_fit = result.data if result.data is not None else check_array(X)
+        if X_fit is X or (isinstance(X, np.ndarray) and np.may_share_memory(X_fit, X)):
             X_fit = X_fit.copy()
         self._fit_X = X_fit
         self._fit_weight = weights
@@ -474,16 +485,20 @@ class MeanShift:
         self._check_fitted()
         device_input = is_device_array(X)
         check_feature_names(getattr(self, "feature_names_in_", None), X, type(self).__name__)
-        X = check_array(X)
-        threshold = self._predict_threshold(X, outlier_threshold)
         be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
                                   max_memory=getattr(self, "max_memory", None))
+        like = X
+        on_device = _driver.keeps_device(be, X)
+        X = check_array(X, keep_device=on_device)
+        threshold = self._predict_threshold(X, outlier_threshold)
         centers = self._centers_host.astype(X.dtype, copy=False)
         labels, dist = be.nearest(X, centers)
-        labels = _driver.to_numpy(labels).astype(np.int64, copy=False)
+        if not on_device:
+            labels, dist = _driver.to_numpy(labels), _driver.to_numpy(dist)
+        labels = labels.astype(np.int64, copy=False)
         if threshold is not None:
-            labels = np.where(_driver.to_numpy(dist) <= threshold, labels, -1)
-        return _convert_output(labels, self.output_type, device_input)
+            labels = array_module(labels).where(dist <= threshold, labels, -1)
+        return _convert_output(labels, self.output_type, device_input, like)
 
     def score_samples(self, X):
         """Log of the kernel density estimate of the training data at each point.
@@ -536,10 +551,11 @@ class MeanShift:
         """
         device_input = is_device_array(X)
         scores = self._log_density(X)
-        return _convert_output(scores, self.output_type, device_input)
+        return _convert_output(scores, self.output_type, device_input, X)
 
     def _log_density(self, X):
-        """score_samples on the host: validated X -> float64 NumPy array."""
+        """score_samples: validated X -> float64 array, on the device when X
+        is device data and the backend runs on a device, else NumPy."""
         self._check_fitted()
         if not hasattr(self, "_fit_X"):
             raise ValueError(
@@ -547,7 +563,10 @@ class MeanShift:
                 "only the centers); fit it again to use score_samples."
             )
         check_feature_names(getattr(self, "feature_names_in_", None), X, type(self).__name__)
-        X = check_array(X)
+        be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
+                                  max_memory=getattr(self, "max_memory", None))
+        on_device = _driver.keeps_device(be, X)
+        X = check_array(X, keep_device=on_device)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -563,13 +582,12 @@ class MeanShift:
         X = X.astype(dtype, copy=False)
         n, d = data.shape
         h = float(self.bandwidth_)
-        be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
-                                  max_memory=getattr(self, "max_memory", None))
         weights = getattr(self, "_fit_weight", None)
         extra = {} if weights is None else {"weights": weights}
-        log_sum = _driver.to_numpy(
-            be.log_kernel_density(data, X, bandwidth=h, kernel=self.kernel, **extra)
-        ).astype(np.float64, copy=False)
+        log_sum = be.log_kernel_density(data, X, bandwidth=h, kernel=self.kernel, **extra)
+        if not on_device:
+            log_sum = _driver.to_numpy(log_sum)
+        log_sum = log_sum.astype(np.float64, copy=False)
         log_n = math.log(n) if weights is None else math.log(math.fsum(weights))
         if self.kernel == "flat":
             log_unit_volume = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)

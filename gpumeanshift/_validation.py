@@ -22,11 +22,23 @@ import numpy as np
 
 
 def is_device_array(X: Any) -> bool:
-    """True for CuPy arrays and anything exposing ``__cuda_array_interface__``."""
+    """True for CuPy arrays, anything exposing ``__cuda_array_interface__``,
+    DLPack producers on a CUDA device, and the emulated runtime's arrays
+    (:class:`gpumeanshift.testing.emulator.EmulatedDeviceArray`)."""
+    if isinstance(X, np.ndarray):
+        return hasattr(X, "emulated_device")
     cupy = sys.modules.get("cupy")
     if cupy is not None and isinstance(X, cupy.ndarray):
         return True
-    return hasattr(X, "__cuda_array_interface__")
+    if hasattr(X, "__cuda_array_interface__"):
+        return True
+    dl = getattr(X, "__dlpack_device__", None)
+    if dl is not None and not isinstance(X, type):
+        try:
+            return int(dl()[0]) == 2  # kDLCUDA
+        except Exception:
+            return False
+    return False
 
 
 def feature_names(X: Any):
@@ -93,13 +105,24 @@ def _is_sparse(X: Any) -> bool:
     return type(X).__module__.startswith(("scipy.sparse", "cupyx.scipy.sparse"))
 
 
-def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1) -> np.ndarray:
-    """Validate a host array: 2-D, real, finite, float32 or float64, C-contiguous."""
+def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1,
+                keep_device: bool = False) -> Any:
+    """Validate an array: 2-D, real, finite, float32 or float64, C-contiguous.
+
+    A device array (:func:`is_device_array`) is copied to the host first,
+    unless ``keep_device``: it is then validated on the device (dtype and
+    shape from its metadata, finiteness by one reduction whose boolean is
+    the only transfer) and returned as a device array (a CuPy array; the
+    emulated runtime's own array type), converted only when its dtype or
+    layout must change.
+    """
     if _is_sparse(X):
         raise TypeError(
             f"{name} is a sparse matrix; gpumeanshift needs dense data. "
             "Convert it with X.toarray() if it fits in memory."
         )
+    if keep_device and is_device_array(X):
+        return _check_device_array(X, name, ensure_min_samples)
     if is_device_array(X):
         # Validated on the host copy: the caller decides where arrays live.
         X = _device_to_host(X)
@@ -141,10 +164,56 @@ def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1) -> np.n
     return np.ascontiguousarray(arr)
 
 
+def _to_cupy(cupy: Any, X: Any) -> Any:
+    """A CuPy view of a device array (zero copy)."""
+    if isinstance(X, cupy.ndarray) or hasattr(X, "__cuda_array_interface__"):
+        return cupy.asarray(X)
+    return cupy.from_dlpack(X)
+
+
+def _check_device_array(X: Any, name: str, ensure_min_samples: int) -> Any:
+    if isinstance(X, np.ndarray):  # the emulated runtime's arrays: NumPy keeps the type
+        arr, xp = X, np
+    else:
+        cupy = sys.modules.get("cupy")
+        if cupy is None:  # pragma: no cover - needs a device array without CuPy
+            raise TypeError(f"{type(X).__name__} is a CUDA array but CuPy is not installed; "
+                            "install gpumeanshift[cuda12] or gpumeanshift[cuda13]")
+        arr, xp = _to_cupy(cupy, X), cupy
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
+    if kind not in "biuf":
+        raise ValueError(f"{name} has unsupported dtype {arr.dtype}; expected real numbers")
+    if arr.ndim != 2:
+        raise ValueError(f"Expected a 2-D array for {name}, got {arr.ndim}-D with shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    if arr.shape[0] < ensure_min_samples:
+        raise ValueError(
+            f"Found array with {arr.shape[0]} sample(s) (shape={arr.shape}) while a "
+            f"minimum of {ensure_min_samples} is required.")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if not bool(xp.isfinite(arr).all()):
+        bad = "NaN" if bool(xp.isnan(arr).any()) else "infinity"
+        raise ValueError(f"{name} contains {bad}; all values must be finite")
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+def array_module(a: Any):
+    """CuPy for a CuPy array, else NumPy (whose functions keep the emulated
+    runtime's array type)."""
+    cupy = sys.modules.get("cupy")
+    return cupy if cupy is not None and isinstance(a, cupy.ndarray) else np
+
+
 def _device_to_host(X: Any) -> np.ndarray:
+    if isinstance(X, np.ndarray):  # the emulated runtime's arrays
+        return X.get()
     cupy = sys.modules.get("cupy")
     if cupy is not None:
-        return cupy.asnumpy(cupy.asarray(X))
+        return cupy.asnumpy(_to_cupy(cupy, X))
     raise TypeError(  # pragma: no cover - needs a device array without CuPy
         f"{type(X).__name__} is a CUDA array but CuPy is not installed; "
         "install gpumeanshift[cuda12] or gpumeanshift[cuda13]"

@@ -76,12 +76,23 @@ class EmulatedOutOfMemoryError(MemoryError):
 
 class EmulatedDeviceArray(np.ndarray):
     """A NumPy array tagged as living on one emulated CUDA device
-    (:meth:`EmulatedRuntime.to_device`); ``emulated_device`` is its id."""
+    (:meth:`EmulatedRuntime.to_device`); ``emulated_device`` is its id.
+
+    The runtime's own arrays (``empty``, ``zeros``, ``asarray``) are of this
+    type too; :meth:`get` is ``cupy.ndarray.get``, a download counted by the
+    runtime that made the array."""
 
     emulated_device: int = 0
+    _emulated_runtime: Any = None
 
     def __array_finalize__(self, obj):
         self.emulated_device = getattr(obj, "emulated_device", 0)
+        self._emulated_runtime = getattr(obj, "_emulated_runtime", None)
+
+    def get(self) -> np.ndarray:
+        """A host copy (a plain ndarray), as ``cupy.ndarray.get()``."""
+        rt = self._emulated_runtime
+        return rt.to_host(self) if rt is not None else np.array(self, copy=True)
 
 
 class LaunchError(RuntimeError):
@@ -224,8 +235,18 @@ class EmulatedRuntime:
     ----------
     launches : collections.Counter
         Launches per kernel name; ``n_launches`` is the total.
-    d2h_transfers : int
-        Device-to-host copies made through :meth:`to_host`.
+    d2h_transfers, d2h_bytes : int
+        Device-to-host copies made through :meth:`to_host` (what
+        ``cupy.asnumpy`` / ``.get()`` would copy), and their bytes.
+    h2d_transfers, h2d_bytes : int
+        Host-to-device copies made by :meth:`asarray` of anything that is
+        not already an emulated device array (NumPy arrays, lists, scalars),
+        and their bytes. The runtime's own arrays (:meth:`empty`,
+        :meth:`zeros`, :meth:`asarray`, :meth:`to_device` and what NumPy
+        operations derive from them) are :class:`EmulatedDeviceArray`, so
+        the CUDA backend's internal arrays are not counted as uploads.
+        Scalars the backend reads with ``float()`` / ``int()`` / ``bool()``
+        (a few bytes each, a constant number per call) are not counted.
     unsynchronized_exits : int
         Times an :meth:`activate` block (a backend method) ended with work
         on the runtime's stream since its last :meth:`synchronize`: results
@@ -293,6 +314,7 @@ class EmulatedRuntime:
         self.d2h_transfers = 0
         self.d2h_bytes = 0
         self.h2d_transfers = 0
+        self.h2d_bytes = 0
         self.allocations = 0
         self.failed_allocations = 0
         self.live_bytes = 0
@@ -378,6 +400,7 @@ class EmulatedRuntime:
             raise ValueError(f"device {device} not in [0, {self.n_devices})")
         out = np.array(a, copy=True).view(EmulatedDeviceArray)
         out.emulated_device = int(device)
+        out._emulated_runtime = self
         return out
 
     @property
@@ -392,7 +415,7 @@ class EmulatedRuntime:
 
     def reset_counters(self) -> None:
         self.launches.clear()
-        self.d2h_transfers = self.d2h_bytes = self.h2d_transfers = 0
+        self.d2h_transfers = self.d2h_bytes = self.h2d_transfers = self.h2d_bytes = 0
         self.allocations = self.failed_allocations = 0
 
     # -- kernels -----------------------------------------------------------
@@ -510,6 +533,12 @@ class EmulatedRuntime:
     def _release(self, nbytes: int) -> None:
         self.live_bytes -= nbytes
 
+    def _on_device(self, arr) -> EmulatedDeviceArray:
+        out = arr.view(EmulatedDeviceArray)
+        out.emulated_device = self.device
+        out._emulated_runtime = self
+        return out
+
     def _allocate(self, shape, dtype, fill):
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         self.allocations += 1
@@ -521,7 +550,7 @@ class EmulatedRuntime:
         arr = np.zeros(shape, dtype) if fill else np.empty(shape, dtype)
         self.live_bytes += nbytes
         weakref.finalize(arr, self._release, nbytes)
-        return arr
+        return self._on_device(arr)
 
     def empty(self, shape, dtype):
         return self._allocate(shape, dtype, False)
@@ -531,9 +560,12 @@ class EmulatedRuntime:
 
     def asarray(self, a, dtype=None):
         _rt.check_device(_rt.array_device(a), self.device)
-        if not isinstance(a, np.ndarray):
+        on_device = isinstance(a, EmulatedDeviceArray)
+        out = np.ascontiguousarray(np.asarray(a, dtype=dtype))
+        if not on_device:  # host data: an upload of what the device receives
             self.h2d_transfers += 1
-        return np.ascontiguousarray(np.asarray(a, dtype=dtype))
+            self.h2d_bytes += out.nbytes
+        return self._on_device(out)
 
     def _run_queue(self) -> None:
         """Run the launches queued on the runtime's stream (what an operation
@@ -546,7 +578,7 @@ class EmulatedRuntime:
         self._run_queue()  # a copy on the runtime's stream runs after its queue
         self._since_sync += 1  # the backend may queue more work after the copy
         self.d2h_transfers += 1
-        out = np.array(a, copy=True)
+        out = np.array(a, copy=True)  # a plain ndarray: host memory
         self.d2h_bytes += out.nbytes
         return out
 
