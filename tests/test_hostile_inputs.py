@@ -438,8 +438,10 @@ def test_kernel_compile_options_are_a_fixed_set():
     for name in rt.kernel_names():
         base, _, params = name.partition("<")
         assert base.isidentifier(), name
-        for p in params.rstrip(">").split(",") if params else []:
-            assert re.fullmatch(r"\d+", p) or p in c_types or p == "true", name  # true: weighted
+        # Arguments as the demangler spells them: ", " between them; the
+        # weighted flag written out as true/false.
+        for p in params.rstrip(">").split(", ") if params else []:
+            assert re.fullmatch(r"\d+", p) or p in c_types or p in ("true", "false"), name
     with pytest.raises(KeyError):
         rt.kernel_name("ms_shift_fused", np.float32, 2, "gaussian> -DEVIL <")
     with pytest.raises(TypeError):
