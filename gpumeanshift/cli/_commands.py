@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.n_samples, args.kernel
     ('demo', 300, 'flat')
     """
-    from . import __version__
-    from .backends.base import KERNELS, available_backends
+    from .. import __version__
+    from ..backends.base import KERNELS, available_backends
 
     backends = ("auto",) + available_backends()
     exit_codes = ("exit codes: 0 success, 1 data error, 2 usage error, 141 standard output "
@@ -446,7 +446,7 @@ def _check_distinct(command: str, inputs, outputs) -> None:
 
 
 def _resolve_backend(name: str):
-    from .backends.base import resolve_backend
+    from ..backends.base import resolve_backend
 
     try:
         return resolve_backend(name)
@@ -455,8 +455,8 @@ def _resolve_backend(name: str):
 
 
 def _write_plot(path, X, labels, centers, title: str, names=None) -> None:
-    from .io import atomic_write
-    from .plot import plot_clusters
+    from ..io import atomic_write
+    from ..plot import plot_clusters
 
     if len(X) > PLOT_MAX_POINTS:
         title += f" ({PLOT_MAX_POINTS:,} points shown)"
@@ -470,7 +470,7 @@ def _write_plot(path, X, labels, centers, title: str, names=None) -> None:
 @contextlib.contextmanager
 def _progress_line():
     """A progress line on stderr when it is a terminal (fits over 2 s), else nothing."""
-    from . import _progress
+    from .. import _progress
 
     isatty = getattr(sys.stderr, "isatty", None)
     try:
@@ -485,7 +485,7 @@ def _progress_line():
 
 
 def _fit(X, *, bandwidth, kernel, bin_seeding, backend, verbose=False, sample_weight=None):
-    from ._estimator import MeanShift
+    from .._estimator import MeanShift
 
     model = MeanShift(bandwidth=bandwidth, kernel=kernel, bin_seeding=bin_seeding, backend=backend,
                       verbose=int(verbose))
@@ -509,7 +509,7 @@ def _log_to_stderr():
     handler for the duration of the fit."""
     import logging
 
-    from . import _progress
+    from .. import _progress
 
     class Handler(logging.StreamHandler):
         def emit(self, record):
@@ -531,7 +531,7 @@ def _log_to_stderr():
 
 
 def _estimate(X, quantile: float, backend, *, n_samples=None, sample_weight=None):
-    from .bandwidth import estimate_bandwidth
+    from ..bandwidth import estimate_bandwidth
 
     if n_samples is None and len(X) > AUTO_BANDWIDTH_MAX_SAMPLES:
         n_samples = AUTO_BANDWIDTH_MAX_SAMPLES
@@ -555,7 +555,7 @@ def _estimate(X, quantile: float, backend, *, n_samples=None, sample_weight=None
 
 # --------------------------------------------------------------------------- commands
 def _cmd_demo(args) -> int:
-    from .datasets import make_blobs
+    from ..datasets import make_blobs
 
     if args.plot:
         _require_matplotlib()
@@ -587,7 +587,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_cluster(args) -> int:
-    from .io import save_model, write_labels
+    from ..io import save_model, write_labels
 
     _data_on_stdout(args.output == STDIO)
     if args.plot:
@@ -632,7 +632,7 @@ def _cmd_cluster(args) -> int:
                 how += f", n_samples={AUTO_BANDWIDTH_MAX_SAMPLES}"
             if args.kernel == "gaussian":
                 # The library's rule for an estimated bandwidth with this kernel.
-                from ._driver import gaussian_from_flat
+                from .._driver import gaussian_from_flat
 
                 bandwidth = gaussian_from_flat(bandwidth, Xm.shape[1])
                 how += ", / sqrt(d + 2) for the Gaussian kernel"
@@ -678,7 +678,7 @@ def _cmd_cluster(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .io import load_model, read_column_names, write_labels
+    from ..io import load_model, read_column_names, write_labels
 
     _data_on_stdout(args.output == STDIO)
     _check_distinct("predict", [("MODEL", args.model), ("FILE", args.file)], [("--output", args.output)])
@@ -738,8 +738,8 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_segment(args) -> int:
-    from .io import check_image_writable, read_image, write_image
-    from .segmentation import segment_image
+    from ..io import check_image_writable, read_image, write_image
+    from ..segmentation import segment_image
 
     src = Path(args.image)
     output = args.output or f"{src.stem}_filtered{'.npy' if src.suffix.lower() == '.npy' else '.png'}"
@@ -785,8 +785,8 @@ def _cmd_segment(args) -> int:
     write_image(labels_path, labels)
     _say(f"labels written to {labels_path}")
     if args.plot:
-        from .io import atomic_write
-        from .plot import plot_segmentation
+        from ..io import atomic_write
+        from ..plot import plot_segmentation
 
         fig = plot_segmentation(image, filtered, labels)
         with atomic_write(args.plot, "wb") as f:
@@ -796,7 +796,7 @@ def _cmd_segment(args) -> int:
 
 
 def _read(path, columns, fmt=None):
-    from .io import read_points
+    from ..io import read_points
 
     try:
         if path == STDIO:
@@ -821,7 +821,7 @@ def _read_weighted(path, columns, weights, fmt=None):
     read on its own first, so that its errors name it; the features are
     ``columns``, or every other column.
     """
-    from .io import _parse_columns
+    from ..io import _parse_columns
 
     if path == STDIO:  # read once, parsed twice
         data = sys.stdin.buffer.read()
@@ -859,7 +859,7 @@ def _read_weighted(path, columns, weights, fmt=None):
     X, names = _read(source(), columns, fmt)
     if columns is None:
         # Every column but the weights: find the weights' index among them.
-        from .io import _resolve_columns
+        from ..io import _resolve_columns
 
         try:
             (idx,) = _resolve_columns([spec[0]], names, X.shape[1], str(path))
@@ -943,7 +943,7 @@ def _compile_check(gpus) -> str:
         return ("not checked: cuda.bindings.nvrtc is not importable "
                 "(pip install 'gpumeanshift[kernel-check]')")
     try:
-        from .testing import nvrtc
+        from ..testing import nvrtc
 
         archs = nvrtc.ARCHS
         if gpus:
@@ -967,11 +967,11 @@ def _backend_unusable(name: str):
             import cupy  # noqa: F401  (optional dependency)
         except Exception as exc:
             return f"CuPy does not import: {_first_line(exc)}"
-        from .backends.base import cuda_available
+        from ..backends.base import cuda_available
 
         return None if cuda_available() else "no CUDA device"
     try:
-        from .backends.base import resolve_backend
+        from ..backends.base import resolve_backend
 
         resolve_backend(name)
     except Exception as exc:
@@ -982,8 +982,8 @@ def _backend_unusable(name: str):
 def _cmd_info(args) -> int:
     import platform
 
-    from . import __version__
-    from .backends.base import available_backends
+    from .. import __version__
+    from ..backends.base import available_backends
 
     _say(
         f"gpumeanshift {__version__}",
