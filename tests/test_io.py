@@ -385,7 +385,7 @@ def test_file_without_the_kernel_field_is_refused(tmp_path, fitted):
 def test_every_parameter_has_a_value_for_files_that_predate_it():
     """A new MeanShift parameter must be given the value older files were fitted
     with (not the current default, which may change later)."""
-    from gpumeanshift import _model_io
+    from gpumeanshift.io import _model as _model_io
 
     assert set(MeanShift._get_param_names()) == set(_model_io._PARAMS_V1) | set(_model_io._PARAMS_ADDED)
 

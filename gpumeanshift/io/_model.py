@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ._params import KERNELS, validate_params
+from .._params import KERNELS, validate_params
 
 FORMAT_NAME = "gpumeanshift-model"
 # Bumped only for changes an older reader cannot handle; readers refuse newer.
@@ -146,7 +146,7 @@ class SavedModel:
         >>> m.transform([[0.0], [10.0]]).ravel()
         array([-1.,  1.])
         """
-        from ._validation import check_array
+        from .._validation import check_array
 
         X = check_array(X)
         if X.shape[1] != self.estimator.n_features_in_:
@@ -204,7 +204,7 @@ def _json_params(model) -> tuple[dict, np.ndarray | None]:
     validate_params({k: v for k, v in params.items() if k != "backend"})
     params["seeds"] = None
     if seeds is not None:
-        from ._validation import check_array
+        from .._validation import check_array
 
         seeds = check_array(seeds, name="seeds")
     return params, seeds
@@ -251,9 +251,9 @@ def save_model(model, path, *, mean=None, scale=None, columns=None):
     >>> load_model(path).estimator.predict([[0, 0], [5, 5]])
     array([1, 0])
     """
-    from . import __version__
-    from ._driver import to_numpy
-    from .io import atomic_write
+    from .. import __version__
+    from .._driver import to_numpy
+    from . import atomic_write
 
     if not hasattr(model, "cluster_centers_"):
         raise ValueError("the model is not fitted: call fit before save_model")
@@ -375,7 +375,7 @@ def load_model(path, *, backend="auto"):
     ...
     ValueError: ... is not a valid gpumeanshift model: unreadable archive ...
     """
-    from ._estimator import MeanShift
+    from .._estimator import MeanShift
 
     name = os.fspath(path)
     name = name if isinstance(name, str) else os.fsdecode(name)
@@ -578,7 +578,7 @@ def _expected_dtype(kinds: str, itemsize: int | None) -> str:
 
 # --------------------------------------------------------------------------- the header
 def _parse_header(blob: np.ndarray) -> dict:
-    from . import __version__
+    from .. import __version__
 
     def no_duplicates(pairs):
         obj = {}
@@ -626,7 +626,7 @@ def _parse_header(blob: np.ndarray) -> dict:
 
 def _check_content(header: dict, arrays: dict, backend):
     """Check everything but the archive's structure; returns what the model needs."""
-    from ._validation import check_array
+    from .._validation import check_array
 
     k, d = header["n_clusters"], header["n_features"]
     centers = arrays.get("cluster_centers")

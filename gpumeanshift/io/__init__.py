@@ -130,7 +130,7 @@ def _fsync_directory(directory: Path) -> None:
 
 # --------------------------------------------------------------------------- models
 # The model file format lives in its own module; this is its public home.
-from ._model_io import (  # noqa: E402
+from ._model import (  # noqa: E402
     FORMAT_NAME,
     FORMAT_VERSION,
     SavedModel,
