@@ -375,7 +375,6 @@ def test_failed_run_never_overwrites_good_outputs(files):
 
 def test_write_failure_mid_run_is_one_line_and_keeps_the_previous_model(files, monkeypatch, capsys):
     # In process, so the failure can be injected where the model is written.
-    import gpumeanshift.io as gio
     from gpumeanshift.cli import main
 
     good_model = (files / "model.npz").read_bytes()
@@ -384,7 +383,7 @@ def test_write_failure_mid_run_is_one_line_and_keeps_the_previous_model(files, m
         file.write(b"PK\x03\x04 partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(gio.np, "savez", failing_savez)
+    monkeypatch.setattr(np, "savez", failing_savez)
     monkeypatch.chdir(files)
     before = sorted(os.listdir(files))
     code = main(["cluster", "pts.csv", "--bandwidth", "1.5", "--backend", "numpy", "--model", "model.npz"])
@@ -638,13 +637,13 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(work):
     # writer sends it to its own process), as when a long write is killed.
     code = (
         "import os, signal, sys, time\n"
-        "import gpumeanshift.io as gio\n"
-        "real = gio._write_labels_csv\n"
+        "import gpumeanshift.io._labels as labels_module\n"
+        "real = labels_module._write_labels_csv\n"
         "def slow(f, labels):\n"
         "    f.write('label\\n0\\n')\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    time.sleep(30)\n"
-        "gio._write_labels_csv = slow\n"
+        "labels_module._write_labels_csv = slow\n"
         "from gpumeanshift.cli import main\n"
         "sys.exit(main(['cluster', 'in.csv', '--bandwidth', '1.5', '--backend', 'numpy', "
         "'-o', 'labels.csv']))\n"

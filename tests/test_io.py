@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-import gpumeanshift.io as gio
 from gpumeanshift import MeanShift
 from gpumeanshift.datasets import make_blobs
 from gpumeanshift.io import (
@@ -137,7 +136,7 @@ def test_failed_save_keeps_the_previous_model_and_leaves_no_partial_file(tmp_pat
     path = tmp_path / "model.npz"
     save_model(fitted, path)
     good = path.read_bytes()
-    monkeypatch.setattr(gio.np, "savez", _failing_savez)
+    monkeypatch.setattr(np, "savez", _failing_savez)
     other = MeanShift(bandwidth=3.0, backend="numpy").fit(X)
     with pytest.raises(OSError, match="No space left"):
         save_model(other, path)
@@ -148,7 +147,7 @@ def test_failed_save_keeps_the_previous_model_and_leaves_no_partial_file(tmp_pat
 
 
 def test_failed_save_of_a_new_file_creates_nothing(tmp_path, fitted, monkeypatch):
-    monkeypatch.setattr(gio.np, "savez", _failing_savez)
+    monkeypatch.setattr(np, "savez", _failing_savez)
     with pytest.raises(OSError, match="No space left"):
         save_model(fitted, tmp_path / "model.npz")
     assert os.listdir(tmp_path) == []
@@ -162,7 +161,7 @@ def test_failed_rename_leaves_no_temporary_file(tmp_path, fitted, monkeypatch):
     def failing_replace(src, dst):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(gio.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(PermissionError):
         save_model(fitted, path)
     assert path.read_bytes() == good
@@ -385,9 +384,9 @@ def test_file_without_the_kernel_field_is_refused(tmp_path, fitted):
 def test_every_parameter_has_a_value_for_files_that_predate_it():
     """A new MeanShift parameter must be given the value older files were fitted
     with (not the current default, which may change later)."""
-    from gpumeanshift import _model_io
+    from gpumeanshift.io import _model_format
 
-    assert set(MeanShift._get_param_names()) == set(_model_io._PARAMS_V1) | set(_model_io._PARAMS_ADDED)
+    assert set(MeanShift._get_param_names()) == set(_model_format._PARAMS_V1) | set(_model_format._PARAMS_ADDED)
 
 
 def test_save_model_refuses_parameters_load_model_would_refuse(tmp_path):
