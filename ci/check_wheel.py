@@ -1,4 +1,10 @@
-"""Build the wheel and check that it ships the CUDA kernel sources and no benchmark code.
+"""Build the wheel and check that it ships every module, the CUDA kernel sources
+and no benchmark code.
+
+pyproject.toml lists the packages by name (kernels/ is mapped into the
+package): a subpackage left off that list would be missing from the wheel
+while every test of a checkout passed. So every .py file under gpumeanshift/
+must be in the wheel.
 
 An editable install reads kernels/ from the checkout, so only a built wheel
 shows whether users get the .cu files. The speed race and the other
@@ -25,8 +31,15 @@ shipped = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("gpumeanshif
 missing = sorted(set(expected) - set(shipped))
 if not expected or missing:
     sys.exit(f"wheel {wheel.name} lacks kernel files: {missing or 'kernels/ is empty'}")
+sources = sorted(p.relative_to(root).as_posix() for p in (root / "gpumeanshift").rglob("*.py")
+                 if "__pycache__" not in p.parts)
+missing_modules = sorted(set(sources) - set(names))
+if not sources or missing_modules:
+    sys.exit(f"wheel {wheel.name} lacks modules (add their package to pyproject.toml): "
+             f"{', '.join(missing_modules) or 'gpumeanshift/ is empty'}")
 bench_code = sorted(n for n in names
                     if n.startswith("bench/") or n.rsplit("/", 1)[-1] in ("race.py", "_cases.py"))
 if bench_code:
     sys.exit(f"wheel {wheel.name} ships benchmark code: {', '.join(bench_code)}")
-print(f"{wheel.name} ships {len(shipped)} kernel files: {', '.join(shipped)}; no benchmark code")
+print(f"{wheel.name} ships all {len(sources)} modules and {len(shipped)} kernel files: "
+      f"{', '.join(shipped)}; no benchmark code")
