@@ -13,6 +13,7 @@ race module the package once had (gpumeanshift/race.py) may be in the wheel.
 """
 
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,9 +21,18 @@ import zipfile
 
 root = pathlib.Path(__file__).resolve().parents[1]
 expected = sorted(p.name for p in (root / "kernels").iterdir() if p.suffix in (".cu", ".cuh"))
-with tempfile.TemporaryDirectory() as out:
+# Built from a copy of the files git knows (tracked, or new and not ignored):
+# an in-tree build reuses build/lib, whose stale files would hide a missing
+# package.
+files = subprocess.run(["git", "-C", str(root), "ls-files", "-co", "--exclude-standard", "-z"],
+                       check=True, capture_output=True).stdout.decode().split("\0")
+with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as src:
+    for rel in filter(None, files):
+        if (root / rel).is_file():
+            (pathlib.Path(src) / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, pathlib.Path(src) / rel)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, str(root)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src],
         check=True,
     )
     (wheel,) = pathlib.Path(out).glob("gpumeanshift-*.whl")
