@@ -137,6 +137,13 @@ def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1,
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} has dtype object and could not be converted to float: {exc}") from exc
+    arr = _check_values(arr, name, ensure_min_samples, np)
+    return np.ascontiguousarray(arr)
+
+
+def _check_values(arr: Any, name: str, ensure_min_samples: int, xp: Any) -> Any:
+    """The checks every array gets, host or device: real dtype, 2-D, not
+    empty, finite (one reduction in ``xp``); integers become float64."""
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
@@ -158,10 +165,10 @@ def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1,
         )
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        bad = "NaN" if np.isnan(arr).any() else "infinity"
+    if not bool(xp.isfinite(arr).all()):
+        bad = "NaN" if bool(xp.isnan(arr).any()) else "infinity"
         raise ValueError(f"{name} contains {bad}; all values must be finite")
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def _to_cupy(cupy: Any, X: Any) -> Any:
@@ -180,24 +187,7 @@ def _check_device_array(X: Any, name: str, ensure_min_samples: int) -> Any:
             raise TypeError(f"{type(X).__name__} is a CUDA array but CuPy is not installed; "
                             "install gpumeanshift[cuda12] or gpumeanshift[cuda13]")
         arr, xp = _to_cupy(cupy, X), cupy
-    kind = arr.dtype.kind
-    if kind == "c":
-        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
-    if kind not in "biuf":
-        raise ValueError(f"{name} has unsupported dtype {arr.dtype}; expected real numbers")
-    if arr.ndim != 2:
-        raise ValueError(f"Expected a 2-D array for {name}, got {arr.ndim}-D with shape {arr.shape}")
-    if arr.shape[1] < 1:
-        raise ValueError(f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
-    if arr.shape[0] < ensure_min_samples:
-        raise ValueError(
-            f"Found array with {arr.shape[0]} sample(s) (shape={arr.shape}) while a "
-            f"minimum of {ensure_min_samples} is required.")
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    if not bool(xp.isfinite(arr).all()):
-        bad = "NaN" if bool(xp.isnan(arr).any()) else "infinity"
-        raise ValueError(f"{name} contains {bad}; all values must be finite")
+    arr = _check_values(arr, name, ensure_min_samples, xp)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
