@@ -1184,6 +1184,20 @@ class NumpyBackend:
         def tile(idx):
             q = S[idx]
             t = len(idx)
+            if t > 1 and not exact:
+                # A tile's expansion is relative to its centre: its rounding
+                # grows with the square of the tile's span. A wide tile (a far
+                # seed among near ones) is split along its widest axis, as in
+                # ``shift``.
+                span = q.max(axis=0).astype(np.float64) - q.min(axis=0)
+                if span.max() > _MAX_TILE_SPAN:
+                    o = np.argsort(q[:, int(span.argmax())], kind="stable")
+                    halves = [tile(idx[o[:t // 2]]), tile(idx[o[t // 2:]])]
+                    a_t = np.empty((t, d + 1), dtype=dtype)
+                    c_t = np.empty(t, dtype=cnt_type)
+                    for rows, (a_h, c_h) in zip((o[:t // 2], o[t // 2:]), halves):
+                        a_t[rows], c_t[rows] = a_h, c_h
+                    return a_t, c_t
             sel = index.candidates(q, reach)
             cand = _rows(Ys, sel)
             a_t = np.zeros((t, d + 1), dtype=dtype)

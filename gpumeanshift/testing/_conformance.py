@@ -199,8 +199,8 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
     """Check a backend's every interface method against a float64 reference.
 
     Runs :meth:`~gpumeanshift.backends.Backend.shift`, ``nearest``,
-    ``count_within``, ``kth_neighbor_distance``, ``kernel_sum`` and
-    ``log_kernel_density`` on small deterministic data sets and compares each
+    ``count_within``, ``kth_neighbor_distance``, ``kernel_sum``,
+    ``log_kernel_density`` and ``partial_sums`` on small deterministic data sets and compares each
     result with a float64 NumPy reference computed here from the definitions
     (squared distances as plain differences summed feature by feature):
 
@@ -223,7 +223,11 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
     * ``kernel_sum``: Gaussian sums (0 for far queries) and flat counts;
     * ``log_kernel_density``: float64; the Gaussian's log finite far from the
       data (about ``-min d^2 / 2h^2``), the flat one ``log(count)`` and
-      ``-inf`` where no point is within reach.
+      ``-inf`` where no point is within reach;
+    * ``partial_sums``: one step's sums, weight sums and counts in a frame
+      with an origin away from zero (the step ``sums / weight`` to the modes'
+      tolerance, the Gaussian truncated for "grid"), zero for far seeds, and
+      with ``exact=True`` on integer lattices bit for bit.
 
     With ``weights`` (the default), every method that takes ``weights=`` is
     checked again with integer weights 0-3 on the blobs and the lattices,
@@ -327,6 +331,9 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
                            lambda: _check_kernel_sum(be, X, h, kernel))
                 report.run("log_kernel_density", f"{tag}, {kernel}",
                            lambda: _check_log_density(be, X, h, kernel))
+                for algorithm in algorithms:
+                    report.run("partial_sums", f"{tag}, {kernel}, {algorithm}",
+                               lambda: _check_partial_sums(be, X, h, kernel, algorithm))
             report.run("nearest", tag, lambda: _check_nearest(be, X))
             report.run("count_within", tag, lambda: _check_count_within(be, X, h))
             report.run("kth_neighbor_distance", tag, lambda: _check_kth(be, X, quick))
@@ -345,6 +352,9 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
                     report.run("shift", f"{tag}, flat, {algorithm}",
                                lambda: _check_shift_lattice(be, L, h, algorithm))
             report.run("count_within", tag, lambda: _check_count_within(be, L, h, lattice=True))
+            if "flat" in kernels:
+                report.run("partial_sums", f"{tag}, flat, exact",
+                           lambda: _check_partial_sums_lattice(be, L, h))
             if "flat" in kernels:
                 report.run("kernel_sum", f"{tag}, flat",
                            lambda: _check_kernel_sum(be, L, h, "flat", lattice=True))
@@ -427,6 +437,11 @@ def _check_weighted(be, report, kernels, dts, algorithms, quick):
                            lambda: _check_log_density(view, R, h, kernel))
             report.run("count_within", tag, lambda: _check_count_within(view, R, h))
             report.run("kth_neighbor_distance", tag, lambda: _check_kth(view, R, True))
+            for kernel in kernels:
+                for algorithm in algorithms:
+                    report.run("partial_sums", f"{tag}, {kernel}, {algorithm}",
+                               lambda: _check_partial_sums(be, X64.astype(dt), h, kernel,
+                                                           algorithm, w.astype(np.float64)))
     if np.dtype(np.float64) in dts:
         L = _lattice(30 if quick else 50, 2, seed=7)
         view = _AsRepeated(be, L, rng.integers(0, 4, len(L)))
@@ -437,6 +452,9 @@ def _check_weighted(be, report, kernels, dts, algorithms, quick):
                            lambda: _check_shift_lattice(view, view.R, 1.0, algorithm))
         report.run("count_within", tag,
                    lambda: _check_count_within(view, view.R, 1.0, lattice=True))
+        if "flat" in kernels:
+            report.run("partial_sums", f"{tag}, flat, exact",
+                       lambda: _check_partial_sums_lattice(be, L, 1.0, view.w))
 
 
 # ------------------------------------------------------------------- checks
@@ -640,4 +658,74 @@ def _check_log_density(be, X, h, kernel, lattice=False):
         problems.append(f"far queries give {got[-2:].tolist()}, expected finite values "
                         f"(about {ref[-2:].tolist()})")
     problems += _close("Gaussian log densities", got, ref, t["log"], t["log"])
+    return problems
+
+
+def _partial_parts(p, dt, weighted):
+    """The three results of ``partial_sums`` on the host, and dtype problems."""
+    sums, weight, count = (_host(getattr(p, a)) for a in ("sums", "weight", "count"))
+    problems = []
+    if sums.dtype != dt or weight.dtype != dt:
+        problems.append(f"sums/weight have dtypes {sums.dtype}/{weight.dtype}, expected {dt}")
+    if not weighted and not np.issubdtype(count.dtype, np.integer):
+        problems.append(f"count has dtype {count.dtype}, expected an integer dtype")
+    return sums, weight, count, problems
+
+
+def _check_partial_sums(be, X, h, kernel, algorithm, w=None):
+    """One step's sums in the frame (x - origin) / h, against the definition:
+    seeds on the data and two far seeds (all sums 0)."""
+    dt = np.dtype(X.dtype)
+    t = _TOL[dt]
+    origin = X.astype(np.float64).mean(axis=0) + 0.25 * h
+    Y = (X.astype(np.float64) - origin) / h
+    far = (_far_points(X, h, 2).astype(np.float64) - origin) / h
+    S = np.ascontiguousarray(np.concatenate([Y[::3], far]).astype(dt))
+    p = be.partial_sums(X, S, bandwidth=h, kernel=kernel, origin=origin, algorithm=algorithm,
+                        weights=w)
+    sums, weight, count, problems = _partial_parts(p, dt, w is not None)
+    wr = np.ones(len(X)) if w is None else w
+    D = _dist_matrix(Y, S.astype(np.float64))  # in bandwidths
+    if kernel == "flat":
+        K = (D <= 1.0).astype(np.float64)
+    else:
+        K = np.exp(-0.5 * D * D)
+        if algorithm == "grid":
+            K[D > GAUSSIAN_GRID_RADIUS] = 0.0
+    r_weight = K @ wr
+    r_sums = (K * wr) @ Y
+    r_count = (D <= 1.0).astype(np.float64) @ wr
+    # A point within rounding of the unit ball's boundary may be on either
+    # side in float32: such seeds are compared on their count's bounds only.
+    keep = np.abs(D * D - 1.0).min(axis=1) > t["edge"]
+    if kernel == "flat" and keep.sum() < 0.5 * len(keep):  # pragma: no cover - data guard
+        return problems + ["too few seeds clear of the boundaries"]
+    problems += _exact("count", count[keep], r_count[keep])
+    slack = t["count"] * (1.0 if w is None else float(wr.max()))
+    problems += _exact("count (near the boundary)", count[~keep], r_count[~keep], slack)
+    if kernel == "gaussian":
+        keep = np.ones(len(S), dtype=bool)
+    problems += _close("weight", weight[keep], r_weight[keep], 1e-300, t["sum"])
+    live = keep & (r_weight > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = sums[live].astype(np.float64) / weight[live, None].astype(np.float64)
+    problems += _close("sums / weight (the step, in bandwidths)", step,
+                       r_sums[live] / r_weight[live, None], t["mode"])
+    if (sums[-2:] != 0).any() or (weight[-2:] != 0).any() or (count[-2:] != 0).any():
+        problems.append("far seeds (no data within reach) have nonzero sums")
+    return problems
+
+
+def _check_partial_sums_lattice(be, L, h, w=None):
+    """``exact=True`` on integer data: seeds at lattice points and halfway
+    between (many points at exactly h); sums and counts equal, bit for bit."""
+    k = len(L) // 4
+    S = np.ascontiguousarray(np.concatenate([L[::2], (L[1::4][:k] + L[2::4][:k]) / 2]))
+    p = be.partial_sums(L, S, bandwidth=h, kernel="flat", exact=True, weights=w)
+    sums, weight, count, problems = _partial_parts(p, np.dtype(np.float64), w is not None)
+    wr = np.ones(len(L)) if w is None else w
+    inside = np.stack([_sqdist(L, s) <= h * h for s in S]).astype(np.float64)
+    problems += _exact("count", count, inside @ wr)
+    problems += _exact("weight", weight, inside @ wr)
+    problems += _exact("sums (integer rows: exact)", sums, (inside * wr) @ L)
     return problems
