@@ -145,7 +145,7 @@ def test_auto_strategy_says_what_it_chose(client, X, caplog, monkeypatch):
     assert "strategy='auto' chose 'seeds'" in caplog.text
     caplog.clear()
     # Pretend the data need more than any worker has.
-    monkeypatch.setattr(gdask, "_SEEDS_MEMORY_FACTOR", 1e12)
+    monkeypatch.setattr(gdask._strategies, "_SEEDS_MEMORY_FACTOR", 1e12)
     with caplog.at_level(logging.INFO, logger="gpumeanshift"):
         big = gdask.MeanShift(bandwidth=BANDWIDTH, kernel="flat", bin_seeding=True,
                               backend="numpy").fit(Xd)
