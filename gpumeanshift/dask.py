@@ -67,8 +67,8 @@ from ._validation import (check_array, check_bandwidth, check_int, check_real,
                           check_sample_weight, is_device_array)
 # GAUSSIAN_GRID_RADIUS: where the single-machine algorithm="grid" truncates
 # the Gaussian, in bandwidths.
-from .backends._spatial import GAUSSIAN_GRID_RADIUS as _GAUSSIAN_GRID_RADIUS
-from .backends._spatial import within_exact
+from ._spatial import GAUSSIAN_GRID_RADIUS as _GAUSSIAN_GRID_RADIUS
+from ._spatial import within_exact
 from .backends.base import cuda_available, resolve_backend
 from .bandwidth import _check_random_state
 from .bandwidth import estimate_bandwidth as _local_estimate_bandwidth

@@ -122,7 +122,7 @@ class Backend(Protocol):
 
         ``algorithm`` is "brute", "grid" or "auto" (the backend decides and
         reports its choice in :attr:`ShiftResult.algorithm`); see
-        :mod:`gpumeanshift.backends._spatial` for their exact semantics.
+        :mod:`gpumeanshift._spatial` for their exact semantics.
 
         ``progress`` is None or a callable the loop calls as
         ``progress(iteration, n_active)`` after each round of steps
@@ -208,8 +208,8 @@ class ImageBackend(Protocol):
 # name -> (module, factory attribute); factories are imported only when used so
 # that ``import gpumeanshift`` never imports CuPy.
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "numpy": ("gpumeanshift.backends.numpy_backend", "NumpyBackend"),
-    "cupy": ("gpumeanshift.backends.cuda_backend", "make_cupy_backend"),
+    "numpy": ("gpumeanshift.backends.numpy.backend", "NumpyBackend"),
+    "cupy": ("gpumeanshift.backends.cuda.backend", "make_cupy_backend"),
 }
 
 
