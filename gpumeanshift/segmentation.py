@@ -274,7 +274,7 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
         The values of ``MeanShift(backend=...)``; "auto" takes the GPU when
         there is one. "numpy" (and None): the NumPy path here. "cupy" or a backend with the image
         capability (:class:`~gpumeanshift.backends.base.ImageBackend`: the
-        :class:`~gpumeanshift.backends.cuda_backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
+        :class:`~gpumeanshift.backends.cuda.backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
         CUDA kernel, one thread per pixel, same results (1 to 4 channels).
         ``n_jobs`` and ``chunk_size`` apply to the NumPy path only.
 

@@ -10,7 +10,7 @@ import pytest
 
 from _emulation import emulated_backend_or_skip, emulated_param
 from gpumeanshift.backends.base import cuda_available
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 from gpumeanshift.testing import check_backend
 
 F64 = (np.float64,)

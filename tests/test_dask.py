@@ -272,7 +272,7 @@ def test_max_memory_does_not_change_the_result(client, X, strategy, kernel):
 
 
 def test_max_memory_rejected_when_too_small_or_for_a_backend_object(client, X):
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     Xd = da.from_array(X, chunks=CHUNK)
     with pytest.raises(ValueError, match="max_memory=1000 bytes is too small"):

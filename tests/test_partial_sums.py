@@ -12,7 +12,7 @@ import pytest
 
 from _emulation import emulated_backend_or_skip, emulated_param
 from gpumeanshift import MeanShift
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy import NumpyBackend
 
 RNG = np.random.default_rng(5)
 X = np.concatenate([RNG.normal(0.0, 0.4, (120, 2)) + 3.0, RNG.normal(0.0, 0.4, (120, 2)) - 1.0])

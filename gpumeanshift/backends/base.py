@@ -159,7 +159,7 @@ class Backend(Protocol):
 
         ``algorithm`` is "brute", "grid" or "auto" (the backend decides and
         reports its choice in :attr:`ShiftResult.algorithm`); see
-        :mod:`gpumeanshift.backends._spatial` for their exact semantics.
+        :mod:`gpumeanshift._spatial` for their exact semantics.
 
         ``progress`` is None or a callable the loop calls as
         ``progress(iteration, n_active)`` after each round of steps
@@ -246,7 +246,7 @@ class Backend(Protocol):
         integer rows (and integer weights) are then exact, in any order.
 
         ``algorithm="grid"`` truncates the Gaussian at
-        :data:`~gpumeanshift.backends._spatial.GAUSSIAN_GRID_RADIUS`
+        :data:`~gpumeanshift._spatial.GAUSSIAN_GRID_RADIUS`
         bandwidths, as :meth:`shift` does; "brute" (and "auto") do not.
         """
         ...
@@ -274,8 +274,8 @@ class ImageBackend(Protocol):
 # name -> (module, factory attribute); factories are imported only when used so
 # that ``import gpumeanshift`` never imports CuPy.
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "numpy": ("gpumeanshift.backends.numpy_backend", "NumpyBackend"),
-    "cupy": ("gpumeanshift.backends.cuda_backend", "make_cupy_backend"),
+    "numpy": ("gpumeanshift.backends.numpy.backend", "NumpyBackend"),
+    "cupy": ("gpumeanshift.backends.cuda.backend", "make_cupy_backend"),
 }
 
 

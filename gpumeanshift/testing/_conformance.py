@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._params import KERNELS
-from ..backends._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
+from .._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
 from ..backends.base import ShiftResult
 
 __all__ = ["check_backend"]
@@ -206,7 +206,7 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
 
     * ``shift``: scikit-learn's loop -- the flat mean of the points at distance
       <= bandwidth, the Gaussian mean weighted by ``exp(-d^2 / 2h^2)``
-      (truncated at :data:`~gpumeanshift.backends._spatial.GAUSSIAN_GRID_RADIUS`
+      (truncated at :data:`~gpumeanshift._spatial.GAUSSIAN_GRID_RADIUS`
       bandwidths for ``algorithm="grid"``), stopping when a step moves by at
       most ``tol * bandwidth`` or after ``max_iter`` counted iterations --
       on blobs with seeds far from all data (orphans: intensity 0, the mode
@@ -283,7 +283,7 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
 
     A backend whose ``nearest`` breaks ties toward the highest index fails:
 
-    >>> from gpumeanshift.backends.numpy_backend import NumpyBackend
+    >>> from gpumeanshift.backends.numpy.backend import NumpyBackend
     >>> class HighTies(NumpyBackend):
     ...     def nearest(self, X, centers):
     ...         lab, dist = super().nearest(X, centers[::-1].copy())

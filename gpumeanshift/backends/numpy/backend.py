@@ -31,12 +31,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SortedIndex, coincident_rows, col_max, col_min,
+from ..._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SortedIndex, coincident_rows,
+                         col_max, col_min,
                        gaussian_proof_radius, gaussian_truncation_bound, integer_valued,
                        make_index, neighbourhood_reach, resolve_leaders, within_exact)
-from ._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
+from ..._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
 from . import _kth
-from .base import PartialSums, ShiftResult
+from ..base import PartialSums, ShiftResult
 
 def _parallel_method(method):
     @functools.wraps(method)

@@ -1,6 +1,6 @@
 """The CUDA backend: host logic for the kernels in ``kernels/``.
 
-Written against a runtime (:mod:`gpumeanshift.backends.runtime`): the same
+Written against a runtime (:mod:`gpumeanshift.backends.cuda.runtime`): the same
 code drives a real GPU through CuPy and, in tests, the CPU emulator.
 
 How :meth:`CudaBackend.shift` runs
@@ -79,9 +79,9 @@ from typing import Any
 import numpy as np
 
 from . import runtime as _rt
-from ._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SAFE_ABS, gaussian_proof_radius,
+from ..._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SAFE_ABS, gaussian_proof_radius,
                        integer_valued, midrange, pow2_at_least)
-from .base import KERNELS, PartialSums, ShiftResult
+from ..base import KERNELS, PartialSums, ShiftResult
 
 _SHIFT_FIELDS = {f.name for f in dataclasses.fields(ShiftResult)}
 _SHARED_BUDGET = 16 * 1024  # bytes of shared memory per block we aim for
@@ -105,7 +105,7 @@ class CudaBackend:
     Parameters
     ----------
     runtime : Runtime
-        :class:`~gpumeanshift.backends.runtime.CupyRuntime` for a GPU, or
+        :class:`~gpumeanshift.backends.cuda.runtime.CupyRuntime` for a GPU, or
         :class:`gpumeanshift.testing.EmulatedRuntime` on a CPU.
     iters_per_launch : int, default=32
         Shift steps per fused launch (and per host round).
@@ -1070,7 +1070,7 @@ def make_cupy_backend(**options: Any) -> CudaBackend:
     """``backend="cupy"``: the CUDA backend on the current device via CuPy.
 
     Options ``stream`` (a ``cupy.cuda.Stream`` or raw handle) go to
-    :class:`~gpumeanshift.backends.runtime.CupyRuntime`; the rest to
+    :class:`~gpumeanshift.backends.cuda.runtime.CupyRuntime`; the rest to
     :class:`CudaBackend`. Raises RuntimeError when CuPy or a device is missing.
     """
     stream = options.pop("stream", None)
