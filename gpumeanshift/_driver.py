@@ -16,7 +16,7 @@ import numpy as np
 
 from ._params import DEFAULTS, validate_params
 from ._validation import (array_module, check_array, check_bandwidth, check_sample_weight,
-                          is_device_array)
+                          is_device_array, keeps_device, to_numpy)
 from .backends.base import Backend, ShiftResult, resolve_backend
 from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
@@ -43,21 +43,6 @@ class FitResult:
     # The validated data of the fit: a device array when the fit kept the
     # caller's device data on the device (see keeps_device), else host.
     data: object = None
-
-
-def to_numpy(a) -> np.ndarray:
-    """Host copy of a backend array (NumPy arrays are returned as they are)."""
-    get = getattr(a, "get", None)
-    if callable(get) and (not isinstance(a, np.ndarray) or is_device_array(a)):
-        return np.asarray(get())
-    return np.asarray(a)
-
-
-def keeps_device(be: Backend, X) -> bool:
-    """Whether a call keeps ``X`` on the device: device data (CuPy,
-    ``__cuda_array_interface__``, DLPack) and a backend that runs on a
-    device (one with a ``runtime``). The NumPy backend gets host arrays."""
-    return getattr(be, "runtime", None) is not None and is_device_array(X)
 
 
 def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
@@ -340,14 +325,13 @@ def fit(X, params, sample_weight=None) -> FitResult:
     # Device data stay on the device (validated there) for the backend's
     # calls; only per-seed results and the centers come to the host. The
     # paths that need the data on the host take one host copy: sample
-    # weights, an estimated or rule-of-thumb bandwidth, bin seeding, a zero
-    # bandwidth and label_assignment="basin".
-    on_device = keeps_device(be, X) and sample_weight is None and not p["bin_seeding"] \
-        and p["label_assignment"] != "basin" and not (
-            p["bandwidth"] is None or isinstance(p["bandwidth"], str))
+    # weights, bin seeding and a zero bandwidth.
+    on_device = keeps_device(be, X) and sample_weight is None and not p["bin_seeding"]
     X = check_array(X, keep_device=on_device)
     w = check_sample_weight(sample_weight, X.shape[0])
     h = resolve_bandwidth(X, p["bandwidth"], be, kernel, w)
+    if on_device and h == 0:  # each distinct row its own cluster: found on the host
+        X, on_device = to_numpy(X), False
     # Rows of weight 0 take no part in the fit (they are labelled at the end).
     X_fit = X if w is None or (w > 0).all() else X[w > 0]
 
@@ -398,7 +382,18 @@ def fit(X, params, sample_weight=None) -> FitResult:
         modes, n_iter, intensity, converged, h, max_iter, tol)
     centers = centers.astype(X.dtype, copy=False)
 
-    if p["label_assignment"] == "basin":
+    if p["label_assignment"] == "basin" and on_device:
+        # As below, with the modes and labels kept on the device.
+        point_modes = res.modes if seeds_are_data else run_shift(
+            be, X, X, None, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
+            algorithm=p["algorithm"]).modes
+        labels, _ = be.nearest(point_modes, centers)
+        xp = array_module(labels)
+        labels = labels.astype(np.int64, copy=False)
+        if not p["cluster_all"]:
+            diff = X.astype(np.float64) - be.runtime.asarray(centers, dtype=np.float64)[labels]
+            labels = xp.where((diff * diff).sum(axis=1) <= h * h, labels, -1)
+    elif p["label_assignment"] == "basin":
         # Each point takes the cluster its own climb reached: the center
         # nearest to the mode of the seed started at that point.
         if seeds_are_data and X_fit is X:
