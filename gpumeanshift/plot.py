@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from ._validation import to_numpy
+
 from .segmentation import plot_segmentation
 from .selection import plot_bandwidth_sweep
 
@@ -115,9 +117,9 @@ def plot_clusters(X, labels, centers, ax=None, *, title=None, axis_names=None,
     from matplotlib import colormaps
     from matplotlib.figure import Figure  # matplotlib only when plotting
 
-    X = _host(X).astype(np.float64, copy=False)
-    labels = _host(labels).astype(np.int64, copy=False).ravel()
-    centers = _host(centers).astype(np.float64, copy=False)
+    X = to_numpy(X).astype(np.float64, copy=False)
+    labels = to_numpy(labels).astype(np.int64, copy=False).ravel()
+    centers = to_numpy(centers).astype(np.float64, copy=False)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if labels.shape[0] != X.shape[0]:
@@ -165,13 +167,6 @@ def center_marker(n_centers: int) -> tuple[float, float]:
     n = max(1, int(n_centers))
     area = max(4.0, 80.0 * min(1.0, 20.0 / n))
     return area, max(0.5, 2.0 * math.sqrt(area / 80.0))
-
-
-def _host(a) -> np.ndarray:
-    get = getattr(a, "get", None)
-    if callable(get) and not isinstance(a, np.ndarray):
-        a = get()
-    return np.asarray(a)
 
 
 __all__ = ["plot_bandwidth_sweep", "plot_clusters", "plot_segmentation", "project_2d"]

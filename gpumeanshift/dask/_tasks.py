@@ -4,7 +4,6 @@ sums of the data pass). Each returns host arrays (small) or its chunk's type."""
 
 from __future__ import annotations
 
-import inspect
 import time
 
 import numpy as np
@@ -38,16 +37,11 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
                 "n_iter": np.zeros(0, np.int64), "intensity": np.zeros(0, count_type),
                 "converged": np.zeros(0, bool), "backend": be.name, "algorithm": "brute",
                 "seconds": time.perf_counter() - t0}
-    kwargs = {}
-    if "algorithm" in inspect.signature(be.shift).parameters:
-        kwargs["algorithm"] = algorithm
-    elif algorithm == "grid":
-        raise ValueError(f"the {be.name!r} backend has no algorithm='grid'")
     if weights is not None:
         weights = _driver.to_numpy(weights).astype(np.float64, copy=False).ravel()
     # Equal weights run the unweighted arithmetic (intensities scaled), as on one machine.
     res = _driver.run_shift(be, X, seeds, weights, bandwidth=bandwidth, kernel=kernel,
-                            max_iter=max_iter, tol=tol, **kwargs)
+                            max_iter=max_iter, tol=tol, algorithm=algorithm)
     host = _driver.to_numpy
     return {
         "modes": host(res.modes),
@@ -55,7 +49,7 @@ def _shift_task(X, seeds, *, backend, n_jobs, algorithm, bandwidth, kernel, max_
         "intensity": host(res.intensity).astype(count_type, copy=False),
         "converged": host(res.converged).astype(bool, copy=False),
         "backend": be.name,
-        "algorithm": getattr(res, "algorithm", "brute"),
+        "algorithm": res.algorithm,
         "seconds": time.perf_counter() - t0,
     }
 
