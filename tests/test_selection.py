@@ -22,7 +22,8 @@ from gpumeanshift.metrics import (
     silhouette_samples,
     silhouette_score,
 )
-from gpumeanshift.selection import BandwidthSweep, bandwidth_sweep, plot_bandwidth_sweep
+from gpumeanshift.plot import plot_bandwidth_sweep
+from gpumeanshift.selection import BandwidthSweep, bandwidth_sweep
 
 import _exact_scores as exact
 
