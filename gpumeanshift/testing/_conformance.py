@@ -1,17 +1,20 @@
-"""A conformance suite for backends: every interface method against a float64
-NumPy reference written here from the definitions (plain differences, no
-expansion of squared distances), on small deterministic data sets."""
+"""A conformance suite for backends: every interface method against the float64
+NumPy references of :mod:`._reference` (written from the definitions: plain
+differences, no expansion of squared distances), on small deterministic data
+sets, compared as :mod:`._compare` says."""
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .._params import KERNELS
 from .._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
+from .._validation import to_numpy as _host
 from ..backends.base import ShiftResult
+from ._compare import _Report, _close, _count_bounds, _exact, _in_bounds, _scale
+from ._reference import _blobs, _dist_matrix, _lattice, _ref_log_density, _ref_shift, _sqdist
 
 __all__ = ["check_backend"]
 
@@ -30,167 +33,6 @@ _TOL = {
                            "count": 1, "step": 1, "edge": 1e-3},
 }
 _FAR = 1000.0  # bandwidths from every point: every Gaussian weight underflows to 0
-
-
-def _host(a: Any) -> np.ndarray:
-    """A NumPy copy of a backend result (NumPy, CuPy or anything with ``get``)."""
-    get = getattr(a, "get", None)
-    return np.asarray(get() if callable(get) and not isinstance(a, np.ndarray) else a)
-
-
-# ----------------------------------------------------------------- references
-def _sqdist(X: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """sum_j (x_j - q_j)^2 per row of X, float64, the features added in order
-    (scikit-learn's ball tree test on integer data)."""
-    diff = X - q
-    d2 = np.zeros(len(X))
-    for j in range(X.shape[1]):
-        d2 += diff[:, j] * diff[:, j]
-    return d2
-
-
-def _dist_matrix(X: np.ndarray, Q: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.stack([_sqdist(X, q) for q in Q]))  # (len(Q), len(X))
-
-
-def _ref_shift(X, seeds, h, kernel, max_iter, tol, truncate=None):
-    """scikit-learn's per-seed loop (``_mean_shift_single_seed``) in float64;
-    the Gaussian mean weighted by exp(-d^2 / 2h^2), dropped beyond ``truncate``
-    bandwidths when given."""
-    m = len(seeds)
-    modes = seeds.copy()
-    n_iter = np.zeros(m, np.int64)
-    intensity = np.zeros(m, np.int64)
-    converged = np.zeros(m, bool)
-    margin = np.full(m, np.inf)
-    for s in range(m):
-        pos, it = seeds[s].copy(), 0
-        while True:
-            d2 = _sqdist(X, pos)
-            margin[s] = min(margin[s], float(np.abs(d2 - h * h).min()) / (h * h))
-            within = d2 <= h * h
-            if kernel == "flat":
-                w = within.astype(np.float64)
-            else:
-                w = np.exp(-d2 / (2.0 * h * h))
-                if truncate is not None:
-                    w[d2 > (truncate * h) ** 2] = 0.0
-            if not w.sum() > 0:  # an orphan: nothing within reach
-                break
-            intensity[s] = np.count_nonzero(within)
-            if kernel == "flat":
-                new = X[within].sum(axis=0) / np.count_nonzero(within)
-            else:
-                new = (w[:, None] * X).sum(axis=0) / w.sum()
-            moved = math.sqrt(float(_sqdist(new[None, :], pos)[0]))
-            pos = new
-            if moved <= tol * h:
-                converged[s] = True
-                break
-            if it == max_iter:
-                break
-            it += 1
-        modes[s], n_iter[s] = pos, it
-    return modes, n_iter, intensity, converged, margin
-
-
-def _ref_log_density(D: np.ndarray, h: float, kernel: str) -> np.ndarray:
-    if kernel == "flat":
-        count = np.count_nonzero(D <= h, axis=1)
-        with np.errstate(divide="ignore"):
-            return np.log(count.astype(np.float64))
-    e = -(D * D) / (2.0 * h * h)
-    top = e.max(axis=1)
-    return top + np.log(np.exp(e - top[:, None]).sum(axis=1))
-
-
-# ---------------------------------------------------------------- data sets
-def _blobs(n: int, d: int, seed: int) -> tuple[np.ndarray, float]:
-    """Three well separated blobs away from the origin, and a bandwidth."""
-    rng = np.random.default_rng(seed)
-    centers = rng.uniform(0.0, 8.0, (3, d)) + 10.0
-    X = centers[rng.integers(0, 3, n)] + rng.normal(0.0, 0.5, (n, d))
-    return X, 0.8 * math.sqrt(d)
-
-
-def _lattice(n: int, d: int, seed: int) -> np.ndarray:
-    """Small integers: many pairs at exactly 1 or 2 apart."""
-    return np.random.default_rng(seed).integers(0, 5, (n, d)).astype(np.float64)
-
-
-# ------------------------------------------------------------------ checker
-class _Report:
-    def __init__(self) -> None:
-        self.failures: list[str] = []
-
-    def run(self, method: str, case: str, fn: Callable[[], list[str]]) -> None:
-        try:
-            problems = fn()
-        except Exception as exc:  # the backend raised: a failure of that method
-            problems = [f"raised {type(exc).__name__}: {exc}"]
-        self.failures += [f"{method} [{case}]: {p}" for p in problems]
-
-
-def _first(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(np.asarray(mask).ravel())[0])
-
-
-def _exact(name: str, got: np.ndarray, ref: np.ndarray, slack: float = 0) -> list[str]:
-    """Integer-like arrays equal (within ``slack``)."""
-    got, ref = np.asarray(got), np.asarray(ref)
-    if got.shape != ref.shape:
-        return [f"{name} has shape {got.shape}, expected {ref.shape}"]
-    bad = np.abs(got.astype(np.float64) - ref.astype(np.float64)) > slack
-    if bad.any():
-        i = _first(bad)
-        return [f"{name} differs at {int(bad.sum())} of {bad.size} entries "
-                f"(first: entry {i}: {got.ravel()[i].item()!r}, "
-                f"reference {ref.ravel()[i].item()!r})"]
-    return []
-
-
-def _close(name: str, got: np.ndarray, ref: np.ndarray, atol, rtol: float = 0.0) -> list[str]:
-    got = np.asarray(got, dtype=np.float64)
-    if got.shape != ref.shape:
-        return [f"{name} has shape {got.shape}, expected {ref.shape}"]
-    same_inf = np.isinf(ref) & (got == ref)
-    with np.errstate(invalid="ignore"):
-        bad = ~same_inf & ~(np.abs(got - ref) <= atol + rtol * np.abs(ref))
-    if bad.any():
-        i = _first(bad)
-        err = np.abs(got - ref).ravel()[i]
-        return [f"{name} differs at {int(bad.sum())} of {bad.size} values (first: index {i}: "
-                f"{got.ravel()[i].item()!r}, reference {ref.ravel()[i].item()!r}, error {err:.3g})"]
-    return []
-
-
-def _count_bounds(D: np.ndarray, r: float, tol: dict,
-                  scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of points surely within ``r`` and possibly within it, given the
-    dtype's rounding of distances (equal in float64)."""
-    if tol["count"] == 0:
-        c = np.count_nonzero(D <= r, axis=1)
-        return c, c
-    # rounding grows with the coordinates' size: the data's, or a far query's
-    margin = tol["dist"] * (r + D.min(axis=1, keepdims=True) + scale)
-    return np.count_nonzero(D <= r - margin, axis=1), np.count_nonzero(D <= r + margin, axis=1)
-
-
-def _scale(X: np.ndarray) -> float:
-    return float(np.abs(X.astype(np.float64)).max())
-
-
-def _in_bounds(name: str, got: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
-    got = np.asarray(got)
-    if got.shape != lo.shape:
-        return [f"{name} has shape {got.shape}, expected {lo.shape}"]
-    bad = (got < lo) | (got > hi)
-    if bad.any():
-        i = _first(bad)
-        want = f"{lo[i]}" if lo[i] == hi[i] else f"{lo[i]}..{hi[i]}"
-        return [f"{name} differs at {int(bad.sum())} of {bad.size} queries "
-                f"(first: query {i}: {got[i].item()!r}, reference {want})"]
-    return []
 
 
 def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
