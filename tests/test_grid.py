@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from gpumeanshift import MeanShift
-from gpumeanshift.backends import numpy_backend
-from gpumeanshift.backends._spatial import (
+from gpumeanshift.backends.numpy import backend as numpy_backend
+from gpumeanshift._spatial import (
     GAUSSIAN_GRID_RADIUS,
     CellIndex,
     coincident_rows,
@@ -36,7 +36,7 @@ from gpumeanshift.backends._spatial import (
     make_index,
     resolve_leaders,
 )
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 H = 0.5  # a power of two: X / H is exact
 GAUSSIAN_ATOL = 1e-5  # in bandwidths; see the module docstring
@@ -270,7 +270,7 @@ def test_resolve_leaders_follows_chains():
 
 @pytest.mark.parametrize("d, bits", [(2, 32), (3, 21)])
 def test_morton_keys_interleave_bits(d, bits):
-    from gpumeanshift.backends._spatial import _morton
+    from gpumeanshift._spatial import _morton
 
     rng = np.random.default_rng(d)
     c = rng.integers(0, 2**bits, size=(500, d))

@@ -75,7 +75,7 @@ def col_min(A: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import col_min, col_max
+    >>> from gpumeanshift._spatial import col_min, col_max
     >>> A = np.array([[1.0, -2.0], [3.0, 5.0]])
     >>> col_min(A).tolist(), col_max(A).tolist()
     ([1.0, -2.0], [3.0, 5.0])
@@ -106,7 +106,7 @@ def integer_valued(X, xp=np) -> bool:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import integer_valued
+    >>> from gpumeanshift._spatial import integer_valued
     >>> integer_valued(np.array([[1.0, 2.0], [3.0, -4.0]])), integer_valued(np.array([[0.5]]))
     (True, False)
     """
@@ -150,7 +150,7 @@ def midrange(X, xp=np):
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import midrange
+    >>> from gpumeanshift._spatial import midrange
     >>> c = midrange(np.array([[-1e308, 2.0], [1.7e308, 4.0]]))
     >>> round(float(c[0] / 1e307), 9), float(c[1])
     (3.5, 3.0)
@@ -172,7 +172,7 @@ def pow2_at_least(x: float) -> float:
 
     Examples
     --------
-    >>> from gpumeanshift.backends._spatial import pow2_at_least
+    >>> from gpumeanshift._spatial import pow2_at_least
     >>> pow2_at_least(3.0), pow2_at_least(4.0), pow2_at_least(1e-300) < 1e-299
     (4.0, 4.0, True)
     >>> pow2_at_least(1.5e308) == 2.0 ** 1023
@@ -192,7 +192,7 @@ def robust_norm(diff: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import robust_norm
+    >>> from gpumeanshift._spatial import robust_norm
     >>> n = robust_norm(np.array([[3e200, 4e200], [3e-300, 4e-300], [0.0, 0.0]]))
     >>> (n / [1e200, 1e-300, 1]).round(12).tolist()
     [5.0, 5.0, 0.0]
@@ -212,7 +212,7 @@ def pair_distance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import pair_distance
+    >>> from gpumeanshift._spatial import pair_distance
     >>> pair_distance(np.array([[1.7e308]]), np.array([[-1.7e308]])).tolist()
     [inf]
     >>> pair_distance(np.array([[0.0, 1e-300]]), np.array([[0.0, 0.0]])).tolist()
@@ -250,7 +250,7 @@ def gaussian_proof_radius(dtype, n: int, extent: float) -> float:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import gaussian_proof_radius
+    >>> from gpumeanshift._spatial import gaussian_proof_radius
     >>> r64 = gaussian_proof_radius(np.float64, 10**6, 700.0)
     >>> r32 = gaussian_proof_radius(np.float32, 10**6, 700.0)
     >>> round(r64, 2), round(r32, 2)
@@ -298,7 +298,7 @@ def gaussian_truncation_bound(dtype, n_out, clearance, w_in, shift):
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import gaussian_truncation_bound
+    >>> from gpumeanshift._spatial import gaussian_truncation_bound
     >>> b = gaussian_truncation_bound(np.float64, np.array([0, 10, 10]), 11.0,
     ...                               np.array([1.0, 1.0, 0.0]), 0.5)
     >>> b.tolist()[0], bool(b[1] < 1.0), b.tolist()[2]
@@ -421,7 +421,7 @@ class DensityGrid:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import DensityGrid
+    >>> from gpumeanshift._spatial import DensityGrid
     >>> Y = np.array([[0.0, 0.0], [0.1, 0.1], [5.0, 5.0]])
     >>> g = DensityGrid(Y, [0, 1], Y.min(axis=0), Y.max(axis=0), cells=10)
     >>> i0, i1, j0, j1 = g.boxes(np.array([[0.0, 0.0], [5.0, 5.0]]), 1.0)
@@ -533,7 +533,7 @@ class CellIndex:
         Examples
         --------
         >>> import numpy as np
-        >>> from gpumeanshift.backends._spatial import CellIndex
+        >>> from gpumeanshift._spatial import CellIndex
         >>> idx = CellIndex(np.array([[0.0], [10.0]]), 2.0)
         >>> [round(float(c), 6) for c in idx.clearance(np.array([[0.5], [3.0]]), 1.0)]
         [2.5, 3.0]
@@ -872,7 +872,7 @@ def coincident_rows(P: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import coincident_rows
+    >>> from gpumeanshift._spatial import coincident_rows
     >>> coincident_rows(np.array([[0.0, 1.0], [2.0, 3.0], [0.0, 1.0]]))
     array([0, 1, 0])
     """
@@ -905,7 +905,7 @@ def resolve_leaders(leader: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import resolve_leaders
+    >>> from gpumeanshift._spatial import resolve_leaders
     >>> resolve_leaders(np.array([0, 0, 1, 3]))
     array([0, 0, 0, 3])
     """

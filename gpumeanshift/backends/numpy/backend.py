@@ -31,12 +31,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ._spatial import (GRID_MAX_DIM, SortedIndex, coincident_rows, col_max, col_min,
+from ..._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SortedIndex, coincident_rows,
+                         col_max, col_min,
                        gaussian_proof_radius, gaussian_truncation_bound, integer_valued,
                        make_index, neighbourhood_reach, resolve_leaders, within_exact)
-from ._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
+from ..._spatial import SAFE_ABS, midrange, pair_distance, pow2_at_least
 from . import _kth
-from .base import ShiftResult
+from ..base import PartialSums, ShiftResult
 
 def _parallel_method(method):
     @functools.wraps(method)
@@ -1211,3 +1212,110 @@ class NumpyBackend:
 
         self._sqdist_blocks(X, queries, fn)
         return out
+
+    # ------------------------------------------------------------ partial sums
+    @_parallel_method
+    def partial_sums(self, X, seeds, *, bandwidth, kernel, origin=None, exact=False,
+                     algorithm="brute", weights=None):
+        """One step's sums over a chunk (see :meth:`Backend.partial_sums`).
+
+        The shift step's arithmetic: seeds in tiles (:meth:`_plan_tiles`),
+        each visiting the sorted data within the kernel's reach of its box,
+        ``-|q - y|^2 / 2`` as one product of augmented rows relative to the
+        tile's centre, and the sums as a second product with rows ``[y, 1]``
+        (``[w y, w]`` weighted). ``exact``: in the data's units, the pairs
+        within rounding of the boundary decided by :func:`within_exact` (the
+        slack of :meth:`shift`'s lattice path), the sums of float64 rows.
+        """
+        X, wts = _weighted_data(np.asarray(X), weights)
+        dtype = X.dtype
+        n, d = X.shape
+        S = np.ascontiguousarray(np.asarray(seeds, dtype=dtype).reshape(-1, d))
+        m = len(S)
+        if exact:
+            if kernel != "flat" or dtype != np.float64 or origin is not None:
+                raise ValueError("exact=True needs the flat kernel, float64 data and no origin")
+            Y, r = X, float(bandwidth)
+        else:
+            o = np.zeros(d) if origin is None else np.asarray(origin, dtype=np.float64)
+            Y, r = ((X - o) * (1.0 / bandwidth)).astype(dtype), 1.0
+        cnt_type = np.int64 if wts is None else np.float64
+        acc = np.zeros((m, d + 1), dtype=dtype)
+        cnt = np.zeros(m, dtype=cnt_type)
+        if n == 0 or m == 0:
+            return PartialSums(acc[:, :d], acc[:, d], cnt)
+        r2 = r * r
+        eps = float(np.finfo(dtype).eps)
+        reach = r * neighbourhood_reach(kernel, dtype, algorithm)
+        trunc2 = None
+        if kernel == "gaussian" and algorithm == "grid":
+            trunc2 = GAUSSIAN_GRID_RADIUS ** 2
+        if exact:  # a point at exactly the radius may land a rounding error past it
+            reach += 64 * eps * (r + max(_absmax(Y), _absmax(S)))
+        index = SortedIndex(Y)
+        Ys = index.Y
+        w_sorted = None if wts is None else wts[index.order]
+        # Rows whose product with a block of kernel values gives the sums.
+        rows_of = _augment_points(Ys, dtype)[:, :d + 1] if wts is None else \
+            _weighted_rows(Ys, w_sorted, dtype)
+        budget = self.tile_elements * (8 // dtype.itemsize)
+
+        def tile(idx):
+            q = S[idx]
+            t = len(idx)
+            if t > 1 and not exact:
+                # A tile's expansion is relative to its centre: its rounding
+                # grows with the square of the tile's span. A wide tile (a far
+                # seed among near ones) is split along its widest axis, as in
+                # ``shift``.
+                span = q.max(axis=0).astype(np.float64) - q.min(axis=0)
+                if span.max() > _MAX_TILE_SPAN:
+                    o = np.argsort(q[:, int(span.argmax())], kind="stable")
+                    halves = [tile(idx[o[:t // 2]]), tile(idx[o[t // 2:]])]
+                    a_t = np.empty((t, d + 1), dtype=dtype)
+                    c_t = np.empty(t, dtype=cnt_type)
+                    for rows, (a_h, c_h) in zip((o[:t // 2], o[t // 2:]), halves):
+                        a_t[rows], c_t[rows] = a_h, c_h
+                    return a_t, c_t
+            sel = index.candidates(q, reach)
+            cand = _rows(Ys, sel)
+            a_t = np.zeros((t, d + 1), dtype=dtype)
+            c_t = np.zeros(t, dtype=cnt_type)
+            if not len(cand):
+                return a_t, c_t
+            sums_rows = _rows(rows_of, sel)
+            cand_w = None if wts is None else _rows(w_sorted, sel)
+            mid = ((q.min(axis=0) + q.max(axis=0)) * 0.5).astype(dtype)
+            qa = _augment_queries(q - mid, dtype)
+            q_half2 = float(np.abs(qa[:, d]).max())
+            step_cols = max(1, budget // t)
+            for c0 in range(0, len(cand), step_cols):
+                part = cand[c0:c0 + step_cols]
+                xa = _augment_points(part, dtype, mid)
+                e = _product(qa, xa.T)  # -|q - y|^2 / 2
+                inside = e >= -0.5 * r2
+                if exact:
+                    # Rounding of the expansion: a few ulps of its terms.
+                    slack = 64 * (d + 2) * eps * (r2 + q_half2 + float(np.abs(xa[:, d + 1]).max()))
+                    rr, cc = np.nonzero(np.abs(e + 0.5 * r2) <= slack)
+                    if rr.size:
+                        inside[rr, cc] = within_exact(part[cc], q[rr], r)
+                if cand_w is None:
+                    c_t += np.count_nonzero(inside, axis=1)
+                else:
+                    c_t += _product(inside.astype(np.float64), cand_w[c0:c0 + step_cols, None])[:, 0]
+                if kernel == "flat":
+                    w = inside.astype(dtype)
+                else:
+                    if trunc2 is not None:
+                        e[e < -0.5 * trunc2] = -np.inf
+                    w = np.exp(e, out=e)
+                a_t += _product(w, sums_rows[c0:c0 + step_cols])
+            return a_t, c_t
+
+        order, tiles = self._plan_tiles(index, S, reach)
+        parts = self._map(lambda ab: tile(order[ab[0]:ab[1]]), tiles)
+        for (a, b), (a_t, c_t) in zip(tiles, parts):
+            acc[order[a:b]] = a_t
+            cnt[order[a:b]] = c_t
+        return PartialSums(acc[:, :d], acc[:, d], cnt)
