@@ -635,7 +635,7 @@ class CellIndex:
         Examples
         --------
         >>> import numpy as np
-        >>> from gpumeanshift.backends._spatial import CellIndex
+        >>> from gpumeanshift._spatial import CellIndex
         >>> idx = CellIndex(np.array([[0.5], [1.5], [2.5], [9.5]]), 1.0)
         >>> [t.tolist() for t in idx.block_totals(np.array([[1.7], [30.0]]), [0, 1])]
         [[1, 0], [3, 0]]
