@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..backends import runtime as _rt
+from ..backends.cuda import runtime as _rt
 
 ARCHS = (70, 75, 80, 86, 89, 90, 100, 120)
 NVRTC_PIN = (12, 9)
@@ -215,7 +215,7 @@ def occupancy(arch: int, registers: int, block: int, smem_per_block: int) -> flo
 def shared_bytes(name: str) -> int:
     """Dynamic shared memory the CUDA backend launches ``name`` with (its
     largest tile: the dimension's full row at the default tile)."""
-    from ..backends.cuda_backend import _SHARED_BUDGET
+    from ..backends.cuda.backend import _SHARED_BUDGET
 
     mo = re.match(r"(\w+)<(\w+)(?:,\s*(\d+))?", name)
     extra = 1 if _rt.is_weighted(name) else 0  # weighted: rows [x, w]
