@@ -270,7 +270,7 @@ def test_resolve_leaders_follows_chains():
 
 @pytest.mark.parametrize("d, bits", [(2, 32), (3, 21)])
 def test_morton_keys_interleave_bits(d, bits):
-    from gpumeanshift._spatial import _morton
+    from gpumeanshift._spatial._index import _morton
 
     rng = np.random.default_rng(d)
     c = rng.integers(0, 2**bits, size=(500, d))
