@@ -195,18 +195,14 @@ def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
     0.3094
     """
     # Device data stay on the device (the variances are d values).
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     X = check_array(X, ensure_min_samples=2, keep_device=sample_weight is None)
     n, d = X.shape
     w = check_sample_weight(sample_weight, n)
-    if rule == "scott":
-        factor = n ** (-1.0 / (d + 4))
-    elif rule == "silverman":
-        factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
-    else:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if w is None:
         xp = array_module(X)
-        sigma = float(np.sqrt(np.mean(to_numpy(xp.var(X, axis=0, ddof=1, dtype=np.float64)))))
+        var = to_numpy(xp.var(X, axis=0, ddof=1, dtype=np.float64))
     else:
         # As on the repeated rows: n is the total weight, the variance the
         # weighted one with W - 1 in the denominator.
@@ -216,11 +212,22 @@ def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
         X64 = X.astype(np.float64)
         mean = (w @ X64) / n
         var = (w @ (X64 - mean) ** 2) / (n - 1)
-        sigma = float(np.sqrt(np.mean(var)))
-        if rule == "scott":
-            factor = n ** (-1.0 / (d + 4))
-        else:
-            factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
+    return rule_from_variances(rule, n, d, var)
+
+
+def rule_from_variances(rule: str, n: float, d: int, var) -> float:
+    """Scott's or Silverman's bandwidth from the per-feature variances
+    (ddof=1) of ``n`` points (or a total weight) in ``d`` dimensions:
+    ``factor * sqrt(mean(var))``; a ValueError when every feature is constant.
+
+    >>> rule_from_variances("scott", 16.0, 4, [1.0, 1.0, 1.0, 1.0])
+    0.7071067811865476
+    """
+    if rule == "scott":
+        factor = n ** (-1.0 / (d + 4))
+    else:
+        factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
+    sigma = float(np.sqrt(np.mean(var)))
     if sigma == 0:
         raise ValueError(f"every feature of X is constant; the {rule} rule gives bandwidth 0")
     return float(factor * sigma)

@@ -13,6 +13,7 @@ import dask.array as da
 from .. import _driver
 from .._validation import check_sample_weight, is_device_array
 from ..backends.base import resolve_backend
+from ..bandwidth import rule_from_variances
 from ..seeding import _cells_to_seeds
 from ._cluster import _gather, _label_meta, _like
 from ._tasks import _basin_outliers, _bin_block, _weighted_colsum, _weighted_sqdev
@@ -136,21 +137,13 @@ def _rule_bandwidth(client, X, rule, W=None, total=None, center=None):
     if n < 2:
         what = "sample(s)" if W is None else "total sample_weight"
         raise ValueError(f"Found array with {n} {what} while a minimum of 2 is required.")
-    if rule == "scott":
-        factor = n ** (-1.0 / (d + 4))
-    else:
-        factor = (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
     if W is None:
         var = X.var(axis=0, ddof=1, dtype=np.float64)
     else:
         var = da.map_blocks(_weighted_sqdev, X, W[:, None], center, dtype=np.float64,
                             chunks=((1,) * X.numblocks[0], (d,)),
                             meta=np.zeros((0, 0))).sum(axis=0) / (n - 1.0)
-    var = _driver.to_numpy(client.compute(var, sync=True))
-    sigma = float(np.sqrt(np.mean(var)))
-    if sigma == 0:
-        raise ValueError(f"every feature of X is constant; the {rule} rule gives bandwidth 0")
-    return float(factor * sigma)
+    return rule_from_variances(rule, n, d, _driver.to_numpy(client.compute(var, sync=True)))
 
 
 def _bin_seeds(client, X, futs, bin_size, min_bin_freq, wfuts=None, total=None):
