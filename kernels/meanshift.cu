@@ -28,9 +28,20 @@
 //   becomes the summed weight within r2 (type ms_count<T, true> = T).
 //   Unweighted instantiations are the code without the flag.
 //
-// ms_compact
-//   1-D grid over the active list; appends still-active seeds to active_out
-//   through an atomic counter, the only value the host reads between rounds.
+// ms_compact_count + ms_compact_scan + ms_compact   (after each round)
+//   Ordered stream compaction of the active list: the still-active seeds
+//   of active[0 .. n_active) go to active_out in the order they had, so the
+//   grid kernel's seeds stay in cell order round after round (an atomic
+//   counter would scramble them and the warps would diverge). Spans of
+//   MS_COMPACT_SPAN slots (MS_COMPACT_ITEMS consecutive slots per thread):
+//   count: grid = ceil(n_active / span) blocks; block b writes the number of
+//     active seeds of span b to span_count[b].
+//   scan: one block; span_count becomes its exclusive prefix sums (each
+//     span's first output slot), and *count the total: the only value the
+//     host reads between rounds.
+//   ms_compact: same grid as count; block b writes its active seeds from
+//     active_out[span_count[b]] on, in slot order (a block scan of the
+//     threads' counts).
 #include "common.cuh"
 
 // ms_update (the shared update rule) lives in common.cuh: the grid kernel
@@ -197,11 +208,89 @@ ms_shift_finalize(const T* __restrict__ partial,
     n_iter[seed] = it;
 }
 
+// Slots per thread and per block of the compaction kernels.
+#define MS_COMPACT_ITEMS 8
+#define MS_COMPACT_SPAN (MS_MAX_BLOCK * MS_COMPACT_ITEMS)
+
+// Exclusive prefix sum of one value per thread of the block (Hillis-Steele
+// over shared memory); *total gets the block's sum. Every thread calls it.
+__device__ __forceinline__ int ms_block_scan(int v, int* total) {
+    __shared__ int sh_scan[MS_MAX_BLOCK];
+    const int t = threadIdx.x;
+    sh_scan[t] = v;
+    __syncthreads();
+    for (int off = 1; off < (int)blockDim.x; off <<= 1) {
+        const int u = t >= off ? sh_scan[t - off] : 0;
+        __syncthreads();
+        sh_scan[t] += u;
+        __syncthreads();
+    }
+    *total = sh_scan[blockDim.x - 1];
+    const int excl = sh_scan[t] - v;
+    __syncthreads();  // sh_scan is free for the next call
+    return excl;
+}
+
+// Active seeds among this thread's slots [first, first + MS_COMPACT_ITEMS).
+__device__ __forceinline__ int ms_compact_items(const int* __restrict__ state,
+                                                const int* __restrict__ active, int n_active,
+                                                long long first) {
+    int c = 0;
+    for (int i = 0; i < MS_COMPACT_ITEMS; ++i) {
+        const long long slot = first + i;
+        if (slot < n_active && state[active[slot]] == MS_ACTIVE) ++c;
+    }
+    return c;
+}
+
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+ms_compact_count(const int* __restrict__ state, const int* __restrict__ active, int n_active,
+                 int* __restrict__ span_count) {
+    const long long span = (long long)blockDim.x * MS_COMPACT_ITEMS;
+    const long long first = blockIdx.x * span + (long long)threadIdx.x * MS_COMPACT_ITEMS;
+    int total;
+    ms_block_scan(ms_compact_items(state, active, n_active, first), &total);
+    if (threadIdx.x == 0) span_count[blockIdx.x] = total;
+}
+
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+ms_compact_scan(int* __restrict__ span_count, int n_spans, int* __restrict__ count) {
+    int carry = 0;  // the same in every thread
+    const int per_pass = blockDim.x * MS_COMPACT_ITEMS;
+    for (int base = 0; base < n_spans; base += per_pass) {
+        const int first = base + threadIdx.x * MS_COMPACT_ITEMS;
+        int v[MS_COMPACT_ITEMS];
+        int mine = 0;
+#pragma unroll
+        for (int i = 0; i < MS_COMPACT_ITEMS; ++i) {
+            v[i] = first + i < n_spans ? span_count[first + i] : 0;
+            mine += v[i];
+        }
+        int total;
+        int run = carry + ms_block_scan(mine, &total);
+#pragma unroll
+        for (int i = 0; i < MS_COMPACT_ITEMS; ++i) {
+            if (first + i < n_spans) span_count[first + i] = run;
+            run += v[i];
+        }
+        carry += total;
+    }
+    if (threadIdx.x == 0) *count = carry;
+}
+
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
 ms_compact(const int* __restrict__ state, const int* __restrict__ active, int n_active,
-           int* __restrict__ active_out, int* __restrict__ count) {
-    const int slot = blockIdx.x * blockDim.x + threadIdx.x;
-    if (slot >= n_active) return;
-    const int seed = active[slot];
-    if (state[seed] == MS_ACTIVE) active_out[atomicAdd(count, 1)] = seed;
+           const int* __restrict__ span_start, int* __restrict__ active_out) {
+    const long long span = (long long)blockDim.x * MS_COMPACT_ITEMS;
+    const long long first = blockIdx.x * span + (long long)threadIdx.x * MS_COMPACT_ITEMS;
+    int total;
+    int out = span_start[blockIdx.x]
+              + ms_block_scan(ms_compact_items(state, active, n_active, first), &total);
+    for (int i = 0; i < MS_COMPACT_ITEMS; ++i) {
+        const long long slot = first + i;
+        if (slot < n_active) {
+            const int seed = active[slot];
+            if (state[seed] == MS_ACTIVE) active_out[out++] = seed;
+        }
+    }
 }

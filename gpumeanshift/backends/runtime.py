@@ -46,6 +46,10 @@ FILTER_CHANNELS = (1, 2, 3, 4)
 TRACK_TYPES = (("int", "long long"), ("long long", "long long"), ("double", "double"))
 # Block size every kernel is written for (its __launch_bounds__).
 BLOCK = 128
+# Active-list slots per block of the compaction kernels (MS_COMPACT_SPAN).
+COMPACT_SPAN = BLOCK * 8
+# The compaction's three kernels, one module (meanshift.cu).
+COMPACT_KERNELS = ("ms_compact_count", "ms_compact_scan", "ms_compact")
 # NVRTC options CupyRuntime passes to RawModule.
 NVRTC_OPTIONS = ("--std=c++17",)
 # Options CuPy appends itself to every RawModule compile (cupy/cuda/compiler.py:
@@ -132,6 +136,8 @@ def module_key(name: str) -> tuple[str, str, bool]:
     """
     family, _, rest = name.partition("<")
     first = rest.split(NAME_SEPARATOR, 1)[0].rstrip(">") if rest else ""
+    if family in COMPACT_KERNELS:  # launched together: one module
+        family = COMPACT_KERNELS[-1]
     return family, first, is_weighted(name)
 
 
@@ -189,7 +195,7 @@ def kernel_names() -> tuple[str, ...]:
             if not W:
                 for CH in FILTER_CHANNELS:
                     names.append(kernel_name("ms_filter_image", T, CH))
-    names.append("ms_compact")
+    names += COMPACT_KERNELS
     names += [f"ms_track_windows<{P}{NAME_SEPARATOR}{A}>" for P, A in TRACK_TYPES]
     return tuple(names)
 
