@@ -8,7 +8,9 @@
 // ms_shift_fused<T, D, KERNEL>   (the main kernel; many seeds)
 //   grid  = ceil(n_active / blockDim.x) blocks, 1-D; block = 128 threads.
 //   One thread per active seed; the seed position and the weighted sums stay
-//   in registers (D > 0). The data set streams through dynamic shared memory
+//   in registers (D > 0; and D < 0, the bounded path: any d <= -D, looping
+//   over the dimensions in unrolled chunks of MS_CHUNK; the generic D = 0,
+//   for d above every bound, keeps them in global memory). The data set streams through dynamic shared memory
 //   in tiles of `tile` rows (shared bytes = tile * d * sizeof(T)). Each launch
 //   runs up to `steps` shift iterations; a seed that stops (converged, max_iter,
 //   orphan) idles but keeps loading tiles; the block leaves as soon as all its
@@ -50,7 +52,8 @@
 // One seed against the `rows` points of a shared-memory tile: squared
 // distance by differences, the kernel weight, the weighted sums, the weight
 // total and the count within r2. The seed and its sums are in registers
-// (preg, areg) for a fixed D > 0, else in memory (p, acc; dd columns).
+// (preg, areg) for D != 0 (a fixed D > 0, or the bounded D < 0), else in
+// memory (p, acc; dd columns).
 // Both the fused and the split kernels weigh their tiles with it. Weighted
 // (W): rows of dd + 1 values, the last the row's weight.
 template <typename T, int D, int KERNEL, bool W>
@@ -59,7 +62,7 @@ __device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, con
                                               typename ms_count<T, W>::type& cnt) {
     for (int r = 0; r < rows; ++r) {
         const T* x = sh + r * (W ? dd + 1 : dd);
-        const T u2 = ms_dist2<T, D>(D > 0 ? preg : p, x, dd);
+        const T u2 = ms_dist2<T, D>(D != 0 ? preg : p, x, dd);
         T w = ms_weight_r<T, KERNEL>(u2, r2);
         if constexpr (W) {
             const T rw = x[dd];  // the row's weight
@@ -69,9 +72,8 @@ __device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, con
             cnt += u2 <= r2 ? 1 : 0;
         }
         wsum += w;
-        if (D > 0) {
-#pragma unroll
-            for (int k = 0; k < (D > 0 ? D : 1); ++k) areg[k] += w * x[k];
+        if constexpr (D != 0) {
+            ms_for_dims<D>(dd, [&](int k) { areg[k] += w * x[k]; });
         } else if (w != T(0)) {
             for (int k = 0; k < dd; ++k) acc[k] += w * x[k];
         }
@@ -95,16 +97,15 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
         live = state[seed] == MS_ACTIVE;
     }
     const bool started = live;
-    T preg[D > 0 ? D : 1];
-    T areg[D > 0 ? D : 1];
+    T preg[MS_REGS(D)];
+    T areg[MS_REGS(D)];
     T* p = preg;
     T* acc = areg;
     int it = 0;
     if (live) {
         it = n_iter[seed];
-        if (D > 0) {
-#pragma unroll
-            for (int k = 0; k < (D > 0 ? D : 1); ++k) preg[k] = pos[(long long)seed * dd + k];
+        if constexpr (D != 0) {
+            ms_for_dims<D>(dd, [&](int k) { preg[k] = pos[(long long)seed * dd + k]; });
         } else {
             p = pos + (long long)seed * dd;
             acc = scratch + (long long)seed * dd;
@@ -115,19 +116,19 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
         T wsum = T(0);
         typename ms_count<T, W>::type cnt = 0;
         if (live) {
-            for (int k = 0; k < dd; ++k) acc[k] = T(0);
+            if constexpr (D < 0) ms_for_dims<D>(dd, [&](int k) { areg[k] = T(0); });
+            else for (int k = 0; k < dd; ++k) acc[k] = T(0);
         }
         ms_for_tiles(sh, X, 0, n, tile, W ? dd + 1 : dd, live, [&](long long, int rows) {
             ms_weigh_tile<T, D, KERNEL, W>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
         });
         if (live)
-            live = ms_update(p, acc, wsum, cnt, dd, tol2, max_iter, it, state + seed,
-                                intensity + seed);
+            live = ms_update<(D < 0 ? D : 0)>(p, acc, wsum, cnt, dd, tol2, max_iter, it,
+                                              state + seed, intensity + seed);
     }
     if (started) {
-        if (D > 0) {
-#pragma unroll
-            for (int k = 0; k < (D > 0 ? D : 1); ++k) pos[(long long)seed * dd + k] = preg[k];
+        if constexpr (D != 0) {
+            ms_for_dims<D>(dd, [&](int k) { pos[(long long)seed * dd + k] = preg[k]; });
         }
         n_iter[seed] = it;
     }
@@ -151,16 +152,19 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
     }
     // partial row of this (split, slot): dd weighted sums then the weight sum
     T* out = partial + ((long long)blockIdx.y * n_active + (slot < n_active ? slot : 0)) * (dd + 1);
-    T preg[D > 0 ? D : 1];
-    T areg[D > 0 ? D : 1];
+    T preg[MS_REGS(D)];
+    T areg[MS_REGS(D)];
     const T* p = pos + (long long)(seed < 0 ? 0 : seed) * dd;
-    T* acc = D > 0 ? areg : out;
+    T* acc = D != 0 ? areg : out;
     if (live) {
-        if (D > 0) {
-#pragma unroll
-            for (int k = 0; k < (D > 0 ? D : 1); ++k) preg[k] = p[k];
+        if constexpr (D != 0) {
+            ms_for_dims<D>(dd, [&](int k) {
+                preg[k] = p[k];
+                areg[k] = T(0);
+            });
+        } else {
+            for (int k = 0; k < dd; ++k) acc[k] = T(0);
         }
-        for (int k = 0; k < dd; ++k) acc[k] = T(0);
     }
     if (!__syncthreads_or(live)) return;  // uniform: the whole block leaves
     const int begin = blockIdx.y * chunk;  // < n: the host makes ceil(n / chunk) ranges
@@ -171,9 +175,8 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
         ms_weigh_tile<T, D, KERNEL, W>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
     });
     if (live) {
-        if (D > 0) {
-#pragma unroll
-            for (int k = 0; k < (D > 0 ? D : 1); ++k) out[k] = areg[k];
+        if constexpr (D != 0) {
+            ms_for_dims<D>(dd, [&](int k) { out[k] = areg[k]; });
         }
         out[dd] = wsum;
         pcount[(long long)blockIdx.y * n_active + slot] = cnt;

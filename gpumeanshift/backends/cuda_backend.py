@@ -394,7 +394,7 @@ class CudaBackend:
         if m == 0:
             return ShiftResult(modes, n_iter, intensity, converged)
 
-        D = _rt.kernel_dim(d)
+        D = _rt.shift_dim(d)
         tile = self._tile(d + W, isz)
         smem = tile * (d + W) * isz
         cdt = dtype if W else np.int32  # the kernels' count type (ms_count)

@@ -33,6 +33,10 @@ KERNEL_FILES = ("meanshift.cu", "neighbors.cu", "grid.cu", "density.cu", "segmen
                 "track.cu")
 # Compile-time dimensions; 0 is the generic run-time-d path.
 DIMS = (1, 2, 3, 4, 5, 8, 16)
+# Bounds of the shift kernels' bounded path (template D = -bound): a d not in
+# DIMS and <= a bound runs with the seed and its sums in registers of that
+# extent (kernels/common.cuh, ms_for_dims); above the largest, the generic path.
+BOUNDED_DIMS = (8, 16, 32)
 # Compile-time dimensions of the weighted density / neighbour kernels
 # (count_within, kernel_sum, log_kernel_density, kth_neighbor): fewer than
 # DIMS to keep the compile matrix in check (they are not the hot loop);
@@ -164,6 +168,20 @@ def kernel_dim(d: int, query: bool = False, weighted: bool = False) -> int:
     return d if d in dims else 0
 
 
+def shift_dim(d: int) -> int:
+    """Template dimension of the shift kernels (``ms_shift_fused``,
+    ``ms_shift_partial``) for data of ``d`` columns: ``d`` in :data:`DIMS`,
+    else ``-bound`` for the smallest of :data:`BOUNDED_DIMS` >= ``d`` (the
+    bounded path), else 0 (the generic path).
+
+    >>> shift_dim(3), shift_dim(6), shift_dim(20), shift_dim(40)
+    (3, -8, -32, 0)
+    """
+    if d in DIMS:
+        return d
+    return next((-b for b in BOUNDED_DIMS if d <= b), 0)
+
+
 @functools.lru_cache(maxsize=None)
 def kernel_names() -> tuple[str, ...]:
     """Every instantiation the CUDA backend may launch (CuPy name_expressions):
@@ -174,7 +192,7 @@ def kernel_names() -> tuple[str, ...]:
     names = []
     for W in (False, True):
         for T in ("float32", "float64"):
-            for D in DIMS + (0,):
+            for D in DIMS + tuple(-b for b in BOUNDED_DIMS) + (0,):
                 for K in ("gaussian", "flat", "gaussian_grid"):
                     if W and K == "gaussian_grid" and D in GRID_DIMS:
                         continue  # "grid" with d <= 3 always takes the cell list

@@ -126,6 +126,50 @@ def compile_arch(arch: int, source: str | None = None,
     return parse_ptxas_log(log, lowered, arch), log
 
 
+_PTX_OPS = {"ld.local": r"\bld\.local\b", "st.local": r"\bst\.local\b",
+            "ld.global": r"\bld\.global\b", "st.global": r"\bst\.global\b",
+            # generic address (local or global, decided at run time)
+            "ld.generic": r"\bld\.(?!global|local|shared|param|const)",
+            "st.generic": r"\bst\.(?!global|local|shared|param|const)"}
+
+
+def ptx_memory_ops(arch: int, names: Sequence[str],
+                   options: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+    """Static counts of local- and global-memory loads and stores in the PTX
+    of each name expression (``compute_<arch>``, the runtime's options): a
+    per-query vector kept in memory instead of registers shows up here as
+    ``ld.local`` / ``st.local`` (a local array), as generic-address accesses
+    (a pointer to either a local array or global memory) or as extra global
+    accesses."""
+    if options is None:
+        options = _rt.NVRTC_OPTIONS + _rt.CUPY_APPENDED_OPTIONS
+    nvrtc, _ = _load_nvrtc()
+    err, prog = nvrtc.nvrtcCreateProgram(_rt.kernel_source().encode(), b"gpumeanshift.cu", 0,
+                                         [], [])
+    _check(nvrtc, err)
+    for n in names:
+        _check(nvrtc, nvrtc.nvrtcAddNameExpression(prog, n.encode()))
+    opts = [o.encode() for o in options] + [f"--gpu-architecture=compute_{arch}".encode()]
+    _check(nvrtc, nvrtc.nvrtcCompileProgram(prog, len(opts), opts), prog)
+    lowered = {}
+    for n in names:
+        err, low = nvrtc.nvrtcGetLoweredName(prog, n.encode())
+        _check(nvrtc, err)
+        lowered[low.decode()] = n
+    err, size = nvrtc.nvrtcGetPTXSize(prog)
+    _check(nvrtc, err)
+    buf = b" " * size
+    nvrtc.nvrtcGetPTX(prog, buf)
+    nvrtc.nvrtcDestroyProgram(prog)
+    ptx = buf.decode(errors="replace")
+    out = {}
+    for part in re.split(r"(?=\.(?:visible|weak) \.entry )", ptx)[1:]:
+        symbol = re.match(r"\.\w+ \.entry (\S+)\(", part).group(1)
+        if symbol in lowered:
+            out[lowered[symbol]] = {k: len(re.findall(rx, part)) for k, rx in _PTX_OPS.items()}
+    return out
+
+
 _ENTRY = re.compile(r"Compiling entry function '([^']+)' for 'sm_(\d+)'")
 _PROPS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 _USED = re.compile(r"Used (\d+) registers")
