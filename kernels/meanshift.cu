@@ -31,7 +31,8 @@
 //   Unweighted instantiations are the code without the flag.
 //
 // ms_compact_count + ms_compact_scan + ms_compact   (after each round)
-//   Ordered stream compaction of the active list: the still-active seeds
+//   Ordered stream compaction of the active list (block = 128 threads, each
+//   kernel blockDim.x ints of dynamic shared memory): the still-active seeds
 //   of active[0 .. n_active) go to active_out in the order they had, so the
 //   grid kernel's seeds stay in cell order round after round (an atomic
 //   counter would scramble them and the warps would diverge). Spans of
@@ -216,9 +217,9 @@ ms_shift_finalize(const T* __restrict__ partial,
 #define MS_COMPACT_SPAN (MS_MAX_BLOCK * MS_COMPACT_ITEMS)
 
 // Exclusive prefix sum of one value per thread of the block (Hillis-Steele
-// over shared memory); *total gets the block's sum. Every thread calls it.
-__device__ __forceinline__ int ms_block_scan(int v, int* total) {
-    __shared__ int sh_scan[MS_MAX_BLOCK];
+// over sh_scan, blockDim.x ints of shared memory); *total gets the block's
+// sum. Every thread calls it.
+__device__ __forceinline__ int ms_block_scan(int* sh_scan, int v, int* total) {
     const int t = threadIdx.x;
     sh_scan[t] = v;
     __syncthreads();
@@ -251,13 +252,15 @@ ms_compact_count(const int* __restrict__ state, const int* __restrict__ active, 
                  int* __restrict__ span_count) {
     const long long span = (long long)blockDim.x * MS_COMPACT_ITEMS;
     const long long first = blockIdx.x * span + (long long)threadIdx.x * MS_COMPACT_ITEMS;
+    MS_DYNAMIC_SHARED(int, sh);
     int total;
-    ms_block_scan(ms_compact_items(state, active, n_active, first), &total);
+    ms_block_scan(sh, ms_compact_items(state, active, n_active, first), &total);
     if (threadIdx.x == 0) span_count[blockIdx.x] = total;
 }
 
 __global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
 ms_compact_scan(int* __restrict__ span_count, int n_spans, int* __restrict__ count) {
+    MS_DYNAMIC_SHARED(int, sh);
     int carry = 0;  // the same in every thread
     const int per_pass = blockDim.x * MS_COMPACT_ITEMS;
     for (int base = 0; base < n_spans; base += per_pass) {
@@ -270,7 +273,7 @@ ms_compact_scan(int* __restrict__ span_count, int n_spans, int* __restrict__ cou
             mine += v[i];
         }
         int total;
-        int run = carry + ms_block_scan(mine, &total);
+        int run = carry + ms_block_scan(sh, mine, &total);
 #pragma unroll
         for (int i = 0; i < MS_COMPACT_ITEMS; ++i) {
             if (first + i < n_spans) span_count[first + i] = run;
@@ -286,9 +289,10 @@ ms_compact(const int* __restrict__ state, const int* __restrict__ active, int n_
            const int* __restrict__ span_start, int* __restrict__ active_out) {
     const long long span = (long long)blockDim.x * MS_COMPACT_ITEMS;
     const long long first = blockIdx.x * span + (long long)threadIdx.x * MS_COMPACT_ITEMS;
+    MS_DYNAMIC_SHARED(int, sh);
     int total;
     int out = span_start[blockIdx.x]
-              + ms_block_scan(ms_compact_items(state, active, n_active, first), &total);
+              + ms_block_scan(sh, ms_compact_items(state, active, n_active, first), &total);
     for (int i = 0; i < MS_COMPACT_ITEMS; ++i) {
         const long long slot = first + i;
         if (slot < n_active) {

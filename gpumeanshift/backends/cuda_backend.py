@@ -524,11 +524,12 @@ class CudaBackend:
         Returns their number, the one value read back per round."""
         rt = self.runtime
         n_spans = -(-n_active // _rt.COMPACT_SPAN)
-        n = np.int32(n_active)
-        rt.launch("ms_compact_count", (n_spans,), (_rt.BLOCK,), (state, active, n, spans), 0)
-        rt.launch("ms_compact_scan", (1,), (_rt.BLOCK,), (spans, np.int32(n_spans), counter), 0)
+        n, smem = np.int32(n_active), _rt.BLOCK * 4  # the block scan's ints
+        rt.launch("ms_compact_count", (n_spans,), (_rt.BLOCK,), (state, active, n, spans), smem)
+        rt.launch("ms_compact_scan", (1,), (_rt.BLOCK,), (spans, np.int32(n_spans), counter),
+                  smem)
         rt.launch("ms_compact", (n_spans,), (_rt.BLOCK,),
-                  (state, active, n, spans, active_out), 0)
+                  (state, active, n, spans, active_out), smem)
         return int(rt.to_host(counter)[0])
 
     def _proven_cells(self, Xs, rows=None):

@@ -265,6 +265,119 @@ def kernel_source() -> str:
     return assemble_source()
 
 
+# A kernel definition in the assembled source: template header (optional),
+# "__global__ void", "__launch_bounds__(...)" (optional), name, parameters,
+# opening brace.
+_KERNEL_DEF = re.compile(
+    r"(?:template\s*<(?P<tparams>[^<>{;]*)>\s*)?"
+    r"__global__\s+void\s+(?:__launch_bounds__\((?P<bounds>(?:[^()]|\([^()]*\))*)\)\s*)?"
+    r"(?P<name>\w+)\s*\((?P<params>[^{;]*?)\)\s*\{")
+
+
+def _split_top(text: str) -> list[str]:
+    """Comma-separated items of ``text`` at bracket depth 0."""
+    items, depth, cur = [], 0, ""
+    for c in text:
+        if c in "<([":
+            depth += 1
+        elif c in ">)]":
+            depth -= 1
+        if c == "," and depth == 0:
+            items.append(cur.strip())
+            cur = ""
+        else:
+            cur += c
+    if cur.strip():
+        items.append(cur.strip())
+    return items
+
+
+def c_symbol(name: str) -> str:
+    """The ``extern "C"`` entry point of one instantiation (no C++ mangling).
+
+    >>> c_symbol("ms_shift_fused<float, -16, 0, false>")
+    'gms_ms_shift_fused__float_m16_0_false'
+    >>> c_symbol("ms_track_windows<long long, long long>"), c_symbol("ms_compact")
+    ('gms_ms_track_windows__longlong_longlong', 'gms_ms_compact')
+    """
+    family, _, rest = name.partition("<")
+    if not rest:
+        return f"gms_{family}"
+    args = [a.replace(" ", "").replace("-", "m") for a in rest[:-1].split(NAME_SEPARATOR)]
+    return f"gms_{family}__" + "_".join(args)
+
+
+@functools.lru_cache(maxsize=8)
+def _kernel_defs(source: str) -> tuple[str, dict[str, tuple[list[tuple[str, str | None]], str, list[str]]]]:
+    """The source with every kernel turned into a ``__device__`` function, and
+    per kernel: its template parameters (name, default), its launch bounds
+    and its parameter declarations."""
+    defs = {}
+
+    def device(mo):
+        tparams = []
+        for item in _split_top(mo.group("tparams") or ""):
+            decl, _, default = item.partition("=")
+            tparams.append((decl.split()[-1], default.strip() or None))
+        params = _split_top(mo.group("params"))
+        clash = {p.split()[-1] for p in params} & {t for t, _ in tparams}
+        if clash:
+            raise ValueError(f"kernel {mo.group('name')}: parameter named like a template "
+                             f"parameter ({sorted(clash)}); the wrapper generator needs them apart")
+        defs[mo.group("name")] = (tparams, mo.group("bounds"), params)
+        head = f"template <{mo.group('tparams')}>\n" if mo.group("tparams") is not None else ""
+        return f"{head}__device__ __forceinline__ void {mo.group('name')}({mo.group('params')}) {{"
+
+    return _KERNEL_DEF.sub(device, source), defs
+
+
+def _wrapper(name: str, defs) -> str:
+    family, _, rest = name.partition("<")
+    if family not in defs:
+        raise ValueError(f"{name!r}: no kernel {family} in the source")
+    tparams, bounds, params = defs[family]
+    args = rest[:-1].split(NAME_SEPARATOR) if rest else []
+    if len(args) > len(tparams) or any(d is None for _, d in tparams[len(args):]):
+        raise ValueError(f"{name!r}: {len(args)} template arguments for {len(tparams)} parameters")
+    binding = {t: (a if i < len(args) else d) for i, ((t, d), a)
+               in enumerate(zip(tparams, args + [None] * len(tparams)))}
+
+    def bind(text):
+        for t, a in binding.items():
+            text = re.sub(rf"\b{t}\b", f"({a})" if a.startswith("-") else a, text)
+        return text
+
+    call = f"{family}<{NAME_SEPARATOR.join(args)}>" if args else family
+    names = ", ".join(p.split()[-1] for p in params)
+    launch_bounds = f"__launch_bounds__({bind(bounds)})" if bounds is not None else ""
+    return (f'extern "C" __global__ void {launch_bounds}\n'
+            f"{c_symbol(name)}({bind(', '.join(params))}) {{ {call}({names}); }}")
+
+
+def wrapped_source(names: Sequence[str], source: str | None = None) -> str:
+    """The program that defines the instantiations ``names`` as plain
+    ``extern "C"`` kernels (:func:`c_symbol`), what CuPy, the CI compile
+    matrix and the emulator compile.
+
+    The kernels of ``source`` (default: :func:`kernel_source`) become
+    ``__device__ __forceinline__`` functions; each name gets a ``__global__``
+    wrapper with the kernel's launch bounds and parameters (template
+    parameters bound) that calls it. No name expressions: CuPy keys its disk
+    cache on the text and options alone, and every version it supports reads
+    that cache back (13.x and 14.0 skip it whenever ``name_expressions`` is
+    given; 14.1 reuses such a module only where the driver can enumerate its
+    functions)."""
+    body, defs = _kernel_defs(kernel_source() if source is None else source)
+    wrappers = [_wrapper(n, defs) for n in names]
+    return "\n".join([body, "// ---- extern \"C\" entry points ----", *wrappers]) + "\n"
+
+
+@functools.lru_cache(maxsize=None)
+def module_source(key: tuple[str, str, bool]) -> str:
+    """The program of one :func:`module_key`: :func:`wrapped_source` of its names."""
+    return wrapped_source(module_names(key))
+
+
 class Runtime(Protocol):
     """What the CUDA backend needs from a device."""
 
@@ -513,8 +626,9 @@ def _cupy_module(key: tuple[str, str, bool]):
     each device at the first ``get_function`` there, and only then."""
     import cupy
 
-    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS,
-                          name_expressions=list(module_names(key)))
+    # Plain extern "C" names, no name_expressions: CuPy reads its disk cache
+    # back on every version (see wrapped_source).
+    return cupy.RawModule(code=module_source(key), options=NVRTC_OPTIONS)
 
 
 # Loaded kernels by (name expression, device): a launch costs a dict lookup,
@@ -535,7 +649,7 @@ def cupy_function(name: str, device: int | None = None) -> Any:
         if name not in module_names(key):
             raise ValueError(f"{name!r} is not one of runtime.kernel_names()")
         with cupy.cuda.Device(device):
-            fn = _cupy_module(key).get_function(name)
+            fn = _cupy_module(key).get_function(c_symbol(name))
         _FUNCTIONS[(name, device)] = fn
     return fn
 
@@ -544,5 +658,6 @@ def clear_cupy_caches() -> None:
     """Forget the modules, loaded functions and SM counts (tests; CuPy's own
     caches, in memory and on disk, are left alone)."""
     _cupy_module.cache_clear()
+    module_source.cache_clear()
     _FUNCTIONS.clear()
     _SM_COUNTS.clear()

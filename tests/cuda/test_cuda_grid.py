@@ -201,7 +201,8 @@ def test_ordered_compaction_kernels_match_a_stable_filter():
         assert (out[got:] == -1).all()
     counts = rng.integers(0, 1025, 2 * R.COMPACT_SPAN + 300).astype(np.int32)
     spans, total = counts.copy(), np.zeros(1, np.int32)
-    rt.launch("ms_compact_scan", (1,), (R.BLOCK,), (spans, np.int32(len(spans)), total))
+    rt.launch("ms_compact_scan", (1,), (R.BLOCK,), (spans, np.int32(len(spans)), total),
+              R.BLOCK * 4)
     np.testing.assert_array_equal(spans, np.concatenate([[0], np.cumsum(counts)[:-1]]))
     assert total[0] == counts.sum()
 
