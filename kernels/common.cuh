@@ -167,7 +167,13 @@ __device__ __forceinline__ void ms_for_dims(int dd, F f) {
 template <typename T, int D>
 __device__ __forceinline__ T ms_dist2(const T* q, const T* x, int dd) {
     T u2 = T(0);
-    if constexpr (D != 0) {
+    if constexpr (D > 0) {
+#pragma unroll
+        for (int k = 0; k < D; ++k) {
+            const T diff = x[k] - q[k];
+            u2 += diff * diff;
+        }
+    } else if constexpr (D < 0) {
         ms_for_dims<D>(dd, [&](int k) {
             const T diff = x[k] - q[k];
             u2 += diff * diff;
@@ -265,18 +271,24 @@ __device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, C cnt, int
     wsum *= scale;
     const T inv = T(1) / wsum;
     T moved2 = T(0);
-    auto step = [&](int k) {
-        const T a = acc[k] * scale;
-        const T q0 = a * inv;
-        const T nk = fma(fma(-q0, wsum, a), inv, q0);
-        const T diff = nk - p[k];
-        moved2 += diff * diff;
-        p[k] = nk;
-    };
     if constexpr (D < 0) {
-        ms_for_dims<D>(dd, step);
+        ms_for_dims<D>(dd, [&](int k) {
+            const T a = acc[k] * scale;
+            const T q0 = a * inv;
+            const T nk = fma(fma(-q0, wsum, a), inv, q0);
+            const T diff = nk - p[k];
+            moved2 += diff * diff;
+            p[k] = nk;
+        });
     } else {
-        for (int k = 0; k < dd; ++k) step(k);
+        for (int k = 0; k < dd; ++k) {
+            const T a = acc[k] * scale;
+            const T q0 = a * inv;
+            const T nk = fma(fma(-q0, wsum, a), inv, q0);
+            const T diff = nk - p[k];
+            moved2 += diff * diff;
+            p[k] = nk;
+        }
     }
     *intensity_out = cnt;
     if (moved2 <= tol2) {

@@ -73,7 +73,10 @@ __device__ __forceinline__ void ms_weigh_tile(const T* sh, int rows, int dd, con
             cnt += u2 <= r2 ? 1 : 0;
         }
         wsum += w;
-        if constexpr (D != 0) {
+        if constexpr (D > 0) {
+#pragma unroll
+            for (int k = 0; k < D; ++k) areg[k] += w * x[k];
+        } else if constexpr (D < 0) {
             ms_for_dims<D>(dd, [&](int k) { areg[k] += w * x[k]; });
         } else if (w != T(0)) {
             for (int k = 0; k < dd; ++k) acc[k] += w * x[k];
@@ -105,7 +108,10 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
     int it = 0;
     if (live) {
         it = n_iter[seed];
-        if constexpr (D != 0) {
+        if constexpr (D > 0) {
+#pragma unroll
+            for (int k = 0; k < D; ++k) preg[k] = pos[(long long)seed * dd + k];
+        } else if constexpr (D < 0) {
             ms_for_dims<D>(dd, [&](int k) { preg[k] = pos[(long long)seed * dd + k]; });
         } else {
             p = pos + (long long)seed * dd;
@@ -128,7 +134,10 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
                                               state + seed, intensity + seed);
     }
     if (started) {
-        if constexpr (D != 0) {
+        if constexpr (D > 0) {
+#pragma unroll
+            for (int k = 0; k < D; ++k) pos[(long long)seed * dd + k] = preg[k];
+        } else if constexpr (D < 0) {
             ms_for_dims<D>(dd, [&](int k) { pos[(long long)seed * dd + k] = preg[k]; });
         }
         n_iter[seed] = it;
@@ -158,7 +167,11 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
     const T* p = pos + (long long)(seed < 0 ? 0 : seed) * dd;
     T* acc = D != 0 ? areg : out;
     if (live) {
-        if constexpr (D != 0) {
+        if constexpr (D > 0) {
+#pragma unroll
+            for (int k = 0; k < D; ++k) preg[k] = p[k];
+            for (int k = 0; k < dd; ++k) acc[k] = T(0);
+        } else if constexpr (D < 0) {
             ms_for_dims<D>(dd, [&](int k) {
                 preg[k] = p[k];
                 areg[k] = T(0);
@@ -176,7 +189,10 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
         ms_weigh_tile<T, D, KERNEL, W>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
     });
     if (live) {
-        if constexpr (D != 0) {
+        if constexpr (D > 0) {
+#pragma unroll
+            for (int k = 0; k < D; ++k) out[k] = areg[k];
+        } else if constexpr (D < 0) {
             ms_for_dims<D>(dd, [&](int k) { out[k] = areg[k]; });
         }
         out[dd] = wsum;

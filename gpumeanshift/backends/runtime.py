@@ -11,11 +11,13 @@ args, shared_mem)``. Two implementations exist:
 
 The kernel source (``kernels/*.cu``) is read once per process; every template
 instantiation the backend may launch is listed by :func:`kernel_names`, the
-single list used by CuPy's ``name_expressions``, the emulator and the CI
-compile matrix. CuPy compiles it as one small module per kernel family, dtype
-and weighted flag (:func:`module_key`), each at its first launch on a device;
-the loaded functions are kept per (name, device). CuPy is imported only
-inside functions.
+single list used by CuPy, the emulator and the CI compile matrix. Each is
+compiled as a plain ``extern "C"`` entry point (:func:`wrapped_source`,
+:func:`c_symbol`; no ``name_expressions``, so CuPy's disk cache works on every
+version). CuPy compiles them as one small module per kernel family, dtype and
+weighted flag (:func:`module_key`), each at its first launch on a device; the
+loaded functions are kept per (name, device). CuPy is imported only inside
+functions.
 """
 
 from __future__ import annotations
@@ -93,12 +95,10 @@ def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
     kernels' last template parameter, ``WEIGHTED``, of the
     :data:`WEIGHTED_FAMILIES`), e.g. ``ms_shift_fused<float, 3, 0, true>``.
 
-    Spelled exactly as the demangler prints the kernel's symbol: ``", "``
-    between template arguments (:data:`NAME_SEPARATOR`) and the defaulted
-    ``WEIGHTED`` flag written out (``false``), so that CuPy 14.1, which reuses
-    a cached module built with ``name_expressions`` only when every demangled
-    name matches one given, finds it (tests/cuda/test_cuda_compile_cache.py
-    checks every name against NVRTC's symbols).
+    Spelled as the demangler prints the kernel's symbol: ``", "`` between
+    template arguments (:data:`NAME_SEPARATOR`) and the defaulted ``WEIGHTED``
+    flag written out (``false``); the name is also the call its ``extern "C"``
+    wrapper makes (:func:`wrapped_source`).
 
     >>> kernel_name("ms_shift_fused", "float32", 3, "flat")
     'ms_shift_fused<float, 3, 1, false>'
@@ -184,7 +184,7 @@ def shift_dim(d: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def kernel_names() -> tuple[str, ...]:
-    """Every instantiation the CUDA backend may launch (CuPy name_expressions):
+    """Every instantiation the CUDA backend may launch:
     the unweighted ones, then those with sample weights (:func:`is_weighted`;
     :data:`WEIGHTED_QUERY_DIMS` for the density and neighbour kernels). The
     one list of the CI compile matrix, the emulator and CuPy, which compiles
