@@ -360,7 +360,7 @@ def throughput_case(d: int, dtype: str, *, n=THROUGHPUT_N, m=THROUGHPUT_SEEDS,
 
 def run_shift(case: ThroughputCase, backend=None):
     """The backend's whole shift loop with tol=0: every seed runs max_iter steps."""
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     be = backend if backend is not None else NumpyBackend()
     extra = {}

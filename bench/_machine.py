@@ -106,7 +106,7 @@ def pass_costs(d: int, dtype: str, *, reps: int = 20) -> dict:
     """
     from threadpoolctl import threadpool_limits
 
-    from gpumeanshift.backends.numpy_backend import (NumpyBackend, _augment_points,
+    from gpumeanshift.backends.numpy.backend import (NumpyBackend, _augment_points,
                                                      _augment_queries)
 
     case = _cases.throughput_case(d, dtype)

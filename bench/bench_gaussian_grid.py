@@ -32,7 +32,7 @@ BANDWIDTH = _cases.DATASETS["hotspot"].bandwidth  # the race's hotspot bandwidth
 
 
 def _fit(X, kernel, algorithm):
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     be = NumpyBackend()
     model = _cases.fit_gpumeanshift(X, BANDWIDTH, kernel=kernel, algorithm=algorithm, backend=be)

@@ -109,7 +109,7 @@ def main(argv=None):
         for dtype in _cases.THROUGHPUT_DTYPES:
             case = _cases.throughput_case(d, dtype)
             for suffix, opts, blas in variants:
-                from gpumeanshift.backends.numpy_backend import NumpyBackend
+                from gpumeanshift.backends.numpy.backend import NumpyBackend
 
                 be = NumpyBackend(n_threads=opts.get("n_jobs"))
 

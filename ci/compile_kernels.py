@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gpumeanshift.backends import runtime as R  # noqa: E402
+from gpumeanshift.backends.cuda import runtime as R  # noqa: E402
 from gpumeanshift.testing import nvrtc as N  # noqa: E402
 
 

@@ -79,7 +79,7 @@ def make_backend(emulated: bool, **options):
 
         options.pop("stream", None)
         return emulated_backend(**options)
-    from gpumeanshift.backends.cuda_backend import make_cupy_backend
+    from gpumeanshift.backends.cuda.backend import make_cupy_backend
 
     return make_cupy_backend(**options)
 
@@ -291,7 +291,7 @@ def step_install_compile(st: Step, ctx):
         st.check(f"first call, fresh process, {label}", "ok",
                  f"import {r['import_s']:.2f} s, first call {r['first_call_s']:.2f} s, "
                  f"second call {r['second_call_s']:.3f} s", **r)
-    from gpumeanshift.backends import runtime as R
+    from gpumeanshift.backends.cuda import runtime as R
 
     names = R.kernel_names()
     if emu:
@@ -398,14 +398,14 @@ def step_suite(st: Step, ctx):
 
 # ------------------------------------------------------------------ step 3
 def families() -> set[str]:
-    from gpumeanshift.backends import runtime as R
+    from gpumeanshift.backends.cuda import runtime as R
 
     return {n.split("<")[0] for n in R.kernel_names()}
 
 
 def driver(emulated: bool) -> None:
     """Launch every kernel family once on small inputs; print the families launched."""
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
 
     be = make_backend(emulated)
     rt = be.runtime
@@ -551,7 +551,7 @@ def step_streams(st: Step, ctx):
 
 # ------------------------------------------------------------------ step 5
 def step_limits(st: Step, ctx):
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     be = make_backend(ctx.emulated)
     for dt in (np.float32, np.float64):
@@ -629,7 +629,7 @@ def timed(fn, emulated, rounds=2):
 def step_speed(st: Step, ctx):
     import _cases
     from _cases import check_agreement, fit_gpumeanshift, fit_sklearn, hotspot
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     emu, S = ctx.emulated, ctx.sizes
     be = make_backend(emu)

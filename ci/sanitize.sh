@@ -24,8 +24,8 @@ echo "== sanitizer self-check: an out-of-bounds tile load must be reported"
 set +e
 out=$(LD_PRELOAD="$LIBASAN" "$PY" - <<'PYEOF' 2>&1
 import numpy as np
-from gpumeanshift.backends import runtime as R
-from gpumeanshift.backends.cuda_backend import CudaBackend
+from gpumeanshift.backends.cuda import runtime as R
+from gpumeanshift.backends.cuda.backend import CudaBackend
 from gpumeanshift.testing import EmulatedRuntime
 src = R.kernel_source()
 bad = "for (int i = threadIdx.x; i < total; i += blockDim.x)"

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._params import DEFAULTS, validate_params
 from ._validation import (array_module, check_array, check_bandwidth, check_sample_weight,
-                          is_device_array)
+                          is_device_array, keeps_device, to_numpy)
 from .backends.base import Backend, ShiftResult, resolve_backend
 from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
@@ -43,21 +43,6 @@ class FitResult:
     # The validated data of the fit: a device array when the fit kept the
     # caller's device data on the device (see keeps_device), else host.
     data: object = None
-
-
-def to_numpy(a) -> np.ndarray:
-    """Host copy of a backend array (NumPy arrays are returned as they are)."""
-    get = getattr(a, "get", None)
-    if callable(get) and (not isinstance(a, np.ndarray) or is_device_array(a)):
-        return np.asarray(get())
-    return np.asarray(a)
-
-
-def keeps_device(be: Backend, X) -> bool:
-    """Whether a call keeps ``X`` on the device: device data (CuPy,
-    ``__cuda_array_interface__``, DLPack) and a backend that runs on a
-    device (one with a ``runtime``). The NumPy backend gets host arrays."""
-    return getattr(be, "runtime", None) is not None and is_device_array(X)
 
 
 def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
@@ -195,6 +180,91 @@ def run_shift(be: Backend, X, seeds, weights, **kwargs) -> ShiftResult:
                        converged=res.converged, algorithm=res.algorithm)
 
 
+class StepLoop:
+    """The shift loop of seeds whose every step's sums are computed elsewhere.
+
+    The Dask fit's "data" strategy asks each chunk of the data for its
+    :meth:`~gpumeanshift.backends.base.Backend.partial_sums` at the
+    :meth:`queries` and hands them to :meth:`step`, which adds them (in the
+    order given: a fixed summation order), moves the seeds and applies the
+    stopping rule of :class:`~gpumeanshift.backends.base.ShiftResult`: a seed
+    stops when its step moved it by at most ``tol`` bandwidths (orphan: no
+    weight within reach) or after ``max_iter`` counted steps; ``n_iter``
+    does not count the stopping step and the intensity is the count of the
+    last step.
+
+    ``positions`` are the seeds in the frame of the sums, in the data's
+    dtype; ``exact`` (the frame is the data's own units, see
+    ``partial_sums(exact=True)``) compares the step with ``tol * bandwidth``
+    by its square root, as scikit-learn does, else its square with ``tol**2``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends.base import resolve_backend
+    >>> X = np.array([[0.0], [1.0], [5.0]])
+    >>> # seeds at 0 and 18, in the frame x / bandwidth
+    >>> loop = StepLoop(np.array([[0.0], [9.0]]), bandwidth=2.0, max_iter=300, tol=1e-3)
+    >>> be = resolve_backend("numpy")
+    >>> while loop.active.size:
+    ...     loop.step([be.partial_sums(X, loop.queries(), bandwidth=2.0, kernel="flat")])
+    >>> (loop.positions.ravel() * 2.0).tolist(), loop.n_iter.tolist(), loop.intensity.tolist()
+    ([0.5, 18.0], [1, 0], [2, 0])
+    """
+
+    def __init__(self, positions, *, bandwidth: float, max_iter: int, tol: float,
+                 exact: bool = False, weighted: bool = False):
+        self.positions = np.array(positions)
+        m = len(self.positions)
+        self.n_iter = np.zeros(m, dtype=np.int64)
+        self.intensity = np.zeros(m, dtype=np.float64 if weighted else np.int64)
+        self.converged = np.zeros(m, dtype=bool)
+        self.orphaned = np.zeros(m, dtype=bool)
+        self.active = np.arange(m)
+        self.iteration = 0
+        self._max_iter = max_iter
+        self._exact = exact
+        self._limit = float(tol) * bandwidth if exact else float(tol) * float(tol)  # inf past 1e154
+
+    def queries(self) -> np.ndarray:
+        """The positions of the seeds still moving (C-contiguous)."""
+        return np.ascontiguousarray(self.positions[self.active])
+
+    def step(self, parts) -> None:
+        """One step of the active seeds from their partial sums (any number
+        of :class:`~gpumeanshift.backends.base.PartialSums`, host or device
+        arrays, each for the seeds of :meth:`queries`)."""
+        parts = list(parts)
+        sums = to_numpy(parts[0].sums).copy()
+        weight = to_numpy(parts[0].weight).copy()
+        count = to_numpy(parts[0].count).copy()
+        for p in parts[1:]:  # in the order given: a fixed summation order
+            sums += to_numpy(p.sums)
+            weight += to_numpy(p.weight)
+            count += to_numpy(p.count)
+        active = self.active
+        old = self.positions[active]
+        ok = weight > 0
+        new = old.copy()
+        new[ok] = sums[ok] / weight[ok, None]
+        orphan = ~ok
+        moved2 = np.einsum("ij,ij->i", new - old, new - old)
+        if self._exact:
+            done_tol = (np.sqrt(moved2) <= self._limit) & ~orphan
+        else:
+            done_tol = (moved2 <= self._limit) & ~orphan
+        stop = orphan | done_tol | (self.iteration >= self._max_iter)
+        self.intensity[active] = count  # from where this step started
+        self.positions[active[ok]] = new[ok]
+        self.converged[active[done_tol]] = True
+        self.orphaned[active[orphan]] = True
+        self.n_iter[active[~stop]] += 1
+        self.active = active[~stop]
+        self.iteration += 1
+        if not self.active.size:
+            self.intensity[self.orphaned] = 0
+
+
 def zero_bandwidth_shift(uniq: np.ndarray, counts: np.ndarray, seeds: np.ndarray) -> ShiftResult:
     """What the shift loop gives with bandwidth 0, without running it.
 
@@ -255,14 +325,13 @@ def fit(X, params, sample_weight=None) -> FitResult:
     # Device data stay on the device (validated there) for the backend's
     # calls; only per-seed results and the centers come to the host. The
     # paths that need the data on the host take one host copy: sample
-    # weights, an estimated or rule-of-thumb bandwidth, bin seeding, a zero
-    # bandwidth and label_assignment="basin".
-    on_device = keeps_device(be, X) and sample_weight is None and not p["bin_seeding"] \
-        and p["label_assignment"] != "basin" and not (
-            p["bandwidth"] is None or isinstance(p["bandwidth"], str))
+    # weights, bin seeding and a zero bandwidth.
+    on_device = keeps_device(be, X) and sample_weight is None and not p["bin_seeding"]
     X = check_array(X, keep_device=on_device)
     w = check_sample_weight(sample_weight, X.shape[0])
     h = resolve_bandwidth(X, p["bandwidth"], be, kernel, w)
+    if on_device and h == 0:  # each distinct row its own cluster: found on the host
+        X, on_device = to_numpy(X), False
     # Rows of weight 0 take no part in the fit (they are labelled at the end).
     X_fit = X if w is None or (w > 0).all() else X[w > 0]
 
@@ -313,7 +382,18 @@ def fit(X, params, sample_weight=None) -> FitResult:
         modes, n_iter, intensity, converged, h, max_iter, tol)
     centers = centers.astype(X.dtype, copy=False)
 
-    if p["label_assignment"] == "basin":
+    if p["label_assignment"] == "basin" and on_device:
+        # As below, with the modes and labels kept on the device.
+        point_modes = res.modes if seeds_are_data else run_shift(
+            be, X, X, None, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
+            algorithm=p["algorithm"]).modes
+        labels, _ = be.nearest(point_modes, centers)
+        xp = array_module(labels)
+        labels = labels.astype(np.int64, copy=False)
+        if not p["cluster_all"]:
+            diff = X.astype(np.float64) - be.runtime.asarray(centers, dtype=np.float64)[labels]
+            labels = xp.where((diff * diff).sum(axis=1) <= h * h, labels, -1)
+    elif p["label_assignment"] == "basin":
         # Each point takes the cluster its own climb reached: the center
         # nearest to the mode of the seed started at that point.
         if seeds_are_data and X_fit is X:

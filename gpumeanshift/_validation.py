@@ -41,6 +41,21 @@ def is_device_array(X: Any) -> bool:
     return False
 
 
+def to_numpy(a: Any) -> np.ndarray:
+    """Host copy of a backend array (NumPy arrays are returned as they are)."""
+    get = getattr(a, "get", None)
+    if callable(get) and (not isinstance(a, np.ndarray) or is_device_array(a)):
+        return np.asarray(get())
+    return np.asarray(a)
+
+
+def keeps_device(backend: Any, X: Any) -> bool:
+    """Whether a call keeps ``X`` on the device: device data (CuPy,
+    ``__cuda_array_interface__``, DLPack) and a backend that runs on a
+    device (one with a ``runtime``). The NumPy backend gets host arrays."""
+    return getattr(backend, "runtime", None) is not None and is_device_array(X)
+
+
 def feature_names(X: Any):
     """The column names of a DataFrame-like X, as an object array; else None.
 

@@ -7,7 +7,8 @@ import numbers
 
 import numpy as np
 
-from ._validation import check_array, check_int, check_real, check_sample_weight
+from ._validation import (array_module, check_array, check_int, check_real, check_sample_weight,
+                          keeps_device, to_numpy)
 
 RULES = ("scott", "silverman")
 
@@ -92,7 +93,10 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     """
     from .backends.base import resolve_backend
 
-    X = check_array(X)
+    be = resolve_backend(backend)
+    # Device data with a device backend stay there: only the k-th distances'
+    # sums per batch of 500 (n / 500 values) and two scalars come back.
+    X = check_array(X, keep_device=sample_weight is None and keeps_device(be, X))
     quantile = check_real(quantile, "quantile", low=0.0)
     if quantile > 1:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
@@ -103,32 +107,37 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
         sample = rng.permutation(X.shape[0])[:n_samples]
         X = X[sample]
         w = None if w is None else w[sample]
-    be = resolve_backend(backend)
-    X64 = np.ascontiguousarray(X, dtype=np.float64)
     if w is not None:
-        return _weighted_estimate(X64, w, quantile, be)
+        return _weighted_estimate(np.ascontiguousarray(X, dtype=np.float64), w, quantile, be)
+    X64 = X.astype(np.float64, copy=False) if keeps_device(be, X) \
+        else np.ascontiguousarray(X, dtype=np.float64)
     k = max(1, int(X.shape[0] * quantile))
-    kth = np.asarray(_to_numpy(be.kth_neighbor_distance(X64, X64, k)), dtype=np.float64)
-    _check_finite_distances(kth, X64)
+    kth = be.kth_neighbor_distance(X64, X64, k)
+    top = float(to_numpy(kth.max())) if kth.size else 0.0
+    if not math.isfinite(top):
+        _refuse_overflow(X64)
     # Accumulate in batches of 500, in the same order as scikit-learn; if that
     # sum overflows (distances near float64's max), sum in units of a power
     # of two instead (exact scaling, the mean is representable).
     unit = 1.0
-    top = float(kth.max()) if kth.size else 0.0
     if top * len(kth) > np.finfo(np.float64).max / 2:
         unit = float(np.ldexp(1.0, min(int(np.frexp(top)[1]), 1023)))
+    full = len(kth) - len(kth) % 500
+    batch_sums = list(to_numpy((kth[:full] / unit).reshape(-1, 500).sum(axis=1)))
+    if full < len(kth):
+        batch_sums.append(to_numpy((kth[full:] / unit).sum()))
     total = 0.0
-    for start in range(0, len(kth), 500):
-        total += (kth[start:start + 500] / unit).sum()
+    for s in batch_sums:
+        total += s
     return np.float64(total / X.shape[0] * unit)
 
 
-def _check_finite_distances(kth, X64):
-    if not np.isfinite(kth).all():
-        raise ValueError(
-            "estimate_bandwidth: the distances between points exceed float64's range "
-            f"(coordinates from {X64.min():g} to {X64.max():g}); no finite bandwidth "
-            "can be estimated. Rescale the data or pass a bandwidth.")
+def _refuse_overflow(X64):
+    lo, hi = float(to_numpy(X64.min())), float(to_numpy(X64.max()))
+    raise ValueError(
+        "estimate_bandwidth: the distances between points exceed float64's range "
+        f"(coordinates from {lo:g} to {hi:g}); no finite bandwidth "
+        "can be estimated. Rescale the data or pass a bandwidth.")
 
 
 def _weighted_estimate(X64, w, quantile, be):
@@ -143,19 +152,15 @@ def _weighted_estimate(X64, w, quantile, be):
     else:
         k = max(total * quantile, float(w[positive].min()))
     queries = np.ascontiguousarray(X64[positive])
-    kth = np.asarray(_to_numpy(be.kth_neighbor_distance(X64, queries, k, weights=w)),
+    kth = np.asarray(to_numpy(be.kth_neighbor_distance(X64, queries, k, weights=w)),
                      dtype=np.float64)
-    _check_finite_distances(kth, X64)
+    if not np.isfinite(kth).all():
+        _refuse_overflow(X64)
     # The weighted mean, correctly rounded (fsum); in units of a power of
     # two where the products would overflow.
     top = float(kth.max()) if kth.size else 0.0
     unit = float(np.ldexp(1.0, min(int(np.frexp(top)[1]), 1023))) if top > 1e300 else 1.0
     return np.float64(math.fsum(w[positive] * (kth / unit)) / total * unit)
-
-
-def _to_numpy(a):
-    get = getattr(a, "get", None)
-    return get() if callable(get) else np.asarray(a)
 
 
 def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
@@ -189,7 +194,8 @@ def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
     >>> round(rule_of_thumb_bandwidth(X, "scott"), 4)
     0.3094
     """
-    X = check_array(X, ensure_min_samples=2)
+    # Device data stay on the device (the variances are d values).
+    X = check_array(X, ensure_min_samples=2, keep_device=sample_weight is None)
     n, d = X.shape
     w = check_sample_weight(sample_weight, n)
     if rule == "scott":
@@ -199,7 +205,8 @@ def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
     else:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if w is None:
-        sigma = float(np.sqrt(np.mean(np.var(X, axis=0, ddof=1, dtype=np.float64))))
+        xp = array_module(X)
+        sigma = float(np.sqrt(np.mean(to_numpy(xp.var(X, axis=0, ddof=1, dtype=np.float64)))))
     else:
         # As on the repeated rows: n is the total weight, the variance the
         # weighted one with W - 1 in the denominator.

@@ -29,23 +29,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 
 import numpy as np
 
+from ._validation import array_module, to_numpy
+
 DEFAULT_WORKING_MEMORY = 64 * 2**20  # bytes for one block of distances
-
-
-def _namespace(X):
-    cupy = sys.modules.get("cupy")
-    if cupy is not None and isinstance(X, cupy.ndarray):
-        return cupy
-    return np
-
-
-def _to_host(a):
-    get = getattr(a, "get", None)
-    return np.asarray(get()) if callable(get) and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
 def _prepare(X, labels):
@@ -54,7 +43,7 @@ def _prepare(X, labels):
     Returns xp, Xs (sorted, float64), ls (sorted labels 0..k-1), order (the
     permutation), counts (per cluster) and starts (first row of each run).
     """
-    xp = _namespace(X)
+    xp = array_module(X)
     X = xp.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D array for X, got shape {X.shape}")
@@ -325,7 +314,7 @@ def cluster_scores(X, labels, *, block_rows=None):
     >>> cluster_scores([[0.0], [1.0]], [0, 0])["silhouette"]
     nan
     """
-    n_labels = len(np.unique(_to_host(labels)))
+    n_labels = len(np.unique(to_numpy(labels)))
     if not 1 < n_labels < len(labels):
         return {name: math.nan for name in SCORES}
     return {

@@ -7,9 +7,11 @@ it: notebooks display it, scripts call ``fig.savefig(path)``.
 * :func:`plot_clusters` -- points coloured by cluster, with the centers
   (the first two principal axes for more than two features);
 * :func:`plot_bandwidth_sweep` -- scores and cluster count against bandwidth
-  (from :mod:`gpumeanshift.selection`);
+  (of :func:`gpumeanshift.bandwidth_sweep`);
 * :func:`plot_segmentation` -- original, filtered and region boundaries side
-  by side (from :mod:`gpumeanshift.segmentation`).
+  by side (of :func:`gpumeanshift.segment_image`).
+
+All of the project's matplotlib code is here.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import math
 
 import numpy as np
 
-from .segmentation import plot_segmentation
-from .selection import plot_bandwidth_sweep
+from ._validation import to_numpy
+from .metrics import SCORES
 
 # Most points drawn in a scatter plot (a fixed random subsample beyond).
 MAX_POINTS = 50_000
@@ -115,9 +117,9 @@ def plot_clusters(X, labels, centers, ax=None, *, title=None, axis_names=None,
     from matplotlib import colormaps
     from matplotlib.figure import Figure  # matplotlib only when plotting
 
-    X = _host(X).astype(np.float64, copy=False)
-    labels = _host(labels).astype(np.int64, copy=False).ravel()
-    centers = _host(centers).astype(np.float64, copy=False)
+    X = to_numpy(X).astype(np.float64, copy=False)
+    labels = to_numpy(labels).astype(np.int64, copy=False).ravel()
+    centers = to_numpy(centers).astype(np.float64, copy=False)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if labels.shape[0] != X.shape[0]:
@@ -167,11 +169,109 @@ def center_marker(n_centers: int) -> tuple[float, float]:
     return area, max(0.5, 2.0 * math.sqrt(area / 80.0))
 
 
-def _host(a) -> np.ndarray:
-    get = getattr(a, "get", None)
-    if callable(get) and not isinstance(a, np.ndarray):
-        a = get()
-    return np.asarray(a)
+def plot_bandwidth_sweep(result, ax=None):
+    """Scores and cluster count against bandwidth (matplotlib, imported here only).
+
+    Parameters
+    ----------
+    result : BandwidthSweep
+        From :func:`bandwidth_sweep`.
+    ax : matplotlib.axes.Axes, default=None
+        Where to draw the chosen score; None makes a new figure with one
+        panel per score and one for the cluster count.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift import bandwidth_sweep
+    >>> from gpumeanshift.plot import plot_bandwidth_sweep
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(c, 0.3, size=(50, 2)) for c in ([0, 0], [3, 0])])
+    >>> fig = plot_bandwidth_sweep(bandwidth_sweep(X, [0.3, 1.0, 5.0], backend="numpy"))
+    >>> len(fig.axes)
+    4
+    """
+    from matplotlib.figure import Figure  # matplotlib only when plotting
+
+    h = result.bandwidths
+    titles = {"silhouette": "silhouette (higher is better)",
+              "davies_bouldin": "Davies-Bouldin (lower is better)",
+              "calinski_harabasz": "Calinski-Harabasz (higher is better)"}
+    if ax is not None:
+        ax.plot(h, getattr(result, result.score), "o-")
+        ax.set_xscale("log")
+        ax.set_xlabel("bandwidth")
+        ax.set_ylabel(titles[result.score])
+        if result.best_index is not None:
+            ax.axvline(result.best_bandwidth, color="k", ls="--", lw=1)
+        return ax.figure
+    fig = Figure(figsize=(12, 3.2), layout="constrained")
+    axes = fig.subplots(1, 4, sharex=True)
+    for a, name in zip(axes, SCORES):
+        a.plot(h, getattr(result, name), "o-")
+        a.set_title(titles[name], fontsize=9)
+    axes[3].plot(h, result.n_clusters, "o-")
+    axes[3].set_yscale("log")
+    axes[3].set_title("clusters", fontsize=9)
+    for a in axes:
+        a.set_xscale("log")
+        a.set_xlabel("bandwidth")
+        if result.best_index is not None:
+            a.axvline(result.best_bandwidth, color="k", ls="--", lw=1)
+    fig.suptitle(f"bandwidth sweep: best {result.best_bandwidth} by {result.score}")
+    return fig
+
+
+def plot_segmentation(image, filtered, labels, *, boundary_color=(255, 0, 0)):
+    """Original, filtered and label boundaries side by side (matplotlib).
+
+    Parameters
+    ----------
+    image, filtered : ndarray of shape (height, width, 3)
+        The input and the filtered output of :func:`segment_image`.
+    labels : ndarray of shape (height, width)
+        The label image.
+    boundary_color : tuple, default=(255, 0, 0)
+        Colour of the region boundaries, drawn over the original (0-255).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift import segment_image
+    >>> from gpumeanshift.plot import plot_segmentation
+    >>> img = np.zeros((10, 12, 3), dtype=np.uint8)
+    >>> img[:, 6:] = 200
+    >>> fig = plot_segmentation(img, *segment_image(img, 2, 20))
+    >>> len(fig.axes)
+    3
+    """
+    from matplotlib.figure import Figure  # matplotlib only when plotting
+
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    overlay = np.array(image, copy=True)
+    if overlay.ndim == 2:
+        overlay = np.repeat(overlay[:, :, None], 3, axis=2)
+    scale = 1.0 if overlay.dtype.kind in "biu" else 1.0 / 255.0
+    overlay[edge] = np.asarray(boundary_color) * scale
+    fig = Figure(figsize=(12, 4), layout="constrained")
+    for ax, pic, title in zip(fig.subplots(1, 3), (image, filtered, overlay),
+                              ("original", "filtered",
+                               f"{int(labels.max()) + 1} region" + ("s" if labels.max() else ""))):
+        ax.imshow(pic, cmap="gray" if np.ndim(pic) == 2 else None)
+        ax.set_title(title)
+        ax.set_axis_off()
+    return fig
 
 
 __all__ = ["plot_bandwidth_sweep", "plot_clusters", "plot_segmentation", "project_2d"]

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from ._validation import check_array, check_int, check_real, check_sample_weight
-from .backends._spatial import col_max, col_min
+from ._spatial import col_max, col_min
 
 
 def get_bin_seeds(X, bin_size, min_bin_freq=1, *, sample_weight=None):

@@ -274,7 +274,7 @@ def mean_shift_filter(image, spatial_radius, range_radius, *, max_iter=5, eps=1.
         The values of ``MeanShift(backend=...)``; "auto" takes the GPU when
         there is one. "numpy" (and None): the NumPy path here. "cupy" or a backend with the image
         capability (:class:`~gpumeanshift.backends.base.ImageBackend`: the
-        :class:`~gpumeanshift.backends.cuda_backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
+        :class:`~gpumeanshift.backends.cuda.backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): the
         CUDA kernel, one thread per pixel, same results (1 to 4 channels).
         ``n_jobs`` and ``chunk_size`` apply to the NumPy path only.
 
@@ -581,50 +581,3 @@ def _to_dtype(a, dtype):
         info = np.iinfo(dtype)
         return np.clip(np.rint(a), info.min, info.max).astype(dtype)
     return a.astype(dtype, copy=False)
-
-
-def plot_segmentation(image, filtered, labels, *, boundary_color=(255, 0, 0)):
-    """Original, filtered and label boundaries side by side (matplotlib).
-
-    Parameters
-    ----------
-    image, filtered : ndarray of shape (height, width, 3)
-        The input and the filtered output of :func:`segment_image`.
-    labels : ndarray of shape (height, width)
-        The label image.
-    boundary_color : tuple, default=(255, 0, 0)
-        Colour of the region boundaries, drawn over the original (0-255).
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from gpumeanshift.segmentation import plot_segmentation, segment_image
-    >>> img = np.zeros((10, 12, 3), dtype=np.uint8)
-    >>> img[:, 6:] = 200
-    >>> fig = plot_segmentation(img, *segment_image(img, 2, 20))
-    >>> len(fig.axes)
-    3
-    """
-    from matplotlib.figure import Figure  # matplotlib only when plotting
-
-    labels = np.asarray(labels)
-    edge = np.zeros(labels.shape, dtype=bool)
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
-    overlay = np.array(image, copy=True)
-    if overlay.ndim == 2:
-        overlay = np.repeat(overlay[:, :, None], 3, axis=2)
-    scale = 1.0 if overlay.dtype.kind in "biu" else 1.0 / 255.0
-    overlay[edge] = np.asarray(boundary_color) * scale
-    fig = Figure(figsize=(12, 4), layout="constrained")
-    for ax, pic, title in zip(fig.subplots(1, 3), (image, filtered, overlay),
-                              ("original", "filtered",
-                               f"{int(labels.max()) + 1} region" + ("s" if labels.max() else ""))):
-        ax.imshow(pic, cmap="gray" if np.ndim(pic) == 2 else None)
-        ax.set_title(title)
-        ax.set_axis_off()
-    return fig

@@ -66,7 +66,10 @@ class BandwidthSweep:
     labels: list = field(repr=False)
 
     def plot(self, ax=None):
-        """Plot the scores and the cluster count against the bandwidth; see :func:`plot_bandwidth_sweep`."""
+        """Plot the scores and the cluster count against the bandwidth; see
+        :func:`gpumeanshift.plot.plot_bandwidth_sweep`."""
+        from .plot import plot_bandwidth_sweep
+
         return plot_bandwidth_sweep(self, ax=ax)
 
 
@@ -172,60 +175,5 @@ def bandwidth_sweep(X, bandwidths, *, kernel="flat", score="silhouette", backend
     )
 
 
-def plot_bandwidth_sweep(result, ax=None):
-    """Scores and cluster count against bandwidth (matplotlib, imported here only).
 
-    Parameters
-    ----------
-    result : BandwidthSweep
-        From :func:`bandwidth_sweep`.
-    ax : matplotlib.axes.Axes, default=None
-        Where to draw the chosen score; None makes a new figure with one
-        panel per score and one for the cluster count.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from gpumeanshift.selection import bandwidth_sweep, plot_bandwidth_sweep
-    >>> rng = np.random.default_rng(0)
-    >>> X = np.concatenate([rng.normal(c, 0.3, size=(50, 2)) for c in ([0, 0], [3, 0])])
-    >>> fig = plot_bandwidth_sweep(bandwidth_sweep(X, [0.3, 1.0, 5.0], backend="numpy"))
-    >>> len(fig.axes)
-    4
-    """
-    from matplotlib.figure import Figure  # matplotlib only when plotting
-
-    h = result.bandwidths
-    titles = {"silhouette": "silhouette (higher is better)",
-              "davies_bouldin": "Davies-Bouldin (lower is better)",
-              "calinski_harabasz": "Calinski-Harabasz (higher is better)"}
-    if ax is not None:
-        ax.plot(h, getattr(result, result.score), "o-")
-        ax.set_xscale("log")
-        ax.set_xlabel("bandwidth")
-        ax.set_ylabel(titles[result.score])
-        if result.best_index is not None:
-            ax.axvline(result.best_bandwidth, color="k", ls="--", lw=1)
-        return ax.figure
-    fig = Figure(figsize=(12, 3.2), layout="constrained")
-    axes = fig.subplots(1, 4, sharex=True)
-    for a, name in zip(axes, SCORES):
-        a.plot(h, getattr(result, name), "o-")
-        a.set_title(titles[name], fontsize=9)
-    axes[3].plot(h, result.n_clusters, "o-")
-    axes[3].set_yscale("log")
-    axes[3].set_title("clusters", fontsize=9)
-    for a in axes:
-        a.set_xscale("log")
-        a.set_xlabel("bandwidth")
-        if result.best_index is not None:
-            a.axvline(result.best_bandwidth, color="k", ls="--", lw=1)
-    fig.suptitle(f"bandwidth sweep: best {result.best_bandwidth} by {result.score}")
-    return fig
-
-
-__all__ = ["BandwidthSweep", "bandwidth_sweep", "plot_bandwidth_sweep"]
+__all__ = ["BandwidthSweep", "bandwidth_sweep"]

@@ -245,7 +245,7 @@ def mean_shift_track(prob_image, window, *, criteria=(10, 1.0), backend="auto"):
         The values of ``MeanShift(backend=...)``; "auto" takes the GPU when
         there is one. "numpy" (and None): the NumPy path. "cupy" or a backend with the image
         capability (:class:`~gpumeanshift.backends.base.ImageBackend`: the
-        :class:`~gpumeanshift.backends.cuda_backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): all
+        :class:`~gpumeanshift.backends.cuda.backend.CudaBackend`, e.g. ``gpumeanshift.testing.emulated_backend()``): all
         windows in one kernel launch, one thread per window, same results.
 
     Returns

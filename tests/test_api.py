@@ -156,7 +156,7 @@ def test_pickle_roundtrip_with_a_backend_object(blobs, which):
     predicts and refits the same."""
     from _emulation import emulated_backend_or_skip
 
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     X, _ = blobs
     backend = NumpyBackend(n_threads=1) if which == "numpy" else emulated_backend_or_skip()
@@ -170,7 +170,7 @@ def test_pickle_roundtrip_with_a_backend_object(blobs, which):
 
 
 def test_cupy_runtime_bound_to_a_stream_refuses_to_pickle():
-    from gpumeanshift.backends.runtime import CupyRuntime
+    from gpumeanshift.backends.cuda.runtime import CupyRuntime
 
     rt = CupyRuntime.__new__(CupyRuntime)  # no device here: only the pickling rule
     rt._stream = object()
@@ -273,7 +273,7 @@ def test_estimate_bandwidth_bad_input():
 
 def test_import_is_light():
     code = (
-        "import sys, gpumeanshift, gpumeanshift.backends.numpy_backend;"
+        "import sys, gpumeanshift, gpumeanshift.backends.numpy.backend;"
         "heavy = [m for m in ('cupy', 'sklearn', 'matplotlib', 'scipy', 'torch', 'dask')"
         " if m in sys.modules]; print(heavy)"
     )

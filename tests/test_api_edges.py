@@ -9,7 +9,7 @@ import pytest
 
 from gpumeanshift import (MeanShift, cam_shift, mean_shift_filter, mean_shift_track,
                           segment_image)
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 RNG = np.random.default_rng(7)
 X = np.concatenate([RNG.normal(c, 0.4, size=(60, 3)) for c in ([0, 0, 0], [4, 4, 0])])

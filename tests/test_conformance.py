@@ -10,7 +10,7 @@ import pytest
 
 from _emulation import emulated_backend_or_skip, emulated_param
 from gpumeanshift.backends.base import cuda_available
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 from gpumeanshift.testing import check_backend
 
 F64 = (np.float64,)
@@ -152,7 +152,32 @@ class DensityIgnoresWeights(NumpyBackend):
         return super().log_kernel_density(X, queries, **kw)
 
 
+class PartialSumsNoOrigin(NumpyBackend):
+    """Sums in the frame x / h whatever the origin (the chunks then disagree)."""
+
+    def partial_sums(self, X, seeds, *, origin=None, **kw):
+        return super().partial_sums(X, seeds, **kw)
+
+
+class PartialSumsBoundaryOut(NumpyBackend):
+    """exact=True decided by the rounded expansion (a point at exactly h may drop)."""
+
+    def partial_sums(self, X, seeds, *, bandwidth, exact=False, **kw):
+        if not exact:
+            return super().partial_sums(X, seeds, bandwidth=bandwidth, **kw)
+        return super().partial_sums(X, np.nextafter(seeds, np.inf), bandwidth=bandwidth * (1 - 1e-15),
+                                    exact=True, **kw)
+
+
+class PartialSumsIgnoresWeights(NumpyBackend):
+    def partial_sums(self, X, seeds, *, weights=None, **kw):
+        return super().partial_sums(X, seeds, **kw)
+
+
 @pytest.mark.parametrize("broken, method, what", [
+    (PartialSumsNoOrigin, "partial_sums", "sums / weight"),
+    (PartialSumsBoundaryOut, "partial_sums", "integer lattice d=2, h=1, float64, flat, exact"),
+    (PartialSumsIgnoresWeights, "partial_sums", "weighted blobs"),
     (NIterPlusOne, "shift", "n_iter"),
     (BoundaryOut, "shift", "integer lattice"),
     (ModesNudged, "shift", "modes"),

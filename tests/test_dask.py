@@ -145,7 +145,7 @@ def test_auto_strategy_says_what_it_chose(client, X, caplog, monkeypatch):
     assert "strategy='auto' chose 'seeds'" in caplog.text
     caplog.clear()
     # Pretend the data need more than any worker has.
-    monkeypatch.setattr(gdask, "_SEEDS_MEMORY_FACTOR", 1e12)
+    monkeypatch.setattr(gdask._strategies, "_SEEDS_MEMORY_FACTOR", 1e12)
     with caplog.at_level(logging.INFO, logger="gpumeanshift"):
         big = gdask.MeanShift(bandwidth=BANDWIDTH, kernel="flat", bin_seeding=True,
                               backend="numpy").fit(Xd)
@@ -272,7 +272,7 @@ def test_max_memory_does_not_change_the_result(client, X, strategy, kernel):
 
 
 def test_max_memory_rejected_when_too_small_or_for_a_backend_object(client, X):
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     Xd = da.from_array(X, chunks=CHUNK)
     with pytest.raises(ValueError, match="max_memory=1000 bytes is too small"):

@@ -17,7 +17,7 @@ from sklearn.neighbors import KernelDensity
 
 from gpumeanshift import MeanShift
 from gpumeanshift.anomaly import Anomalies, find_anomalies
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
@@ -198,7 +198,7 @@ def test_score_samples_errors():
 
 # -------------------------------------------------------- emulated CUDA side
 def _cuda_backend_or_skip():
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
 
     if not hasattr(CudaBackend, "log_kernel_density"):
         pytest.skip("CudaBackend.log_kernel_density is not implemented yet")

@@ -6,7 +6,7 @@ import pytest
 
 import gpumeanshift as gms
 from sklearn.datasets import make_blobs
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 TOL = {np.float64: dict(rtol=0, atol=1e-9), np.float32: dict(rtol=0, atol=2e-4)}
 

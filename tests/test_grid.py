@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from gpumeanshift import MeanShift
-from gpumeanshift.backends import numpy_backend
-from gpumeanshift.backends._spatial import (
+from gpumeanshift.backends.numpy import backend as numpy_backend
+from gpumeanshift._spatial import (
     GAUSSIAN_GRID_RADIUS,
     CellIndex,
     coincident_rows,
@@ -36,7 +36,7 @@ from gpumeanshift.backends._spatial import (
     make_index,
     resolve_leaders,
 )
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 H = 0.5  # a power of two: X / H is exact
 GAUSSIAN_ATOL = 1e-5  # in bandwidths; see the module docstring
@@ -270,7 +270,7 @@ def test_resolve_leaders_follows_chains():
 
 @pytest.mark.parametrize("d, bits", [(2, 32), (3, 21)])
 def test_morton_keys_interleave_bits(d, bits):
-    from gpumeanshift.backends._spatial import _morton
+    from gpumeanshift._spatial import _morton
 
     rng = np.random.default_rng(d)
     c = rng.integers(0, 2**bits, size=(500, d))
@@ -436,3 +436,49 @@ def test_basin_labels_climb_with_the_callers_algorithm(monkeypatch):
     MeanShift(bandwidth=1.0, kernel="gaussian", seeds=seeds[:40], label_assignment="basin",
               backend="numpy", n_jobs=1).fit(X)
     assert calls == [("auto", "grid"), ("auto", "grid")]
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_proof_shells_count_the_blocks_around_each_seed(d):
+    """The cell counts the proof reads (summed-area table, per-cell cache,
+    seeds off the grid) against counting the points cell by cell."""
+    rng = np.random.default_rng(d)
+    Y = rng.normal(scale=5.0, size=(3000, d))
+    w = rng.uniform(0.0, 2.0, size=3000)
+    idx = CellIndex(Y, 1.3, span=4)
+    w_idx = w[idx.order]
+    on = rng.normal(scale=3.0, size=(40, d))
+    off = np.concatenate([on, rng.normal(scale=80.0, size=(10, d))])  # some off the grid
+    cells_y = idx._coords(idx.Y)
+    for P in (on, off):
+        k = idx._coords(P)
+        for s in (0, 2, 5):
+            c1, c2, n1, n2 = idx.proof_shells(P, s)
+            _, _, w1, w2 = idx.proof_shells(P, s, w_idx)
+            for i in range(len(P)):
+                cheb = np.abs(cells_y - k[i]).max(axis=1)
+                assert n1[i] == np.count_nonzero(cheb <= s)
+                assert n2[i] == np.count_nonzero(cheb <= s + 1)
+                assert abs(w1[i] - w_idx[cheb <= s].sum()) <= idx.block_total_error(w.sum())
+                assert abs(w2[i] - w_idx[cheb <= s + 1].sum()) <= idx.block_total_error(w.sum())
+            np.testing.assert_array_equal(c1, idx.clearance(P, 0.0, cells=s))
+            np.testing.assert_array_equal(c2, idx.clearance(P, 0.0, cells=s + 1))
+            # Every point outside a block is farther than its clearance.
+            for i in range(0, len(P), 7):
+                cheb = np.abs(cells_y - k[i]).max(axis=1)
+                dist = np.linalg.norm(idx.Y - P[i], axis=1)
+                assert (dist[cheb > s] > c1[i]).all() and (dist[cheb > s + 1] > c2[i]).all()
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_auto_gaussian_weighted_equals_brute_to_rounding(d):
+    """Sample weights through the proven grid (the ring of cells and the
+    culled corners are counted by weight) against brute force's weighted step."""
+    X, seeds = holey_data(d, seed=2)
+    w = np.random.default_rng(3).integers(0, 4, size=len(X)).astype(np.float64)
+    auto, be = shift_modes(X, seeds, "auto", weights=w)
+    brute, _ = shift_modes(X, seeds, "brute", weights=w)
+    assert auto.algorithm == "grid" and be._exact_steps > 0
+    np.testing.assert_allclose(auto.modes, brute.modes, rtol=0, atol=ROUNDING_ATOL)
+    np.testing.assert_array_equal(auto.n_iter, brute.n_iter)
+    np.testing.assert_array_equal(auto.converged, brute.converged)

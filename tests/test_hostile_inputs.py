@@ -427,7 +427,7 @@ def test_kernel_compile_options_are_a_fixed_set():
     """NVRTC options and template instantiations come from constants only; a
     user string never reaches the compiler (kernel names are looked up in a
     fixed table, bad values are refused before any launch)."""
-    from gpumeanshift.backends import runtime as rt
+    from gpumeanshift.backends.cuda import runtime as rt
 
     assert rt.NVRTC_OPTIONS == ("--std=c++17",)
     assert set(rt.CUPY_APPENDED_OPTIONS) == {"-ftz=true", "--device-as-default-execution-space"}

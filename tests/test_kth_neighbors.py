@@ -1,6 +1,6 @@
 """The NumPy backend's k-th neighbour distances (estimate_bandwidth's core).
 
-In 1-3 dimensions they come from k-d boxes and bands (gpumeanshift.backends._kth),
+In 1-3 dimensions they come from k-d boxes and bands (gpumeanshift.backends.numpy._kth),
 elsewhere from full blocks; both must give the k-th smallest of the distances
 computed by differences, against a brute-force float64 reference, including
 ties, duplicates, lattices, queries apart from the data, k = 1 and k = n.
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from gpumeanshift import estimate_bandwidth
-from gpumeanshift.backends import _kth
-from gpumeanshift.backends._spatial import pair_distance
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy import _kth
+from gpumeanshift._spatial import pair_distance
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 
 def ref_kth(X, Q, k):

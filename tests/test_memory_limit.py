@@ -9,7 +9,7 @@ import pytest
 
 from gpumeanshift import MeanShift, mean_shift
 from gpumeanshift._driver import make_backend
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 from _emulation import emulated_backend_or_skip
 
 
@@ -122,7 +122,7 @@ def test_emulated_cuda_max_memory_caps_batches_same_fit(kernel):
 
 
 def test_cuda_factory_accepts_max_memory():
-    cb = pytest.importorskip("gpumeanshift.backends.cuda_backend")
+    cb = pytest.importorskip("gpumeanshift.backends.cuda.backend")
     be = cb.CudaBackend(runtime=None, max_memory=12345)
     assert be.max_memory == 12345
     with pytest.raises(ValueError, match="max_memory"):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from gpumeanshift import get_bin_seeds
-from gpumeanshift.backends._spatial import (CellIndex, DensityGrid, SortedIndex, col_max,
+from gpumeanshift._spatial import (CellIndex, DensityGrid, SortedIndex, col_max,
                                            col_min)
-from gpumeanshift.backends.numpy_backend import NumpyBackend, _product, _sequential_sum
+from gpumeanshift.backends.numpy.backend import NumpyBackend, _product, _sequential_sum
 
 
 def blobs(n, d, seed=0, spread=6.0):
@@ -219,7 +219,7 @@ def test_product_is_the_matrix_product(dtype, t, c, k):
 POOL_CHECK = """
 import numpy as np
 import threadpoolctl
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 def blas_threads():
     return [p["num_threads"] for p in threadpoolctl.threadpool_info()
@@ -259,7 +259,7 @@ def test_gaussian_step_weighs_every_point_n_iter_plus_one_times(monkeypatch, d, 
     count of bench/ case 3 (points x sum of n_iter + 1). Counted on the
     step's products of a weight block (t x candidates) with the points'
     ``[x, 1]`` rows."""
-    from gpumeanshift.backends import numpy_backend
+    from gpumeanshift.backends.numpy import backend as numpy_backend
 
     weighed = [0]
     product = numpy_backend._product

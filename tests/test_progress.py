@@ -14,7 +14,7 @@ import pytest
 
 import gpumeanshift as gms
 from gpumeanshift import _progress
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 

@@ -172,7 +172,7 @@ def test_format_table_marks_extrapolated_and_ratios():
 
 def test_cuda_method_on_emulated_runtime(monkeypatch):
     """The race's CUDA path (table row, agreement) on the kernels run by the CPU emulator."""
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
     from gpumeanshift.testing import EmulatedRuntime
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "passive")

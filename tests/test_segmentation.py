@@ -199,7 +199,7 @@ def test_min_region_size_on_a_photo():
 
 def test_plot_segmentation_draws_the_boundaries():
     pytest.importorskip("matplotlib")
-    from gpumeanshift.segmentation import plot_segmentation
+    from gpumeanshift.plot import plot_segmentation
 
     img = np.zeros((10, 12, 3), dtype=np.uint8)
     img[:, 6:] = 200

@@ -22,7 +22,8 @@ from gpumeanshift.metrics import (
     silhouette_samples,
     silhouette_score,
 )
-from gpumeanshift.selection import BandwidthSweep, bandwidth_sweep, plot_bandwidth_sweep
+from gpumeanshift.plot import plot_bandwidth_sweep
+from gpumeanshift.selection import BandwidthSweep, bandwidth_sweep
 
 import _exact_scores as exact
 
@@ -120,7 +121,7 @@ class _OtherArrayModule:
 def test_the_path_for_other_array_modules(monkeypatch):
     import gpumeanshift.metrics as metrics
 
-    monkeypatch.setattr(metrics, "_namespace", lambda X: _OtherArrayModule())
+    monkeypatch.setattr(metrics, "array_module", lambda X: _OtherArrayModule())
     X, y = DATASETS["singletons, labels not 0..k-1"]
     np.testing.assert_allclose(silhouette_samples(X, y, block_rows=50),
                                exact.silhouette_samples(X, y), rtol=0, atol=1e-12)

@@ -2,7 +2,7 @@
 
 A backend holds only arithmetic. The algorithm (seeding, convergence rule,
 mode deduplication, labelling) lives once in :mod:`gpumeanshift._driver`; every
-backend answers the same six questions about a point set:
+backend answers the same seven questions about a point set:
 
 * :meth:`Backend.shift` -- climb every seed to a mode (the whole shift loop,
   so a device backend can iterate without a host round trip per step);
@@ -13,7 +13,9 @@ backend answers the same six questions about a point set:
   point, the query itself counted when it is in the data (bandwidth estimation);
 * :meth:`Backend.kernel_sum` -- sum of kernel weights at each query (density);
 * :meth:`Backend.log_kernel_density` -- the log of that sum, computed stably
-  (``score_samples``, anomaly detection).
+  (``score_samples``, anomaly detection);
+* :meth:`Backend.partial_sums` -- one shift step's sums over a chunk of the
+  data (the Dask fit adds them up over the chunks and takes the step).
 
 Arrays passed in are already validated by the driver: two-dimensional,
 C-contiguous, finite, of one floating dtype (float32 or float64). A backend
@@ -44,7 +46,7 @@ from .._params import KERNELS
 
 logger = logging.getLogger("gpumeanshift")
 
-__all__ = ["KERNELS", "Backend", "ImageBackend", "ShiftResult", "available_backends", "register_backend",
+__all__ = ["KERNELS", "Backend", "ImageBackend", "PartialSums", "ShiftResult", "available_backends", "register_backend",
            "resolve_backend", "cuda_available"]
 
 
@@ -90,6 +92,41 @@ class ShiftResult:
     algorithm: str = "brute"
 
 
+@dataclass(frozen=True)
+class PartialSums:
+    """What :meth:`Backend.partial_sums` returns, one row per seed.
+
+    Attributes
+    ----------
+    sums : array of shape (m, d)
+        ``sum_i w_i K_i y_i`` over the chunk's rows, ``y_i`` the row in the
+        frame of the call (see :meth:`Backend.partial_sums`).
+    weight : array of shape (m,)
+        ``sum_i w_i K_i``: the step's denominator.
+    count : int64 array of shape (m,), float64 with weights
+        Rows at distance <= bandwidth of the seed (their summed weight with
+        weights): the chunk's share of the intensity.
+
+    Summed over the chunks of a data set (in a fixed order), ``sums / weight``
+    is the seed's next position in the frame, ``weight == 0`` marks an orphan
+    and ``count`` is the intensity of :class:`ShiftResult`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpumeanshift.backends.base import resolve_backend
+    >>> X = np.array([[0.0], [1.0], [5.0]])
+    >>> p = resolve_backend("numpy").partial_sums(X, np.array([[0.0], [9.0]]), bandwidth=2.0,
+    ...                                           kernel="flat")
+    >>> p.sums.ravel().tolist(), p.weight.tolist(), p.count.tolist()
+    ([0.5, 0.0], [2.0, 0.0], [2, 0])
+    """
+
+    sums: Any
+    weight: Any
+    count: Any
+
+
 @runtime_checkable
 class Backend(Protocol):
     """The operations the driver needs, and nothing else.
@@ -122,7 +159,7 @@ class Backend(Protocol):
 
         ``algorithm`` is "brute", "grid" or "auto" (the backend decides and
         reports its choice in :attr:`ShiftResult.algorithm`); see
-        :mod:`gpumeanshift.backends._spatial` for their exact semantics.
+        :mod:`gpumeanshift._spatial` for their exact semantics.
 
         ``progress`` is None or a callable the loop calls as
         ``progress(iteration, n_active)`` after each round of steps
@@ -185,6 +222,35 @@ class Backend(Protocol):
         """
         ...
 
+    def partial_sums(self, X: Any, seeds: Any, *, bandwidth: float, kernel: str,
+                     origin: Any = None, exact: bool = False, algorithm: str = "brute",
+                     weights: Any = None) -> PartialSums:
+        """One shift step's sums over the rows of X (one chunk of the data).
+
+        The positions in and the sums out are in a frame shared by every
+        chunk of a data set, so that the chunks' sums add up: ``y = (x -
+        origin) / bandwidth`` (``origin`` a float64 vector, None for zeros).
+        ``seeds`` are positions in that frame, in X's dtype; for each seed
+        ``s`` the result (:class:`PartialSums`) holds ``sum_i w_i K_i y_i``,
+        ``sum_i w_i K_i`` and the count of rows within one bandwidth, with
+        ``K_i`` the kernel at ``|s - y_i|`` (1[u <= 1] or exp(-u**2 / 2)) and
+        ``w_i`` the row's weight (1 when ``weights`` is None). The data are
+        put in the frame in float64 and rounded once to their dtype, as
+        :meth:`shift` does; the sums are in X's dtype.
+
+        ``exact=True`` (flat kernel, integer-valued float64 data, ``origin``
+        None): the frame is the data's own units (``y = x``, the radius is
+        ``bandwidth``) and every pair within rounding of the boundary is
+        decided by ``sum_j (y_j - s_j)**2 <= bandwidth**2`` summed in feature
+        order, the side :meth:`shift` and scikit-learn take; the sums of
+        integer rows (and integer weights) are then exact, in any order.
+
+        ``algorithm="grid"`` truncates the Gaussian at
+        :data:`~gpumeanshift._spatial.GAUSSIAN_GRID_RADIUS`
+        bandwidths, as :meth:`shift` does; "brute" (and "auto") do not.
+        """
+        ...
+
 
 @runtime_checkable
 class ImageBackend(Protocol):
@@ -208,8 +274,8 @@ class ImageBackend(Protocol):
 # name -> (module, factory attribute); factories are imported only when used so
 # that ``import gpumeanshift`` never imports CuPy.
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "numpy": ("gpumeanshift.backends.numpy_backend", "NumpyBackend"),
-    "cupy": ("gpumeanshift.backends.cuda_backend", "make_cupy_backend"),
+    "numpy": ("gpumeanshift.backends.numpy.backend", "NumpyBackend"),
+    "cupy": ("gpumeanshift.backends.cuda.backend", "make_cupy_backend"),
 }
 
 

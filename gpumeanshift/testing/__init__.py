@@ -23,7 +23,7 @@ from .emulator import EmulatedOutOfMemoryError, EmulatedRuntime, EmulatedStream,
 def emulated_backend(**options):
     """The CUDA backend on a fresh :class:`EmulatedRuntime`.
 
-    Keyword arguments go to :class:`~gpumeanshift.backends.cuda_backend.CudaBackend`,
+    Keyword arguments go to :class:`~gpumeanshift.backends.cuda.backend.CudaBackend`,
     except ``runtime_options`` (a dict for :class:`EmulatedRuntime`).
 
     Returns
@@ -50,7 +50,7 @@ def emulated_backend(**options):
     array([[3.33333333, 6.        ],
            [1.33333333, 0.66666667]])
     """
-    from ..backends.cuda_backend import CudaBackend
+    from ..backends.cuda.backend import CudaBackend
 
     rt_opts = options.pop("runtime_options", {}) or {}
     return CudaBackend(EmulatedRuntime(**rt_opts), **options)

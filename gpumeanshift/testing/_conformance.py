@@ -1,17 +1,20 @@
-"""A conformance suite for backends: every interface method against a float64
-NumPy reference written here from the definitions (plain differences, no
-expansion of squared distances), on small deterministic data sets."""
+"""A conformance suite for backends: every interface method against the float64
+NumPy references of :mod:`._reference` (written from the definitions: plain
+differences, no expansion of squared distances), on small deterministic data
+sets, compared as :mod:`._compare` says."""
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .._params import KERNELS
-from ..backends._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
+from .._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
+from .._validation import to_numpy as _host
 from ..backends.base import ShiftResult
+from ._compare import _Report, _close, _count_bounds, _exact, _in_bounds, _scale
+from ._reference import _blobs, _dist_matrix, _lattice, _ref_log_density, _ref_shift, _sqdist
 
 __all__ = ["check_backend"]
 
@@ -32,181 +35,20 @@ _TOL = {
 _FAR = 1000.0  # bandwidths from every point: every Gaussian weight underflows to 0
 
 
-def _host(a: Any) -> np.ndarray:
-    """A NumPy copy of a backend result (NumPy, CuPy or anything with ``get``)."""
-    get = getattr(a, "get", None)
-    return np.asarray(get() if callable(get) and not isinstance(a, np.ndarray) else a)
-
-
-# ----------------------------------------------------------------- references
-def _sqdist(X: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """sum_j (x_j - q_j)^2 per row of X, float64, the features added in order
-    (scikit-learn's ball tree test on integer data)."""
-    diff = X - q
-    d2 = np.zeros(len(X))
-    for j in range(X.shape[1]):
-        d2 += diff[:, j] * diff[:, j]
-    return d2
-
-
-def _dist_matrix(X: np.ndarray, Q: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.stack([_sqdist(X, q) for q in Q]))  # (len(Q), len(X))
-
-
-def _ref_shift(X, seeds, h, kernel, max_iter, tol, truncate=None):
-    """scikit-learn's per-seed loop (``_mean_shift_single_seed``) in float64;
-    the Gaussian mean weighted by exp(-d^2 / 2h^2), dropped beyond ``truncate``
-    bandwidths when given."""
-    m = len(seeds)
-    modes = seeds.copy()
-    n_iter = np.zeros(m, np.int64)
-    intensity = np.zeros(m, np.int64)
-    converged = np.zeros(m, bool)
-    margin = np.full(m, np.inf)
-    for s in range(m):
-        pos, it = seeds[s].copy(), 0
-        while True:
-            d2 = _sqdist(X, pos)
-            margin[s] = min(margin[s], float(np.abs(d2 - h * h).min()) / (h * h))
-            within = d2 <= h * h
-            if kernel == "flat":
-                w = within.astype(np.float64)
-            else:
-                w = np.exp(-d2 / (2.0 * h * h))
-                if truncate is not None:
-                    w[d2 > (truncate * h) ** 2] = 0.0
-            if not w.sum() > 0:  # an orphan: nothing within reach
-                break
-            intensity[s] = np.count_nonzero(within)
-            if kernel == "flat":
-                new = X[within].sum(axis=0) / np.count_nonzero(within)
-            else:
-                new = (w[:, None] * X).sum(axis=0) / w.sum()
-            moved = math.sqrt(float(_sqdist(new[None, :], pos)[0]))
-            pos = new
-            if moved <= tol * h:
-                converged[s] = True
-                break
-            if it == max_iter:
-                break
-            it += 1
-        modes[s], n_iter[s] = pos, it
-    return modes, n_iter, intensity, converged, margin
-
-
-def _ref_log_density(D: np.ndarray, h: float, kernel: str) -> np.ndarray:
-    if kernel == "flat":
-        count = np.count_nonzero(D <= h, axis=1)
-        with np.errstate(divide="ignore"):
-            return np.log(count.astype(np.float64))
-    e = -(D * D) / (2.0 * h * h)
-    top = e.max(axis=1)
-    return top + np.log(np.exp(e - top[:, None]).sum(axis=1))
-
-
-# ---------------------------------------------------------------- data sets
-def _blobs(n: int, d: int, seed: int) -> tuple[np.ndarray, float]:
-    """Three well separated blobs away from the origin, and a bandwidth."""
-    rng = np.random.default_rng(seed)
-    centers = rng.uniform(0.0, 8.0, (3, d)) + 10.0
-    X = centers[rng.integers(0, 3, n)] + rng.normal(0.0, 0.5, (n, d))
-    return X, 0.8 * math.sqrt(d)
-
-
-def _lattice(n: int, d: int, seed: int) -> np.ndarray:
-    """Small integers: many pairs at exactly 1 or 2 apart."""
-    return np.random.default_rng(seed).integers(0, 5, (n, d)).astype(np.float64)
-
-
-# ------------------------------------------------------------------ checker
-class _Report:
-    def __init__(self) -> None:
-        self.failures: list[str] = []
-
-    def run(self, method: str, case: str, fn: Callable[[], list[str]]) -> None:
-        try:
-            problems = fn()
-        except Exception as exc:  # the backend raised: a failure of that method
-            problems = [f"raised {type(exc).__name__}: {exc}"]
-        self.failures += [f"{method} [{case}]: {p}" for p in problems]
-
-
-def _first(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(np.asarray(mask).ravel())[0])
-
-
-def _exact(name: str, got: np.ndarray, ref: np.ndarray, slack: float = 0) -> list[str]:
-    """Integer-like arrays equal (within ``slack``)."""
-    got, ref = np.asarray(got), np.asarray(ref)
-    if got.shape != ref.shape:
-        return [f"{name} has shape {got.shape}, expected {ref.shape}"]
-    bad = np.abs(got.astype(np.float64) - ref.astype(np.float64)) > slack
-    if bad.any():
-        i = _first(bad)
-        return [f"{name} differs at {int(bad.sum())} of {bad.size} entries "
-                f"(first: entry {i}: {got.ravel()[i].item()!r}, "
-                f"reference {ref.ravel()[i].item()!r})"]
-    return []
-
-
-def _close(name: str, got: np.ndarray, ref: np.ndarray, atol, rtol: float = 0.0) -> list[str]:
-    got = np.asarray(got, dtype=np.float64)
-    if got.shape != ref.shape:
-        return [f"{name} has shape {got.shape}, expected {ref.shape}"]
-    same_inf = np.isinf(ref) & (got == ref)
-    with np.errstate(invalid="ignore"):
-        bad = ~same_inf & ~(np.abs(got - ref) <= atol + rtol * np.abs(ref))
-    if bad.any():
-        i = _first(bad)
-        err = np.abs(got - ref).ravel()[i]
-        return [f"{name} differs at {int(bad.sum())} of {bad.size} values (first: index {i}: "
-                f"{got.ravel()[i].item()!r}, reference {ref.ravel()[i].item()!r}, error {err:.3g})"]
-    return []
-
-
-def _count_bounds(D: np.ndarray, r: float, tol: dict,
-                  scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of points surely within ``r`` and possibly within it, given the
-    dtype's rounding of distances (equal in float64)."""
-    if tol["count"] == 0:
-        c = np.count_nonzero(D <= r, axis=1)
-        return c, c
-    # rounding grows with the coordinates' size: the data's, or a far query's
-    margin = tol["dist"] * (r + D.min(axis=1, keepdims=True) + scale)
-    return np.count_nonzero(D <= r - margin, axis=1), np.count_nonzero(D <= r + margin, axis=1)
-
-
-def _scale(X: np.ndarray) -> float:
-    return float(np.abs(X.astype(np.float64)).max())
-
-
-def _in_bounds(name: str, got: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str]:
-    got = np.asarray(got)
-    if got.shape != lo.shape:
-        return [f"{name} has shape {got.shape}, expected {lo.shape}"]
-    bad = (got < lo) | (got > hi)
-    if bad.any():
-        i = _first(bad)
-        want = f"{lo[i]}" if lo[i] == hi[i] else f"{lo[i]}..{hi[i]}"
-        return [f"{name} differs at {int(bad.sum())} of {bad.size} queries "
-                f"(first: query {i}: {got[i].item()!r}, reference {want})"]
-    return []
-
-
 def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
                   dtypes=(np.float32, np.float64), algorithms=("brute", "grid"),
                   quick: bool = False, weights: bool = True) -> None:
     """Check a backend's every interface method against a float64 reference.
 
     Runs :meth:`~gpumeanshift.backends.Backend.shift`, ``nearest``,
-    ``count_within``, ``kth_neighbor_distance``, ``kernel_sum`` and
-    ``log_kernel_density`` on small deterministic data sets and compares each
+    ``count_within``, ``kth_neighbor_distance``, ``kernel_sum``,
+    ``log_kernel_density`` and ``partial_sums`` on small deterministic data sets and compares each
     result with a float64 NumPy reference computed here from the definitions
     (squared distances as plain differences summed feature by feature):
 
     * ``shift``: scikit-learn's loop -- the flat mean of the points at distance
       <= bandwidth, the Gaussian mean weighted by ``exp(-d^2 / 2h^2)``
-      (truncated at :data:`~gpumeanshift.backends._spatial.GAUSSIAN_GRID_RADIUS`
+      (truncated at :data:`~gpumeanshift._spatial.GAUSSIAN_GRID_RADIUS`
       bandwidths for ``algorithm="grid"``), stopping when a step moves by at
       most ``tol * bandwidth`` or after ``max_iter`` counted iterations --
       on blobs with seeds far from all data (orphans: intensity 0, the mode
@@ -223,7 +65,11 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
     * ``kernel_sum``: Gaussian sums (0 for far queries) and flat counts;
     * ``log_kernel_density``: float64; the Gaussian's log finite far from the
       data (about ``-min d^2 / 2h^2``), the flat one ``log(count)`` and
-      ``-inf`` where no point is within reach.
+      ``-inf`` where no point is within reach;
+    * ``partial_sums``: one step's sums, weight sums and counts in a frame
+      with an origin away from zero (the step ``sums / weight`` to the modes'
+      tolerance, the Gaussian truncated for "grid"), zero for far seeds, and
+      with ``exact=True`` on integer lattices bit for bit.
 
     With ``weights`` (the default), every method that takes ``weights=`` is
     checked again with integer weights 0-3 on the blobs and the lattices,
@@ -279,7 +125,7 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
 
     A backend whose ``nearest`` breaks ties toward the highest index fails:
 
-    >>> from gpumeanshift.backends.numpy_backend import NumpyBackend
+    >>> from gpumeanshift.backends.numpy.backend import NumpyBackend
     >>> class HighTies(NumpyBackend):
     ...     def nearest(self, X, centers):
     ...         lab, dist = super().nearest(X, centers[::-1].copy())
@@ -327,6 +173,9 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
                            lambda: _check_kernel_sum(be, X, h, kernel))
                 report.run("log_kernel_density", f"{tag}, {kernel}",
                            lambda: _check_log_density(be, X, h, kernel))
+                for algorithm in algorithms:
+                    report.run("partial_sums", f"{tag}, {kernel}, {algorithm}",
+                               lambda: _check_partial_sums(be, X, h, kernel, algorithm))
             report.run("nearest", tag, lambda: _check_nearest(be, X))
             report.run("count_within", tag, lambda: _check_count_within(be, X, h))
             report.run("kth_neighbor_distance", tag, lambda: _check_kth(be, X, quick))
@@ -345,6 +194,9 @@ def check_backend(backend: Any, *, kernels=("flat", "gaussian"),
                     report.run("shift", f"{tag}, flat, {algorithm}",
                                lambda: _check_shift_lattice(be, L, h, algorithm))
             report.run("count_within", tag, lambda: _check_count_within(be, L, h, lattice=True))
+            if "flat" in kernels:
+                report.run("partial_sums", f"{tag}, flat, exact",
+                           lambda: _check_partial_sums_lattice(be, L, h))
             if "flat" in kernels:
                 report.run("kernel_sum", f"{tag}, flat",
                            lambda: _check_kernel_sum(be, L, h, "flat", lattice=True))
@@ -427,6 +279,11 @@ def _check_weighted(be, report, kernels, dts, algorithms, quick):
                            lambda: _check_log_density(view, R, h, kernel))
             report.run("count_within", tag, lambda: _check_count_within(view, R, h))
             report.run("kth_neighbor_distance", tag, lambda: _check_kth(view, R, True))
+            for kernel in kernels:
+                for algorithm in algorithms:
+                    report.run("partial_sums", f"{tag}, {kernel}, {algorithm}",
+                               lambda: _check_partial_sums(be, X64.astype(dt), h, kernel,
+                                                           algorithm, w.astype(np.float64)))
     if np.dtype(np.float64) in dts:
         L = _lattice(30 if quick else 50, 2, seed=7)
         view = _AsRepeated(be, L, rng.integers(0, 4, len(L)))
@@ -437,6 +294,9 @@ def _check_weighted(be, report, kernels, dts, algorithms, quick):
                            lambda: _check_shift_lattice(view, view.R, 1.0, algorithm))
         report.run("count_within", tag,
                    lambda: _check_count_within(view, view.R, 1.0, lattice=True))
+        if "flat" in kernels:
+            report.run("partial_sums", f"{tag}, flat, exact",
+                       lambda: _check_partial_sums_lattice(be, L, 1.0, view.w))
 
 
 # ------------------------------------------------------------------- checks
@@ -640,4 +500,74 @@ def _check_log_density(be, X, h, kernel, lattice=False):
         problems.append(f"far queries give {got[-2:].tolist()}, expected finite values "
                         f"(about {ref[-2:].tolist()})")
     problems += _close("Gaussian log densities", got, ref, t["log"], t["log"])
+    return problems
+
+
+def _partial_parts(p, dt, weighted):
+    """The three results of ``partial_sums`` on the host, and dtype problems."""
+    sums, weight, count = (_host(getattr(p, a)) for a in ("sums", "weight", "count"))
+    problems = []
+    if sums.dtype != dt or weight.dtype != dt:
+        problems.append(f"sums/weight have dtypes {sums.dtype}/{weight.dtype}, expected {dt}")
+    if not weighted and not np.issubdtype(count.dtype, np.integer):
+        problems.append(f"count has dtype {count.dtype}, expected an integer dtype")
+    return sums, weight, count, problems
+
+
+def _check_partial_sums(be, X, h, kernel, algorithm, w=None):
+    """One step's sums in the frame (x - origin) / h, against the definition:
+    seeds on the data and two far seeds (all sums 0)."""
+    dt = np.dtype(X.dtype)
+    t = _TOL[dt]
+    origin = X.astype(np.float64).mean(axis=0) + 0.25 * h
+    Y = (X.astype(np.float64) - origin) / h
+    far = (_far_points(X, h, 2).astype(np.float64) - origin) / h
+    S = np.ascontiguousarray(np.concatenate([Y[::3], far]).astype(dt))
+    p = be.partial_sums(X, S, bandwidth=h, kernel=kernel, origin=origin, algorithm=algorithm,
+                        weights=w)
+    sums, weight, count, problems = _partial_parts(p, dt, w is not None)
+    wr = np.ones(len(X)) if w is None else w
+    D = _dist_matrix(Y, S.astype(np.float64))  # in bandwidths
+    if kernel == "flat":
+        K = (D <= 1.0).astype(np.float64)
+    else:
+        K = np.exp(-0.5 * D * D)
+        if algorithm == "grid":
+            K[D > GAUSSIAN_GRID_RADIUS] = 0.0
+    r_weight = K @ wr
+    r_sums = (K * wr) @ Y
+    r_count = (D <= 1.0).astype(np.float64) @ wr
+    # A point within rounding of the unit ball's boundary may be on either
+    # side in float32: such seeds are compared on their count's bounds only.
+    keep = np.abs(D * D - 1.0).min(axis=1) > t["edge"]
+    if kernel == "flat" and keep.sum() < 0.5 * len(keep):  # pragma: no cover - data guard
+        return problems + ["too few seeds clear of the boundaries"]
+    problems += _exact("count", count[keep], r_count[keep])
+    slack = t["count"] * (1.0 if w is None else float(wr.max()))
+    problems += _exact("count (near the boundary)", count[~keep], r_count[~keep], slack)
+    if kernel == "gaussian":
+        keep = np.ones(len(S), dtype=bool)
+    problems += _close("weight", weight[keep], r_weight[keep], 1e-300, t["sum"])
+    live = keep & (r_weight > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = sums[live].astype(np.float64) / weight[live, None].astype(np.float64)
+    problems += _close("sums / weight (the step, in bandwidths)", step,
+                       r_sums[live] / r_weight[live, None], t["mode"])
+    if (sums[-2:] != 0).any() or (weight[-2:] != 0).any() or (count[-2:] != 0).any():
+        problems.append("far seeds (no data within reach) have nonzero sums")
+    return problems
+
+
+def _check_partial_sums_lattice(be, L, h, w=None):
+    """``exact=True`` on integer data: seeds at lattice points and halfway
+    between (many points at exactly h); sums and counts equal, bit for bit."""
+    k = len(L) // 4
+    S = np.ascontiguousarray(np.concatenate([L[::2], (L[1::4][:k] + L[2::4][:k]) / 2]))
+    p = be.partial_sums(L, S, bandwidth=h, kernel="flat", exact=True, weights=w)
+    sums, weight, count, problems = _partial_parts(p, np.dtype(np.float64), w is not None)
+    wr = np.ones(len(L)) if w is None else w
+    inside = np.stack([_sqdist(L, s) <= h * h for s in S]).astype(np.float64)
+    problems += _exact("count", count, inside @ wr)
+    problems += _exact("weight", weight, inside @ wr)
+    problems += _exact("sums (integer rows: exact)", sums, (inside * wr) @ L)
     return problems

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..backends import runtime as _rt
+from ..backends.cuda import runtime as _rt
 from ._cuda_emu import HEADER
 
 # Passive waiting matters: 128 spinning OpenMP threads on 2 cores run 4-6x slower.
@@ -189,7 +189,7 @@ def build_library(source: str, names: Sequence[str], *, sanitize: bool = False,
 
 
 class EmulatedRuntime:
-    """A CPU stand-in for :class:`~gpumeanshift.backends.runtime.CupyRuntime`.
+    """A CPU stand-in for :class:`~gpumeanshift.backends.cuda.runtime.CupyRuntime`.
 
     Parameters
     ----------
@@ -257,7 +257,7 @@ class EmulatedRuntime:
         that left the method before the stream finished them.
     compiled_modules : collections.Counter
         ``(module_key, device)`` -> 1 for every module (see
-        :func:`gpumeanshift.backends.runtime.module_key`) a launch needed on
+        :func:`gpumeanshift.backends.cuda.runtime.module_key`) a launch needed on
         that device: what CuPy would have compiled; ``compiled_names`` counts
         their instantiations. (The emulator itself builds every
         instantiation once, in one cached library.)

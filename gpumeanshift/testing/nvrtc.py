@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..backends import runtime as _rt
+from ..backends.cuda import runtime as _rt
 
 ARCHS = (70, 75, 80, 86, 89, 90, 100, 120)
 NVRTC_PIN = (12, 9)
@@ -250,7 +250,7 @@ def occupancy(arch: int, registers: int, block: int, smem_per_block: int) -> flo
 def shared_bytes(name: str) -> int:
     """Dynamic shared memory the CUDA backend launches ``name`` with (its
     largest tile: the dimension's full row at the default tile)."""
-    from ..backends.cuda_backend import _SHARED_BUDGET
+    from ..backends.cuda.backend import _SHARED_BUDGET
 
     if name in _rt.COMPACT_KERNELS:
         return _rt.BLOCK * 4  # the block scan

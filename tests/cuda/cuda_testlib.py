@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from gpumeanshift.backends.base import cuda_available
-from gpumeanshift.backends.cuda_backend import CudaBackend
+from gpumeanshift.backends.cuda.backend import CudaBackend
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
@@ -45,7 +45,7 @@ def make_runtime(kind: str, **options):
         from gpumeanshift.testing import EmulatedRuntime
 
         return EmulatedRuntime(**options)
-    from gpumeanshift.backends.runtime import CupyRuntime
+    from gpumeanshift.backends.cuda.runtime import CupyRuntime
 
     return CupyRuntime()
 

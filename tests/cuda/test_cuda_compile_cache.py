@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cuda_testlib import blobs, ref_shift
-from gpumeanshift.backends import runtime as R
-from gpumeanshift.backends.cuda_backend import CudaBackend, make_cupy_backend
+from gpumeanshift.backends.cuda import runtime as R
+from gpumeanshift.backends.cuda.backend import CudaBackend, make_cupy_backend
 from gpumeanshift.testing import EmulatedRuntime
 from test_cuda_cupy_seam import _fake_cupy
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from cuda_testlib import blobs, ref_nearest, ref_shift
-from gpumeanshift.backends import runtime as R
-from gpumeanshift.backends.cuda_backend import CudaBackend, make_cupy_backend
+from gpumeanshift.backends.cuda import runtime as R
+from gpumeanshift.backends.cuda.backend import CudaBackend, make_cupy_backend
 from gpumeanshift.testing import EmulatedRuntime
 
 

@@ -14,7 +14,7 @@ import pytest
 from scipy.special import logsumexp
 
 from cuda_testlib import blobs, make_backend, runtime_kind, to_numpy  # noqa: F401
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 
 def _ref(X, Q, h, kernel):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cuda_testlib import blobs
-from gpumeanshift import MeanShift
+from gpumeanshift import MeanShift, estimate_bandwidth
 from gpumeanshift.testing import emulated_backend
 from gpumeanshift.testing.emulator import EmulatedDeviceArray
 
@@ -91,3 +91,43 @@ def test_bad_device_input_is_refused_on_the_device():
     assert rt.d2h_bytes == 0
     with pytest.raises(ValueError, match="2-D"):
         MeanShift(bandwidth=0.5, backend=be).fit(rt.to_device(X[:, 0], 0))
+
+
+@pytest.mark.parametrize("bandwidth", [None, "scott", "silverman"])
+@pytest.mark.parametrize("label_assignment", ["nearest", "basin"])
+def test_estimated_bandwidth_and_basin_labels_stay_on_the_device(bandwidth, label_assignment):
+    # The bandwidth estimate (k-th neighbour distances on the device, summed
+    # there per batch of 500), the rules of thumb (d variances) and basin
+    # labels (each point's own climb, on the device) add only O(n / 500 + d)
+    # values to what crosses.
+    X = blobs(N, D, seed=5)
+    seeds = X[:: N // M][:M]
+    be = emulated_backend()
+    rt = be.runtime
+    Xd, Sd = rt.to_device(X, 0), rt.to_device(seeds, 0)
+    rt.reset_counters()
+    ms = MeanShift(bandwidth=bandwidth, seeds=Sd, backend=be, cluster_all=False,
+                   label_assignment=label_assignment).fit(Xd)
+    k, isz = len(ms.cluster_centers_), X.dtype.itemsize
+    bound = 2 * (k * D + M * (D + 3)) * isz + (N // 500 + 1 + D) * 8 + SMALL * 8
+    assert rt.d2h_bytes <= bound, (rt.d2h_bytes, bound)
+    assert rt.h2d_bytes <= bound, (rt.h2d_bytes, bound)
+    assert isinstance(ms.labels_, EmulatedDeviceArray)
+    ref = MeanShift(bandwidth=bandwidth, seeds=seeds, backend="numpy", cluster_all=False,
+                    label_assignment=label_assignment).fit(X)
+    assert ms.bandwidth_ == pytest.approx(ref.bandwidth_, rel=1e-12, abs=0)
+    np.testing.assert_allclose(np.asarray(ms.cluster_centers_), ref.cluster_centers_, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(ms.labels_), ref.labels_)
+
+
+def test_estimate_bandwidth_of_device_data_equals_the_host_estimate():
+    X = blobs(1234, 3, seed=6)  # 2 full batches of 500 and a partial one
+    be = emulated_backend()
+    rt = be.runtime
+    Xd = rt.to_device(X, 0)
+    for kw in ({}, {"quantile": 0.1}, {"n_samples": 300, "random_state": 2}):
+        rt.reset_counters()
+        got = estimate_bandwidth(Xd, backend=be, **kw)
+        assert rt.d2h_bytes <= (1234 // 500 + 3) * 8, rt.d2h_bytes
+        assert got == pytest.approx(estimate_bandwidth(X, **kw), rel=1e-13, abs=0)
+    assert type(got) is np.float64

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cuda_testlib import blobs, ref_nearest, ref_shift
-from gpumeanshift.backends import runtime as R
-from gpumeanshift.backends.cuda_backend import CudaBackend
+from gpumeanshift.backends.cuda import runtime as R
+from gpumeanshift.backends.cuda.backend import CudaBackend
 from gpumeanshift.testing import (EmulatedOutOfMemoryError, EmulatedRuntime, LaunchError,
                                   emulated_backend)
 

@@ -20,9 +20,9 @@ import pytest
 
 from cuda_testlib import blobs, make_backend, ref_shift, runtime_kind, to_numpy  # noqa: F401
 from gpumeanshift import MeanShift
-from gpumeanshift.backends import runtime as R
-from gpumeanshift.backends._spatial import GAUSSIAN_GRID_RADIUS
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.cuda import runtime as R
+from gpumeanshift._spatial import GAUSSIAN_GRID_RADIUS
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 DTYPES = [np.float64, np.float32]
 TOL = {np.float64: 1e-9, np.float32: 2e-4}
@@ -108,7 +108,7 @@ def test_grid_kernel_negative_coordinates_and_far_seeds(make_backend, d, kernel,
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_grid_estimator_same_clusters_as_numpy(runtime_kind, d, kernel):
     from cuda_testlib import make_runtime
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
 
     X = blobs(300, d, centers=4, spread=5.0, std=0.5, seed=10 + d) - 10.0
     h = 0.9
@@ -217,7 +217,7 @@ def test_grid_rejects_a_grid_too_large(make_backend):
 def test_harness_catches_a_dropped_cell():
     """A copy of the kernel whose runs stop one cell short along the last axis
     must fail the parity check (the emulator runs the real source)."""
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
     from gpumeanshift.testing import EmulatedRuntime
 
     src = R.kernel_source()
@@ -306,7 +306,7 @@ def test_auto_gaussian_few_points_or_narrow_data_stay_brute(make_backend):
 def test_harness_catches_an_unchecked_truncation():
     """The proven grid kernel with its check switched off (every seed
     trusts its cells) must fail the rounding comparison with brute force."""
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
     from gpumeanshift.testing import EmulatedRuntime
 
     src = R.kernel_source()

@@ -13,8 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from gpumeanshift.backends import runtime as _rt
-from gpumeanshift.backends.numpy_backend import NumpyBackend
+from gpumeanshift.backends.cuda import runtime as _rt
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 from gpumeanshift.testing import emulated_backend
 
 # dynamic shared memory of the compaction kernels (their block scan)
@@ -199,7 +199,7 @@ def test_float32_gaussian_weights_below_2_126_flush_on_the_gpu():
     """The decided float32 consequence of -ftz=true: a seed 13.2-14.4
     bandwidths from every point (all weights below 2^-126) is an orphan on
     the GPU; the NumPy backend climbs it; float64 is unaffected."""
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
     from gpumeanshift.testing import EmulatedRuntime
 
     X = np.array([[0.0], [0.5]])
@@ -250,7 +250,7 @@ def test_shift_refuses_2_31_rows_before_touching_them():
 
 
 def test_batches_stay_below_2_31_rows():
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
     from gpumeanshift.testing import EmulatedRuntime
 
     be = CudaBackend(EmulatedRuntime(reported_free=1 << 40))
@@ -284,7 +284,7 @@ def test_emulated_launch_refuses_32_bit_index_overflow():
 
 # ------------------------------------------------------------------ streams
 def _stream_backend(**options):
-    from gpumeanshift.backends.cuda_backend import CudaBackend
+    from gpumeanshift.backends.cuda.backend import CudaBackend
     from gpumeanshift.testing import EmulatedRuntime, EmulatedStream
 
     stream = EmulatedStream()

@@ -201,7 +201,7 @@ def test_auto_split_plan_for_few_seeds(make_backend):
 def test_shift_grid_semantics(make_backend, kernel, scheme):
     """algorithm="grid": the Gaussian truncated at GRID_RADIUS bandwidths (the
     NumPy grid's semantics), flat unchanged; "auto" runs brute force."""
-    from gpumeanshift.backends.runtime import GRID_RADIUS
+    from gpumeanshift.backends.cuda.runtime import GRID_RADIUS
 
     X = blobs(300, 2, seed=9, spread=2.0, std=1.0)
     seeds = X[::15]
@@ -220,8 +220,8 @@ def test_shift_grid_semantics(make_backend, kernel, scheme):
 
 
 def test_grid_radius_matches_the_numpy_grid():
-    spatial = pytest.importorskip("gpumeanshift.backends._spatial")
-    from gpumeanshift.backends.runtime import GRID_RADIUS, kernel_source
+    spatial = pytest.importorskip("gpumeanshift._spatial")
+    from gpumeanshift.backends.cuda.runtime import GRID_RADIUS, kernel_source
 
     assert GRID_RADIUS == spatial.GAUSSIAN_GRID_RADIUS
     assert f"#define MS_GRID_RADIUS2 {int(GRID_RADIUS ** 2)}" in kernel_source()

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gpumeanshift.backends import runtime as R
+from gpumeanshift.backends.cuda import runtime as R
 
 
 def test_source_is_assembled_once_with_headers_inlined():
@@ -29,14 +29,14 @@ def test_every_name_expression_names_a_kernel_in_the_source():
 
 
 def test_importing_the_cuda_backend_does_not_import_cupy():
-    code = ("import sys, gpumeanshift.backends.cuda_backend, gpumeanshift.testing; "
+    code = ("import sys, gpumeanshift.backends.cuda.backend, gpumeanshift.testing; "
             "assert 'cupy' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_cupy_backend_without_device_is_a_clear_error():
     from gpumeanshift.backends.base import cuda_available
-    from gpumeanshift.backends.cuda_backend import make_cupy_backend
+    from gpumeanshift.backends.cuda.backend import make_cupy_backend
 
     if cuda_available():
         pytest.skip("a CUDA device is present: make_cupy_backend succeeds here")
@@ -67,7 +67,7 @@ def test_cupy_without_a_device_is_a_runtime_error(monkeypatch):
     """CuPy installed but no device (the driver answers 0 or raises)."""
     import types
 
-    from gpumeanshift.backends.runtime import CupyRuntime
+    from gpumeanshift.backends.cuda.runtime import CupyRuntime
 
     def fake_cupy(count):
         def get_count():

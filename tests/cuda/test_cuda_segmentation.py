@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cuda_testlib import make_runtime, runtime_kind  # noqa: F401
-from gpumeanshift.backends.cuda_backend import CudaBackend
+from gpumeanshift.backends.cuda.backend import CudaBackend
 from gpumeanshift.segmentation import mean_shift_filter
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cuda_testlib import make_runtime, runtime_kind  # noqa: F401
-from gpumeanshift.backends.cuda_backend import CudaBackend
+from gpumeanshift.backends.cuda.backend import CudaBackend
 from gpumeanshift.tracking import cam_shift, mean_shift_track
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from cuda_testlib import make_backend, ref_dist, runtime_kind, to_numpy  # noqa: F401
-from gpumeanshift.backends import runtime as R
-from gpumeanshift.backends.cuda_backend import CudaBackend
+from gpumeanshift.backends.cuda import runtime as R
+from gpumeanshift.backends.cuda.backend import CudaBackend
 from gpumeanshift.testing import EmulatedRuntime, emulated_backend
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -369,7 +369,7 @@ def test_weights_of_the_wrong_shape_are_a_value_error():
 def test_weighted_cuda_agrees_with_the_numpy_backend(kernel):
     import inspect
 
-    from gpumeanshift.backends.numpy_backend import NumpyBackend
+    from gpumeanshift.backends.numpy.backend import NumpyBackend
 
     npb = NumpyBackend()
     if "weights" not in inspect.signature(npb.shift).parameters:

@@ -75,7 +75,7 @@ def col_min(A: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import col_min, col_max
+    >>> from gpumeanshift._spatial import col_min, col_max
     >>> A = np.array([[1.0, -2.0], [3.0, 5.0]])
     >>> col_min(A).tolist(), col_max(A).tolist()
     ([1.0, -2.0], [3.0, 5.0])
@@ -106,7 +106,7 @@ def integer_valued(X, xp=np) -> bool:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import integer_valued
+    >>> from gpumeanshift._spatial import integer_valued
     >>> integer_valued(np.array([[1.0, 2.0], [3.0, -4.0]])), integer_valued(np.array([[0.5]]))
     (True, False)
     """
@@ -150,7 +150,7 @@ def midrange(X, xp=np):
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import midrange
+    >>> from gpumeanshift._spatial import midrange
     >>> c = midrange(np.array([[-1e308, 2.0], [1.7e308, 4.0]]))
     >>> round(float(c[0] / 1e307), 9), float(c[1])
     (3.5, 3.0)
@@ -172,7 +172,7 @@ def pow2_at_least(x: float) -> float:
 
     Examples
     --------
-    >>> from gpumeanshift.backends._spatial import pow2_at_least
+    >>> from gpumeanshift._spatial import pow2_at_least
     >>> pow2_at_least(3.0), pow2_at_least(4.0), pow2_at_least(1e-300) < 1e-299
     (4.0, 4.0, True)
     >>> pow2_at_least(1.5e308) == 2.0 ** 1023
@@ -192,7 +192,7 @@ def robust_norm(diff: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import robust_norm
+    >>> from gpumeanshift._spatial import robust_norm
     >>> n = robust_norm(np.array([[3e200, 4e200], [3e-300, 4e-300], [0.0, 0.0]]))
     >>> (n / [1e200, 1e-300, 1]).round(12).tolist()
     [5.0, 5.0, 0.0]
@@ -212,7 +212,7 @@ def pair_distance(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import pair_distance
+    >>> from gpumeanshift._spatial import pair_distance
     >>> pair_distance(np.array([[1.7e308]]), np.array([[-1.7e308]])).tolist()
     [inf]
     >>> pair_distance(np.array([[0.0, 1e-300]]), np.array([[0.0, 0.0]])).tolist()
@@ -250,7 +250,7 @@ def gaussian_proof_radius(dtype, n: int, extent: float) -> float:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import gaussian_proof_radius
+    >>> from gpumeanshift._spatial import gaussian_proof_radius
     >>> r64 = gaussian_proof_radius(np.float64, 10**6, 700.0)
     >>> r32 = gaussian_proof_radius(np.float32, 10**6, 700.0)
     >>> round(r64, 2), round(r32, 2)
@@ -298,7 +298,7 @@ def gaussian_truncation_bound(dtype, n_out, clearance, w_in, shift):
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import gaussian_truncation_bound
+    >>> from gpumeanshift._spatial import gaussian_truncation_bound
     >>> b = gaussian_truncation_bound(np.float64, np.array([0, 10, 10]), 11.0,
     ...                               np.array([1.0, 1.0, 0.0]), 0.5)
     >>> b.tolist()[0], bool(b[1] < 1.0), b.tolist()[2]
@@ -421,7 +421,7 @@ class DensityGrid:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import DensityGrid
+    >>> from gpumeanshift._spatial import DensityGrid
     >>> Y = np.array([[0.0, 0.0], [0.1, 0.1], [5.0, 5.0]])
     >>> g = DensityGrid(Y, [0, 1], Y.min(axis=0), Y.max(axis=0), cells=10)
     >>> i0, i1, j0, j1 = g.boxes(np.array([[0.0, 0.0], [5.0, 5.0]]), 1.0)
@@ -519,7 +519,7 @@ class CellIndex:
             return max(1, min(self.span, int(np.ceil(reach / self.cell - 1e-12))))
         return int(np.ceil(reach / self.cell - 1e-12))
 
-    def clearance(self, P: np.ndarray, reach: float) -> np.ndarray:
+    def clearance(self, P: np.ndarray, reach: float, cells: int | None = None) -> np.ndarray:
         """Per row of ``P``: a lower bound on the distance from it to any
         point that ``candidates(P, reach)`` leaves out (0 at worst).
 
@@ -527,24 +527,36 @@ class CellIndex:
         (its cell and ``s`` more on each side, all visited), less a margin for
         the rounding of the cell coordinates (a point a hair inside a face
         may be binned just outside it).
+        ``cells`` overrides the ``s`` that ``reach`` gives (the clearance of
+        a wider block, see :meth:`block_totals`).
 
         Examples
         --------
         >>> import numpy as np
-        >>> from gpumeanshift.backends._spatial import CellIndex
+        >>> from gpumeanshift._spatial import CellIndex
         >>> idx = CellIndex(np.array([[0.0], [10.0]]), 2.0)
         >>> [round(float(c), 6) for c in idx.clearance(np.array([[0.5], [3.0]]), 1.0)]
         [2.5, 3.0]
         """
         P = np.asarray(P, np.float64)
-        s = self._cells_for(reach)
-        k = self._coords(P).astype(np.float64)
-        lo = self.origin + (k - s) * self.cell
-        hi = self.origin + (k + s + 1) * self.cell
-        gap = np.minimum(P - lo, hi - P).min(axis=1) if P.shape[1] else np.full(len(P), np.inf)
+        s = self._cells_for(reach) if cells is None else int(cells)
+        return self._clearance(P, self._coords(P).astype(np.float64), s)
+
+    def _clearance(self, P, k, s: int):
+        """:meth:`clearance` of the rows ``P`` (float64) in cells ``k``
+        (their coordinates, as float64) for blocks of ``s`` cells a side."""
+        # Column by column (rows of 1-3 values reduce slowly along axis 1).
+        gap = np.full(len(P), np.inf)
+        top_p = np.zeros(len(P))
+        top_k = np.zeros(len(P))
+        for j in range(P.shape[1]):
+            p, kj, o = P[:, j], k[:, j], self.origin[j]
+            np.minimum(gap, p - (o + (kj - s) * self.cell), out=gap)
+            np.minimum(gap, (o + (kj + s + 1) * self.cell) - p, out=gap)
+            np.maximum(top_p, np.abs(p), out=top_p)
+            np.maximum(top_k, np.abs(kj), out=top_k)
         eps = float(np.finfo(np.float64).eps)
-        top = np.abs(P).max(axis=1) + float(np.abs(self.origin).max(initial=0.0)) \
-            + (np.abs(k).max(axis=1, initial=0.0) + s + 1) * self.cell
+        top = top_p + float(np.abs(self.origin).max(initial=0.0)) + (top_k + s + 1) * self.cell
         return np.maximum(gap - 16.0 * eps * top, 0.0)
 
     def tile_order(self, P: np.ndarray) -> np.ndarray:
@@ -569,7 +581,7 @@ class CellIndex:
         """
         d = self.origin.shape[0]
         s = self._cells_for(reach)
-        cells = np.unique(self._coords(q), axis=0)
+        cells = _unique_rows(self._coords(q))
         top = self.shape - 1
         # One run per (seed cell, row offset over the first d - 1 axes).
         lead = (np.array(list(itertools.product(range(-s, s + 1), repeat=d - 1)),
@@ -605,6 +617,121 @@ class CellIndex:
         shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         return np.arange(total, dtype=np.int64) + shift
 
+    # Largest summed-area table of the cells ``block_totals`` builds, in
+    # entries per data point (and at least this many in all): past it the
+    # proof counts every point outside a seed's block at the block's clearance.
+    _TABLE_PER_POINT = 8
+    _TABLE_MIN = 1 << 20
+
+    def block_totals(self, P: np.ndarray, spans, weights=None):
+        """Per row of ``P`` and per ``s`` in ``spans``: the points (or their
+        summed ``weights``, given in the index's order) in the block of cells
+        within ``s`` of the row's own, clipped to the grid; None when the
+        grid is too large for its summed-area table.
+
+        Counts are exact; summed weights are float64 sums, each within
+        ``len(cells) * eps`` of the total weight of its true value.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift._spatial import CellIndex
+        >>> idx = CellIndex(np.array([[0.5], [1.5], [2.5], [9.5]]), 1.0)
+        >>> [t.tolist() for t in idx.block_totals(np.array([[1.7], [30.0]]), [0, 1])]
+        [[1, 0], [3, 0]]
+        """
+        if self._block_table(weights) is None:
+            return None
+        return self._block_totals(self._coords(P), spans, weights)
+
+    def _block_totals(self, k, spans, weights):
+        table = self._block_table(weights)
+        d = self.origin.shape[0]
+        flat = table.reshape(-1)
+        strides = [int(v) for v in np.cumprod(np.concatenate([[1], self.shape[::-1] + 1]))[::-1][1:]]
+        cols = [np.ascontiguousarray(k[:, j]) for j in range(d)]
+        out = []
+        for s in spans:
+            # First cell and one past the last, as offsets into the prefix table.
+            lo = [np.clip(cols[j] - s, 0, int(self.shape[j])) * strides[j] for j in range(d)]
+            hi = [np.clip(cols[j] + (s + 1), 0, int(self.shape[j])) * strides[j] for j in range(d)]
+            tot = None
+            for corner in itertools.product((0, 1), repeat=d):
+                at = sum(hi[j] if c else lo[j] for j, c in enumerate(corner))
+                v = np.take(flat, at)
+                if tot is None:
+                    tot = v if (d - sum(corner)) % 2 == 0 else -v
+                elif (d - sum(corner)) % 2:
+                    tot -= v
+                else:
+                    tot += v
+            # A block off the grid on some axis: lo == hi there, and its
+            # terms cancel to exactly 0 (integers) or to rounding (weights).
+            out.append(tot)
+        return out
+
+    def proof_shells(self, P: np.ndarray, s: int, weights=None):
+        """What the proven Gaussian needs of a seed's neighbourhood, for
+        the rows of ``P`` and blocks of ``s`` cells a side: the clearances of
+        the blocks of ``s`` and ``s + 1`` cells and the points (or weights)
+        in each (see :meth:`block_totals`); None without the table."""
+        if self._block_table(weights) is None:
+            return None
+        P = np.asarray(P, np.float64)
+        k = self._coords(P)
+        kf = k.astype(np.float64)
+        c1, c2 = self._clearance(P, kf, s), self._clearance(P, kf, s + 1)
+        # The totals depend on the seed's cell only: read per cell, from
+        # totals made once for every cell of the grid (seeds off the grid
+        # take the table).
+        key = ("_cell_totals", s, weights is None)
+        per_cell = self.__dict__.get(key)
+        if per_cell is None:
+            every = np.stack(np.unravel_index(np.arange(int(np.prod(self.shape))),
+                                              tuple(int(v) for v in self.shape)), axis=1)
+            per_cell = self.__dict__[key] = self._block_totals(every, [s, s + 1], weights)
+        inside = np.ones(len(k), dtype=bool)
+        flat = np.zeros(len(k), dtype=np.int64)
+        for j in range(k.shape[1]):
+            kj = k[:, j]
+            inside &= (kj >= 0) & (kj < self.shape[j])
+            flat += kj * int(self.strides[j])
+        if inside.all():
+            return c1, c2, np.take(per_cell[0], flat), np.take(per_cell[1], flat)
+        t1, t2 = self._block_totals(k, [s, s + 1], weights)
+        return c1, c2, t1, t2
+
+    def block_total_error(self, total: float) -> float:
+        """Bound on the rounding of a weighted :meth:`block_totals` entry
+        (``total``: the weight of all points): inclusion-exclusion of
+        ``2**d`` prefix sums, each of at most as many terms as the table has
+        entries."""
+        d = self.origin.shape[0]
+        size = float(np.prod(self.shape.astype(np.float64) + 1))
+        return 2.0**d * 2.0 * size * float(np.finfo(np.float64).eps) * float(total)
+
+    def _block_table(self, weights):
+        key = "_table_w" if weights is not None else "_table_n"
+        if key in self.__dict__:
+            return self.__dict__[key]
+        n, d = self.Y.shape
+        # The table and the per-cell totals of ``proof_shells``.
+        size = 3.0 * float(np.prod(self.shape.astype(np.float64) + 1))
+        table = None
+        if size <= max(self._TABLE_PER_POINT * n, self._TABLE_MIN):
+            grid = np.zeros(int(np.prod(self.shape)),
+                            dtype=np.int64 if weights is None else np.float64)
+            per_cell = (self.cell_end - self.cell_start) if weights is None else \
+                np.add.reduceat(np.asarray(weights, np.float64), self.cell_start)
+            grid[self.cell_ids] = per_cell
+            table = np.zeros(tuple(int(v) + 1 for v in self.shape), dtype=grid.dtype)
+            acc = grid.reshape(tuple(int(v) for v in self.shape))
+            for j in range(d):
+                acc = np.cumsum(acc, axis=j)
+            table[(slice(1, None),) * d] = acc
+        self.__dict__[key] = table
+        return table
+
     def mean_candidates(self) -> float:
         """Average number of points a seed placed on a data point visits."""
         coords = np.stack(np.unravel_index(self.cell_ids, tuple(self.shape)), axis=1)
@@ -629,6 +756,23 @@ _SPREAD = {  # (bits per axis, [(shift, mask), ...]) spreading bits for Morton k
     3: (21, [(32, 0x001F00000000FFFF), (16, 0x001F0000FF0000FF), (8, 0x100F00F00F00F00F),
              (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)]),
 }
+
+
+def _unique_rows(c: np.ndarray) -> np.ndarray:
+    """``np.unique(c, axis=0)`` for integer rows, through one integer key
+    (several times faster than the structured sort of ``axis=0``)."""
+    if len(c) == 0:
+        return c
+    lo = c.min(axis=0)
+    size = c.max(axis=0) - lo + 1
+    if float(np.prod(size.astype(np.float64))) >= 2.0**62:
+        return np.unique(c, axis=0)
+    radix = np.cumprod(np.concatenate([[1], size[::-1][:-1]]))[::-1].astype(np.int64)
+    key = np.unique((c - lo) @ radix)
+    out = np.empty((len(key), c.shape[1]), dtype=c.dtype)
+    for j in range(c.shape[1]):
+        out[:, j], key = np.divmod(key, radix[j])
+    return out + lo
 
 
 def _morton(c: np.ndarray):
@@ -728,7 +872,7 @@ def coincident_rows(P: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import coincident_rows
+    >>> from gpumeanshift._spatial import coincident_rows
     >>> coincident_rows(np.array([[0.0, 1.0], [2.0, 3.0], [0.0, 1.0]]))
     array([0, 1, 0])
     """
@@ -761,7 +905,7 @@ def resolve_leaders(leader: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gpumeanshift.backends._spatial import resolve_leaders
+    >>> from gpumeanshift._spatial import resolve_leaders
     >>> resolve_leaders(np.array([0, 0, 1, 3]))
     array([0, 0, 0, 3])
     """

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._spatial import SAFE_ABS
+from ..._spatial import SAFE_ABS
 
 MAX_DIM = 3  # beyond it the boxes get too many neighbours to pay off
 _BINS = 1024  # histogram bins of the bounds, per tile

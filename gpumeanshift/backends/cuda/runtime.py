@@ -227,7 +227,7 @@ def kernel_dir() -> Path:
     env = os.environ.get("GPUMEANSHIFT_KERNEL_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     for cand in (here / "kernels", here.parent / "kernels"):
         if (cand / KERNEL_FILES[0]).is_file():
             return cand

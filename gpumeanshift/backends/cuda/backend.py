@@ -1,6 +1,6 @@
 """The CUDA backend: host logic for the kernels in ``kernels/``.
 
-Written against a runtime (:mod:`gpumeanshift.backends.runtime`): the same
+Written against a runtime (:mod:`gpumeanshift.backends.cuda.runtime`): the same
 code drives a real GPU through CuPy and, in tests, the CPU emulator.
 
 How :meth:`CudaBackend.shift` runs
@@ -82,9 +82,9 @@ from typing import Any
 import numpy as np
 
 from . import runtime as _rt
-from ._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SAFE_ABS, gaussian_proof_radius,
+from ..._spatial import (GAUSSIAN_GRID_RADIUS, GRID_MAX_DIM, SAFE_ABS, gaussian_proof_radius,
                        integer_valued, midrange, pow2_at_least)
-from .base import KERNELS, ShiftResult
+from ..base import KERNELS, PartialSums, ShiftResult
 
 _SHIFT_FIELDS = {f.name for f in dataclasses.fields(ShiftResult)}
 _SHARED_BUDGET = 16 * 1024  # bytes of shared memory per block we aim for
@@ -108,7 +108,7 @@ class CudaBackend:
     Parameters
     ----------
     runtime : Runtime
-        :class:`~gpumeanshift.backends.runtime.CupyRuntime` for a GPU, or
+        :class:`~gpumeanshift.backends.cuda.runtime.CupyRuntime` for a GPU, or
         :class:`gpumeanshift.testing.EmulatedRuntime` on a CPU.
     iters_per_launch : int, default=32
         Shift steps per fused launch (and per host round).
@@ -637,6 +637,89 @@ class CudaBackend:
             ns = -(-n // chunk)
         return True, ns, chunk
 
+    # ------------------------------------------------------------ partial sums
+    def partial_sums(self, X, seeds, *, bandwidth, kernel, origin=None, exact=False,
+                     algorithm="brute", weights=None) -> PartialSums:
+        """One step's sums over a chunk (see :meth:`Backend.partial_sums`).
+
+        One launch of ``ms_shift_partial``, the split scheme's first kernel:
+        block (x, y) weighs the seeds of x against the rows of range y and
+        writes their partial sums; the ranges' sums are then added on the
+        device (one reduction per result, in a fixed order). Nothing comes to
+        the host: the results are device arrays. ``exact`` keeps the data in
+        their own units with ``r2 = h^2``: the kernels' boundary test is then
+        the exact one, as for :meth:`shift` on integer-valued data.
+        """
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        if algorithm not in ("auto", "brute", "grid"):
+            raise ValueError(f"algorithm must be 'auto', 'brute' or 'grid', got {algorithm!r}")
+        kid = "gaussian_grid" if (algorithm == "grid" and kernel == "gaussian") else kernel
+        _check_rows(int(np.shape(X)[0]) if np.ndim(X) else 0, "partial_sums")
+        with self._ctx():
+            return self._partial_sums(X, seeds, float(bandwidth), kid, origin, exact, weights)
+
+    def _partial_sums(self, X, seeds, h, kernel, origin, exact, weights):
+        rt, xp = self.runtime, self.runtime.xp
+        X, S = self._inputs(X, seeds)
+        X, wt, wexp = self._weighted(X, weights)
+        W = wt is not None
+        dtype = X.dtype
+        T = dtype.type
+        n, d = X.shape
+        m = S.shape[0]
+        if exact:
+            if kernel != "flat" or dtype != np.float64 or origin is not None:
+                raise ValueError("exact=True needs the flat kernel, float64 data and no origin")
+            r2 = T(h * h)
+        else:
+            r2 = T(1.0)
+        Xk = self._alloc((n, d + W), dtype, "partial_sums")
+        if exact:
+            Xk[:, :d] = X
+        else:
+            o = xp.zeros(d) if origin is None else rt.asarray(origin, dtype=np.float64)
+            Xk[:, :d] = (X - o) * (1.0 / h)
+        if W:
+            Xk[:, d] = wt
+        cdt = dtype if W else np.int32  # the kernel's count type (ms_count)
+        sums = rt.zeros((m, d), dtype)
+        weight = rt.zeros((m,), dtype)
+        count = rt.zeros((m,), np.float64 if W else np.int64)
+        if n == 0 or m == 0:
+            return PartialSums(sums, weight, count)
+        D = _rt.kernel_dim(d)
+        if W and kernel == "gaussian_grid" and D in _rt.GRID_DIMS:
+            D = 0  # not instantiated (the shift takes the cell list there): the generic path
+        tile = self._tile(d + W, dtype.itemsize)
+        smem = tile * (d + W) * dtype.itemsize
+        name = _rt.kernel_name("ms_shift_partial", dtype, D, kernel, W)
+        _, ns_max, _ = self._plan_split(min(m, 1 << 30), n, tile)
+        per_seed = d * dtype.itemsize + 8 + ns_max * ((d + 1) * dtype.itemsize + 8)
+
+        def run(lo, hi):
+            mb = hi - lo
+            _, ns, chunk = self._plan_split(mb, n, tile)
+            pos = xp.ascontiguousarray(S[lo:hi])
+            state = rt.zeros((mb,), np.int32)  # every seed active
+            active = xp.arange(mb, dtype=np.int32)
+            partial = rt.empty((ns * mb * (d + 1),), dtype)
+            pcount = rt.empty((ns * mb,), cdt)
+            rt.launch(name, (self._grid(mb), ns), (_rt.BLOCK,),
+                      (Xk, np.int32(n), np.int32(d), np.int32(tile), np.int32(chunk), pos,
+                       state, active, np.int32(mb), partial, pcount, r2), smem)
+            tot = partial.reshape(ns, mb, d + 1).sum(axis=0)
+            sums[lo:hi] = tot[:, :d]
+            weight[lo:hi] = tot[:, d]
+            count[lo:hi] = pcount.reshape(ns, mb).astype(count.dtype).sum(axis=0)
+
+        self._batched(m, per_seed, 0, run, "partial_sums")
+        if W:  # the weights were divided by 2**wexp (exact): scale back
+            sums = xp.ldexp(sums, np.int32(wexp)).astype(dtype, copy=False)
+            weight = xp.ldexp(weight, np.int32(wexp)).astype(dtype, copy=False)
+            count = xp.ldexp(count, np.int32(wexp))
+        return PartialSums(sums, weight, count)
+
     # ------------------------------------------------------- other operations
     def _per_query(self, base, X, Q, extra_args, out_dtype, dim_kernel=None, what="",
                    wt=None):
@@ -1004,7 +1087,7 @@ def make_cupy_backend(**options: Any) -> CudaBackend:
     """``backend="cupy"``: the CUDA backend on the current device via CuPy.
 
     Options ``stream`` (a ``cupy.cuda.Stream`` or raw handle) go to
-    :class:`~gpumeanshift.backends.runtime.CupyRuntime`; the rest to
+    :class:`~gpumeanshift.backends.cuda.runtime.CupyRuntime`; the rest to
     :class:`CudaBackend`. Raises RuntimeError when CuPy or a device is missing.
     """
     stream = options.pop("stream", None)
