@@ -15,7 +15,7 @@ import pytest
 from cuda_testlib import (blobs, make_backend, ref_count_within,  # noqa: F401 (fixtures)
                           ref_kernel_sum, ref_kth, ref_nearest, ref_shift, runtime_kind,
                           to_numpy)
-from gpumeanshift.backends import runtime as R
+from gpumeanshift.backends.cuda import runtime as R
 
 DTYPES = [np.float64, np.float32]
 DIMS = [1, 2, 3, 5, 16, 64]

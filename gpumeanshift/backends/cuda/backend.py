@@ -688,7 +688,7 @@ class CudaBackend:
         count = rt.zeros((m,), np.float64 if W else np.int64)
         if n == 0 or m == 0:
             return PartialSums(sums, weight, count)
-        D = _rt.kernel_dim(d)
+        D = _rt.shift_dim(d)  # the bounded path too (d <= 32 in registers)
         if W and kernel == "gaussian_grid" and D in _rt.GRID_DIMS:
             D = 0  # not instantiated (the shift takes the cell list there): the generic path
         tile = self._tile(d + W, dtype.itemsize)
