@@ -53,7 +53,7 @@ def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
     either backend chosen by name. A backend object is used as it is, so
     ``max_memory`` with one is refused rather than ignored.
     """
-    from .backends.base import available_backends, cuda_available
+    from .backends.base import auto_choice
 
     checked = validate_params({"backend": backend, "n_jobs": n_jobs, "max_memory": max_memory})
     n_jobs, max_memory = checked["n_jobs"], checked["max_memory"]
@@ -66,7 +66,7 @@ def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
                 f"configure the {type(backend).__name__} object itself instead")
     name = backend
     if backend == "auto":
-        name = "cupy" if "cupy" in available_backends() and cuda_available() else "numpy"
+        name = auto_choice()
         logger.info("backend='auto' chose %r", name)
     if n_jobs is not None and n_jobs > 0 and name == "numpy":
         options["n_threads"] = n_jobs

@@ -37,6 +37,19 @@ from ._validation import array_module, to_numpy
 DEFAULT_WORKING_MEMORY = 64 * 2**20  # bytes for one block of distances
 
 
+def _distance_rows(xp, A, sq, r0, r1):
+    """Distances from rows ``r0:r1`` of ``A`` to every row, by scikit-learn's
+    expansion in its order (-2 x.y + |x|^2 + |y|^2, clipped at 0), with
+    each row's distance to itself exactly 0; ``sq`` holds |a|^2 per row."""
+    D = -2.0 * (A[r0:r1] @ A.T)
+    D += sq[r0:r1, None]
+    D += sq[None, :]
+    xp.maximum(D, 0.0, out=D)
+    D[xp.arange(r1 - r0), xp.arange(r0, r1)] = 0.0
+    xp.sqrt(D, out=D)
+    return D
+
+
 def _prepare(X, labels):
     """float64 data sorted by encoded label, with the run of each cluster.
 
@@ -139,13 +152,7 @@ def silhouette_samples(X, labels, *, block_rows=None):
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         b = r1 - r0
-        # scikit-learn's expansion, in its order: -2 x.y + |x|^2 + |y|^2.
-        D = -2.0 * (Xs[r0:r1] @ Xs.T)
-        D += sq[r0:r1, None]
-        D += sq[None, :]
-        xp.maximum(D, 0.0, out=D)
-        D[xp.arange(b), xp.arange(r0, r1)] = 0.0
-        xp.sqrt(D, out=D)
+        D = _distance_rows(xp, Xs, sq, r0, r1)
         sums = _segment_sum(xp, D, starts, counts, axis=1)  # (b, k)
         del D
         own = ls[r0:r1]
@@ -234,13 +241,7 @@ def davies_bouldin_score(X, labels, *, block_rows=None):
     all_centroids_close = True
     for r0 in range(0, k, rows):
         r1 = min(r0 + rows, k)
-        b = r1 - r0
-        D = -2.0 * (centroids[r0:r1] @ centroids.T)
-        D += csq[r0:r1, None]
-        D += csq[None, :]
-        xp.maximum(D, 0.0, out=D)
-        D[xp.arange(b), xp.arange(r0, r1)] = 0.0
-        xp.sqrt(D, out=D)
+        D = _distance_rows(xp, centroids, csq, r0, r1)
         # np.isclose(d, 0) with its default tolerances: |d| <= 1e-8.
         all_centroids_close = all_centroids_close and bool((D <= 1e-8).all())
         D[D == 0] = xp.inf

@@ -53,7 +53,7 @@
 #define MS_FLAT 1
 // Gaussian truncated at MS_GRID_RADIUS bandwidths (weights of points with
 // u2 > MS_GRID_RADIUS^2 dropped): the semantics of algorithm="grid"
-// (gpumeanshift.backends._spatial.GAUSSIAN_GRID_RADIUS).
+// (gpumeanshift._spatial.GAUSSIAN_GRID_RADIUS; a test checks they agree).
 #define MS_GAUSSIAN_GRID 2
 #define MS_GRID_RADIUS2 36
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from gpumeanshift import MeanShift
-from gpumeanshift.backends.numpy import backend as numpy_backend
+from gpumeanshift.backends.numpy import _climb as numpy_climb
 from gpumeanshift._spatial import (
     GAUSSIAN_GRID_RADIUS,
     CellIndex,
@@ -270,7 +270,7 @@ def test_resolve_leaders_follows_chains():
 
 @pytest.mark.parametrize("d, bits", [(2, 32), (3, 21)])
 def test_morton_keys_interleave_bits(d, bits):
-    from gpumeanshift._spatial import _morton
+    from gpumeanshift._spatial._index import _morton
 
     rng = np.random.default_rng(d)
     c = rng.integers(0, 2**bits, size=(500, d))
@@ -363,7 +363,7 @@ def test_truncation_without_the_proof_is_not_exact(monkeypatch):
     brute, _ = shift_modes(X, seeds, "brute")
     fixed, _ = shift_modes(X, seeds, "grid")
     assert np.abs(fixed.modes - brute.modes).max() > 1e3 * ROUNDING_ATOL
-    monkeypatch.setattr(numpy_backend, "gaussian_truncation_bound",
+    monkeypatch.setattr(numpy_climb, "gaussian_truncation_bound",
                         lambda dtype, n_out, *a: np.zeros(np.shape(n_out) or (1,)))
     unchecked, be = shift_modes(X, seeds, "auto")
     assert unchecked.algorithm == "grid" and be._exact_steps == 0

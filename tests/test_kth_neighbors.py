@@ -85,9 +85,10 @@ def test_kth_tiny_coordinates_are_exact():
 
 
 def test_kth_only_the_band_gets_distances(monkeypatch):
-    """10,000 2-D points, k = 3,000: the boxes leave a thin band of
-    candidates per query (measured ~6% of the n x n pairs); the block path
-    computed all of them."""
+    """10,000 2-D points, k = 3,000: the boxes leave a band of candidates
+    per query (measured ~18% of the n x n pairs with tiles of up to 32
+    queries and boxes of up to 4 points: larger tiles than the thinnest band
+    needs, fewer NumPy calls); the block path computed all of them."""
     from sklearn.datasets import make_blobs
 
     X, _ = make_blobs(n_samples=10_000, centers=[[1, 1], [-1, -1], [1, -1]],
@@ -101,7 +102,7 @@ def test_kth_only_the_band_gets_distances(monkeypatch):
 
     monkeypatch.setattr(_kth, "_sqdist", counting)
     out = NumpyBackend(n_threads=1).kth_neighbor_distance(X, X, 3000)
-    assert 0 < sum(pairs) < 0.15 * len(X) ** 2, sum(pairs) / len(X) ** 2
+    assert 0 < sum(pairs) < 0.25 * len(X) ** 2, sum(pairs) / len(X) ** 2
     sample = np.random.default_rng(0).choice(len(X), 300, replace=False)
     np.testing.assert_array_equal(out[sample], ref_kth(X, X[sample], 3000))
 

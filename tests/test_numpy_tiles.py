@@ -17,7 +17,8 @@ import pytest
 from gpumeanshift import get_bin_seeds
 from gpumeanshift._spatial import (CellIndex, DensityGrid, SortedIndex, col_max,
                                            col_min)
-from gpumeanshift.backends.numpy.backend import NumpyBackend, _product, _sequential_sum
+from gpumeanshift.backends.numpy._blocks import _product, _sequential_sum
+from gpumeanshift.backends.numpy.backend import NumpyBackend
 
 
 def blobs(n, d, seed=0, spread=6.0):
@@ -259,17 +260,17 @@ def test_gaussian_step_weighs_every_point_n_iter_plus_one_times(monkeypatch, d, 
     count of bench/ case 3 (points x sum of n_iter + 1). Counted on the
     step's products of a weight block (t x candidates) with the points'
     ``[x, 1]`` rows."""
-    from gpumeanshift.backends.numpy import backend as numpy_backend
+    from gpumeanshift.backends.numpy import _climb
 
     weighed = [0]
-    product = numpy_backend._product
+    product = _climb._product
 
     def counting(a, b, out=None):
         if b.shape == (a.shape[1], d + 1):
             weighed[0] += a.size
         return product(a, b, out=out)
 
-    monkeypatch.setattr(numpy_backend, "_product", counting)
+    monkeypatch.setattr(_climb, "_product", counting)
     rng = np.random.default_rng(d)
     X = rng.normal(size=(3000, d)).astype(dtype)
     bandwidth = float(np.ptp(X, axis=0).max()) / 8.0  # all within the Gaussian's reach

@@ -321,6 +321,12 @@ def cuda_available() -> bool:
         return False
 
 
+def auto_choice() -> str:
+    """The backend ``backend="auto"`` means here: "cupy" when CuPy imports and a
+    CUDA device is present, else "numpy". The one place "auto" is decided."""
+    return "cupy" if "cupy" in _REGISTRY and cuda_available() else "numpy"
+
+
 def resolve_backend(backend: Any, **options: Any) -> Backend:
     """Turn the ``backend=`` parameter into a backend instance.
 
@@ -330,7 +336,7 @@ def resolve_backend(backend: Any, **options: Any) -> Backend:
     """
     if isinstance(backend, str):
         if backend == "auto":
-            name = "cupy" if "cupy" in _REGISTRY and cuda_available() else "numpy"
+            name = auto_choice()
             logger.info("backend='auto' chose %r", name)
             return _factory(name)(**options)
         if backend not in _REGISTRY:

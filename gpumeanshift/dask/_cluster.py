@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .. import _driver
 from .._validation import check_array, is_device_array
-from ..backends.base import cuda_available, resolve_backend
+from ..backends.base import auto_choice
 
 # Failures that mean "a worker and what it held are gone for good".
 _LOST = (KilledWorker, FutureCancelledError)
@@ -35,21 +35,14 @@ def _xp(a):
 
 
 def _worker_backend(backend, n_threads, max_memory=None):
-    """Resolve ``backend`` on the worker running this task.
-
-    "auto" is decided where the task runs (a GPU worker gets the CUDA
-    backend). ``n_threads`` only goes to the NumPy backend; ``max_memory``
-    (bytes of scratch memory per call) to either.
-    """
+    """Resolve ``backend`` on the worker running this task, as one machine does
+    (:func:`gpumeanshift._driver.make_backend`): "auto" is decided where the
+    task runs (a GPU worker gets the CUDA backend); ``n_threads`` only goes to
+    the NumPy backend, ``max_memory`` (bytes of scratch memory per call) to
+    either. A backend object is used as it is."""
     if not isinstance(backend, str):
         return backend
-    name = backend
-    if backend == "auto":
-        name = "cupy" if cuda_available() else "numpy"
-    options = {"n_threads": n_threads} if name == "numpy" and n_threads else {}
-    if max_memory is not None:
-        options["max_memory"] = max_memory
-    return resolve_backend(name, **options)
+    return _driver.make_backend(backend, n_jobs=n_threads, max_memory=max_memory)
 
 
 def _task_threads(n_jobs):
@@ -80,7 +73,7 @@ def _worker_capacity(dask_worker, backend):
         import psutil
 
         limit = psutil.virtual_memory().total
-    if isinstance(backend, str) and (backend == "cupy" or (backend == "auto" and cuda_available())):
+    if isinstance(backend, str) and (backend if backend != "auto" else auto_choice()) == "cupy":
         try:
             import cupy
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .._params import KERNELS
-from .._spatial import ALGORITHMS, GAUSSIAN_GRID_RADIUS
+from .._params import ALGORITHMS, KERNELS
+from .._spatial import GAUSSIAN_GRID_RADIUS
 from .._validation import to_numpy as _host
 from ..backends.base import ShiftResult
 from ._compare import _Report, _close, _count_bounds, _exact, _in_bounds, _scale

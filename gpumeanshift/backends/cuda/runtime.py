@@ -73,8 +73,6 @@ NAME_SEPARATOR = ", "
 ACTIVE, CONVERGED, MAXITER, ORPHAN = 0, 1, 2, 3
 UNPROVEN = 4  # the proven Gaussian grid could not prove a step (grid.cu)
 KERNEL_IDS = {"gaussian": 0, "flat": 1, "gaussian_grid": 2}
-#: Truncation of the Gaussian under algorithm="grid", in bandwidths (MS_GRID_RADIUS2 = 6^2).
-GRID_RADIUS = 6.0
 
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 

@@ -30,10 +30,10 @@ from ..._spatial import SAFE_ABS
 
 MAX_DIM = 3  # beyond it the boxes get too many neighbours to pay off
 _BINS = 1024  # histogram bins of the bounds, per tile
-_DATA_LEAF = 2  # points per data box (at most)
-_QUERY_LEAF = 16  # queries per small tile (at most)
+_DATA_LEAF = 4  # points per data box (at most)
+_QUERY_LEAF = 32  # queries per small tile (at most)
 _GROUP = 64  # small tiles per large tile (the unit of work of a thread), at most
-_FAN = 4  # children per tile on the way down
+_FAN = 8  # children per tile on the way down
 #: Squared distances below this may have lost bits to underflow in their
 #: squares; nonzero coordinates of at least ``_NO_UNDERFLOW`` in magnitude
 #: differ by at least ulp(2**-400) = 2**-452, whose square is normal.
@@ -137,17 +137,16 @@ def _band(near, far, counts, k: int):
     lo = near.min(axis=1)
     span = far.max(axis=1) - lo
     scale = np.divide(_BINS, span, out=np.zeros(B), where=span > 0)
-    offsets = (np.arange(B) * _BINS)[:, None]
-    w = np.broadcast_to(counts, (B, C)).ravel()
-
-    def first_reaching(b):
-        hist = np.bincount((b + offsets).ravel(), weights=w, minlength=B * _BINS)
-        return np.argmax(np.cumsum(hist.reshape(B, _BINS), axis=1) >= k, axis=1)
-
-    bn = _bins(near, lo, scale)
-    L = np.where(bn < first_reaching(bn)[:, None], near, 0.0).max(axis=1)
-    bf = _bins(far, lo, scale)
-    U = np.where(bf <= first_reaching(bf)[:, None], far, 0.0).max(axis=1)
+    # near's rows then far's, binned and counted in one pass
+    both = np.concatenate([near, far])
+    b = _bins(both, np.r_[lo, lo], np.r_[scale, scale])
+    b += (np.arange(2 * B) * _BINS)[:, None]
+    w = np.broadcast_to(counts, (2 * B, C)).ravel()
+    hist = np.bincount(b.ravel(), weights=w, minlength=2 * B * _BINS)
+    first = np.argmax(np.cumsum(hist.reshape(2 * B, _BINS), axis=1) >= k, axis=1)
+    first += np.arange(2 * B) * _BINS
+    L = np.where(b[:B] < first[:B, None], near, 0.0).max(axis=1)
+    U = np.where(b[B:] <= first[B:, None], far, 0.0).max(axis=1)
     return L, U
 
 
@@ -265,7 +264,7 @@ def _kth_in_band(d2, kk, lo, hi):
     key += 1.0
     np.clip(key, 0.0, _KEYS - 1, out=key)
     key = key.astype(np.uint16)
-    kth = np.partition(key, kk - 1, axis=1)[:, kk - 1][:, None]
+    kth = np.sort(key, axis=1, kind="stable")[:, kk - 1][:, None]  # a radix sort
     below = np.count_nonzero(key < kth, axis=1)
     tie = key == kth
     count = np.count_nonzero(tie, axis=1)
