@@ -9,7 +9,11 @@ a main kernel (float32 ``ms_shift_fused``, every compile-time d <= 8 and the
 generic path; float32 ``ms_shift_grid``, d <= 3) is below 50% theoretical
 occupancy on sm_80 or sm_90.
 
-    python bench/kernel_report.py [--arch 80 ...] [--from-json matrix.json] [--all]
+``--memops`` adds, per architecture, static counts of the memory accesses in
+the PTX of the shift kernels (``ms_shift_fused`` / ``ms_shift_partial``):
+local, global and generic-address loads and stores (nvrtc.ptx_memory_ops).
+
+    python bench/kernel_report.py [--arch 80 ...] [--from-json matrix.json] [--all] [--memops]
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ FLOOR_ARCHS = (80, 90)
 
 
 def is_main(name: str) -> bool:
-    """The shift kernels held to the occupancy floor: float32 fused (d <= 8
-    and generic) and float32 grid (d <= 3), unweighted and weighted."""
-    mo = re.match(r"ms_shift_(fused|grid)<float, (\d+), \d(, true)?>", name)
-    return bool(mo) and int(mo.group(2)) <= 8
+    """The shift kernels held to the occupancy floor: float32 fused (d <= 8,
+    the bounded path for d <= 8 and the generic path) and float32 grid
+    (d <= 3), unweighted and weighted."""
+    mo = re.match(r"ms_shift_(fused|grid)<float, (-?\d+), \d(, (true|false))?>", name)
+    return bool(mo) and abs(int(mo.group(2))) <= 8
 
 
 # Families listed in full by default (the others: their worst instantiation).
@@ -59,6 +64,8 @@ def main(argv=None) -> int:
     ap.add_argument("--all", action="store_true", help="one row per instantiation "
                     "(default: every shift kernel, and the worst of each other family)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--memops", action="store_true",
+                    help="also count memory accesses in the shift kernels' PTX")
     args = ap.parse_args(argv)
     archs = args.arch or list(N.ARCHS)
     if args.from_json:
@@ -105,6 +112,17 @@ def main(argv=None) -> int:
         main_occ = [k["_occ"] for k in rows if is_main(k["name"])]
         print(f"sm_{arch}: {len(rows)} kernels, {n_spill} with spills, main kernel "
               f"occupancy min {min(main_occ):.1%} max {max(main_occ):.1%}")
+    if args.memops:
+        names = [n for n in R.kernel_names()
+                 if n.startswith(("ms_shift_fused<", "ms_shift_partial<"))]
+        for arch in archs:
+            print(f"\n== sm_{arch}: memory accesses in the PTX (static counts) ==")
+            print(f"{'instantiation':42s} {'ld/st.local':>11s} {'ld/st.generic':>13s} "
+                  f"{'ld/st.global':>12s}")
+            for name, c in N.ptx_memory_ops(arch, names).items():
+                print(f"{name:42s} {c['ld.local']:5d}/{c['st.local']:<5d} "
+                      f"{c['ld.generic']:6d}/{c['st.generic']:<6d} "
+                      f"{c['ld.global']:5d}/{c['st.global']:<6d}")
     if problems:
         print("\nFAIL:\n  " + "\n  ".join(problems))
         return 1

@@ -425,6 +425,8 @@ def driver(emulated: bool) -> None:
     be.shift(X, X[:40], bandwidth=0.8, kernel="flat", max_iter=10, tol=1e-3,
              algorithm="grid")                                                # cell list
     be.shift(X.astype(np.float64), X[:8].astype(np.float64), bandwidth=0.8, **kw)
+    X6 = rng.normal(size=(200, 6)).astype(np.float32)
+    be.shift(X6, X6[:20], bandwidth=1.5, **kw)                # bounded path (d = 6 <= 8)
     be.nearest(X, X[:5])
     be.count_within(X, X[:7], 0.5)
     be.kth_neighbor_distance(X, X[:7], 3)

@@ -10,6 +10,9 @@
 // Dimension: template parameter D > 0 fixes d at compile time (the query row
 // lives in registers, loops unroll); D == 0 is the generic path where d is a
 // run-time argument and per-query vectors live in global scratch memory.
+// D < 0 (the shift kernels only) is the bounded path: d is a run-time
+// argument <= -D, per-seed vectors live in registers of extent -D, and loops
+// run over the dimensions in chunks of MS_CHUNK (see ms_for_dims).
 //
 // Every thread of a block reaches every __syncthreads (threads with no work
 // still help to load tiles): required by CUDA and by the OpenMP emulator.
@@ -31,11 +34,20 @@
 // every double instantiation spill under a 64-register cap on some arch, so
 // they ask for 4 (<= 128 registers). The other kernels say (MS_MAX_BLOCK, 1):
 // without an explicit minimum, ptxas 12.9 trades spills for occupancy.
-#define MS_MIN_BLOCKS(T, D) (sizeof(T) == 4 && (D) <= 8 ? 8 : 4)
+// Bounded dimensions (D < 0) count by their extent -D: double -32 (128
+// registers of state alone) asks for 2 (<= 255 registers).
+#define MS_DIM_EXTENT(D) ((D) < 0 ? -(D) : (D))
+#define MS_MIN_BLOCKS(T, D)                                                   \
+    (sizeof(T) == 4 ? (MS_DIM_EXTENT(D) <= 8 ? 8 : 4) : (MS_DIM_EXTENT(D) <= 16 ? 4 : 2))
 // The weighted shift kernels (WEIGHTED, below): the same, except double
 // D = 16, whose extra weight column spills under 128 registers on sm_90: 3
 // blocks (<= 168 registers; 25% occupancy, as its unweighted kernel's 4).
-#define MS_MIN_BLOCKS_W(T, D, W) ((W) && sizeof(T) == 8 && (D) >= 16 ? 3 : MS_MIN_BLOCKS(T, D))
+#define MS_MIN_BLOCKS_W(T, D, W)                                              \
+    ((W) && sizeof(T) == 8 && MS_DIM_EXTENT(D) == 16 ? 3 : MS_MIN_BLOCKS(T, D))
+// Register extent of a per-seed vector: D, -D (bounded), 1 (generic: unused).
+#define MS_REGS(D) ((D) != 0 ? MS_DIM_EXTENT(D) : 1)
+// Chunk width of the bounded path's loops over dimensions.
+#define MS_CHUNK 4
 
 #define MS_GAUSSIAN 0
 #define MS_FLAT 1
@@ -122,17 +134,50 @@ __device__ __forceinline__ void ms_for_tiles(T* sh, const T* __restrict__ X, int
     }
 }
 
-// Squared distance between a query (registers when D > 0, memory otherwise)
+// f(k) for k = 0 .. dd - 1 in order, k a compile-time constant in the
+// unrolled code (so f may index register arrays with it), for D != 0.
+// D > 0: dd == D, one unrolled loop. D < 0 (bounded, dd <= -D): chunks of
+// MS_CHUNK dimensions, unrolled; the block leaves the loop at the first chunk
+// past dd (uniform: every thread has the same dd), and only the last, partial
+// chunk tests its dimensions one by one.
+template <int D, typename F>
+__device__ __forceinline__ void ms_for_dims(int dd, F f) {
+    if constexpr (D > 0) {
+#pragma unroll
+        for (int k = 0; k < D; ++k) f(k);
+    } else {
+        static_assert(D < 0 && (-D) % MS_CHUNK == 0, "bounded extent: a multiple of MS_CHUNK");
+#pragma unroll
+        for (int c = 0; c < -D; c += MS_CHUNK) {
+            if (c >= dd) break;
+            if (c + MS_CHUNK <= dd) {
+#pragma unroll
+                for (int j = 0; j < MS_CHUNK; ++j) f(c + j);
+            } else {
+#pragma unroll
+                for (int j = 0; j < MS_CHUNK; ++j)
+                    if (c + j < dd) f(c + j);
+            }
+        }
+    }
+}
+
+// Squared distance between a query (registers when D != 0, memory otherwise)
 // and a shared-memory row, summed over the features in order.
 template <typename T, int D>
 __device__ __forceinline__ T ms_dist2(const T* q, const T* x, int dd) {
     T u2 = T(0);
-    if (D > 0) {
+    if constexpr (D > 0) {
 #pragma unroll
-        for (int k = 0; k < (D > 0 ? D : 1); ++k) {
+        for (int k = 0; k < D; ++k) {
             const T diff = x[k] - q[k];
             u2 += diff * diff;
         }
+    } else if constexpr (D < 0) {
+        ms_for_dims<D>(dd, [&](int k) {
+            const T diff = x[k] - q[k];
+            u2 += diff * diff;
+        });
     } else {
         for (int k = 0; k < dd; ++k) {
             const T diff = x[k] - q[k];
@@ -197,7 +242,9 @@ __device__ __forceinline__ double ms_big_scale(double) { return 0x1p512; }
 // C is the count type (ms_count): int, or T for a weighted shift, whose
 // acc and wsum are then sums of w K x and w K; the quotient and the scaling
 // below are the same.
-template <typename T, typename C>
+// D: 0 (or any D > 0, whose dd is a constant) loops over dd at run time; D < 0
+// (bounded) goes through ms_for_dims, so p and acc may be register arrays.
+template <int D = 0, typename T, typename C>
 __device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, C cnt, int dd,
                                           T tol2, int max_iter, int& it,
                                           int* __restrict__ state_out,
@@ -224,13 +271,24 @@ __device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, C cnt, int
     wsum *= scale;
     const T inv = T(1) / wsum;
     T moved2 = T(0);
-    for (int k = 0; k < dd; ++k) {
-        const T a = acc[k] * scale;
-        const T q0 = a * inv;
-        const T nk = fma(fma(-q0, wsum, a), inv, q0);
-        const T diff = nk - p[k];
-        moved2 += diff * diff;
-        p[k] = nk;
+    if constexpr (D < 0) {
+        ms_for_dims<D>(dd, [&](int k) {
+            const T a = acc[k] * scale;
+            const T q0 = a * inv;
+            const T nk = fma(fma(-q0, wsum, a), inv, q0);
+            const T diff = nk - p[k];
+            moved2 += diff * diff;
+            p[k] = nk;
+        });
+    } else {
+        for (int k = 0; k < dd; ++k) {
+            const T a = acc[k] * scale;
+            const T q0 = a * inv;
+            const T nk = fma(fma(-q0, wsum, a), inv, q0);
+            const T diff = nk - p[k];
+            moved2 += diff * diff;
+            p[k] = nk;
+        }
     }
     *intensity_out = cnt;
     if (moved2 <= tol2) {

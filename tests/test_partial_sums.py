@@ -115,3 +115,26 @@ def test_dask_data_strategy_on_the_emulated_cuda_backend(kind):
             np.testing.assert_array_equal(ours.labels_.compute(), ref.labels_)
             assert ours.n_iter_ == ref.n_iter_
             np.testing.assert_array_equal(ours.center_intensity_, ref.center_intensity_)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("d", [6, 11])
+def test_bounded_dimensions_add_up_to_the_reference(d, weighted):
+    """d outside the compiled set (6, 11): the split kernel's bounded path
+    (seed and sums in registers, run-time d) on the emulated CUDA backend."""
+    be = _make("emulated")
+    rng = np.random.default_rng(d)
+    Xd = rng.normal(0.0, 0.5, (150, d))
+    w = rng.integers(0, 4, len(Xd)).astype(np.float64) if weighted else None
+    origin = Xd.mean(axis=0)
+    S = np.ascontiguousarray((Xd[::9] - origin) / H)
+    p = be.partial_sums(Xd, S, bandwidth=H * np.sqrt(d), kernel="gaussian", origin=origin,
+                        weights=w)
+    Hd = H * np.sqrt(d)
+    Y = (Xd - origin) / Hd
+    D2 = ((S[:, None, :] - Y[None, :, :]) ** 2).sum(axis=2)
+    K = np.exp(-0.5 * D2)
+    ww = np.ones(len(Xd)) if w is None else w
+    np.testing.assert_allclose(_host(p.sums), (K * ww) @ Y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_host(p.weight), K @ ww, rtol=1e-12)
+    np.testing.assert_array_equal(_host(p.count), (D2 <= 1.0).astype(float) @ ww)

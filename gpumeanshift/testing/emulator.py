@@ -147,9 +147,13 @@ def _compiler() -> str:
 
 
 def launcher_source(source: str, names: Sequence[str]) -> str:
-    """The C++ unit the emulator builds: header, kernels, one launcher per name."""
-    lines = [HEADER, "// ---- kernels ----", source, "// ---- launchers ----"]
-    lines += [f"EMU_KERNEL({i}, {name})" for i, name in enumerate(names)]
+    """The C++ unit the emulator builds: header, the program CuPy compiles
+    (the kernels behind their ``extern "C"`` entry points,
+    :func:`~gpumeanshift.backends.runtime.wrapped_source`), one launcher per
+    name, calling its entry point."""
+    lines = [HEADER, "// ---- kernels ----", _rt.wrapped_source(names, source),
+             "// ---- launchers ----"]
+    lines += [f"EMU_KERNEL({i}, {_rt.c_symbol(name)})" for i, name in enumerate(names)]
     return "\n".join(lines) + "\n"
 
 

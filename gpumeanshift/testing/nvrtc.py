@@ -84,7 +84,7 @@ class KernelInfo:
     spill_loads: int
     stack: int
     static_smem: int
-    symbol: str = ""   # the mangled (lowered) name NVRTC gave it
+    symbol: str = ""   # its extern "C" entry point (runtime.c_symbol)
 
 
 def compile_arch(arch: int, source: str | None = None,
@@ -93,17 +93,18 @@ def compile_arch(arch: int, source: str | None = None,
     """Compile every name expression for ``sm_<arch>`` to a cubin with
     ``-Xptxas -v``; return per-kernel resource usage and the raw log.
 
-    ``options`` default to what NVRTC receives from CuPy at run time: the
-    runtime's own options plus those CuPy appends."""
+    The program is what CuPy compiles at run time: the kernel source
+    (``source``, default the package's) wrapped as ``extern "C"`` entry points
+    of ``names`` (:func:`~gpumeanshift.backends.runtime.wrapped_source`), no
+    name expressions. ``options`` default to what NVRTC receives from CuPy:
+    the runtime's own options plus those CuPy appends."""
     if options is None:
         options = _rt.NVRTC_OPTIONS + _rt.CUPY_APPENDED_OPTIONS
     nvrtc, _ = _load_nvrtc()
-    source = _rt.kernel_source() if source is None else source
     names = list(_rt.kernel_names() if names is None else names)
-    err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"gpumeanshift.cu", 0, [], [])
+    program = _rt.wrapped_source(names, source)
+    err, prog = nvrtc.nvrtcCreateProgram(program.encode(), b"gpumeanshift.cu", 0, [], [])
     _check(nvrtc, err)
-    for n in names:
-        _check(nvrtc, nvrtc.nvrtcAddNameExpression(prog, n.encode()))
     opts = [o.encode() for o in options] + [f"--gpu-architecture=sm_{arch}".encode(),
                                             b"--ptxas-options=-v"]
     res = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
@@ -113,17 +114,51 @@ def compile_arch(arch: int, source: str | None = None,
     log = buf.decode(errors="replace")
     if res[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
         raise RuntimeError(f"sm_{arch}: compilation failed ({res[0]}):\n{log}")
-    lowered = {}
-    for n in names:
-        err, low = nvrtc.nvrtcGetLoweredName(prog, n.encode())
-        _check(nvrtc, err)
-        lowered[low.decode()] = n
+    lowered = {_rt.c_symbol(n): n for n in names}
     err, csize = nvrtc.nvrtcGetCUBINSize(prog)
     _check(nvrtc, err)
     if csize == 0:
         raise RuntimeError(f"sm_{arch}: empty cubin")
     nvrtc.nvrtcDestroyProgram(prog)
     return parse_ptxas_log(log, lowered, arch), log
+
+
+_PTX_OPS = {"ld.local": r"\bld\.local\b", "st.local": r"\bst\.local\b",
+            "ld.global": r"\bld\.global\b", "st.global": r"\bst\.global\b",
+            # generic address (local or global, decided at run time)
+            "ld.generic": r"\bld\.(?!global|local|shared|param|const)",
+            "st.generic": r"\bst\.(?!global|local|shared|param|const)"}
+
+
+def ptx_memory_ops(arch: int, names: Sequence[str],
+                   options: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+    """Static counts of local- and global-memory loads and stores in the PTX
+    of each name expression (``compute_<arch>``, the runtime's options): a
+    per-query vector kept in memory instead of registers shows up here as
+    ``ld.local`` / ``st.local`` (a local array), as generic-address accesses
+    (a pointer to either a local array or global memory) or as extra global
+    accesses."""
+    if options is None:
+        options = _rt.NVRTC_OPTIONS + _rt.CUPY_APPENDED_OPTIONS
+    nvrtc, _ = _load_nvrtc()
+    program = _rt.wrapped_source(names)
+    err, prog = nvrtc.nvrtcCreateProgram(program.encode(), b"gpumeanshift.cu", 0, [], [])
+    _check(nvrtc, err)
+    opts = [o.encode() for o in options] + [f"--gpu-architecture=compute_{arch}".encode()]
+    _check(nvrtc, nvrtc.nvrtcCompileProgram(prog, len(opts), opts), prog)
+    lowered = {_rt.c_symbol(n): n for n in names}
+    err, size = nvrtc.nvrtcGetPTXSize(prog)
+    _check(nvrtc, err)
+    buf = b" " * size
+    nvrtc.nvrtcGetPTX(prog, buf)
+    nvrtc.nvrtcDestroyProgram(prog)
+    ptx = buf.decode(errors="replace")
+    out = {}
+    for part in re.split(r"(?=\.(?:visible|weak) \.entry )", ptx)[1:]:
+        symbol = re.match(r"\.\w+ \.entry (\S+)\(", part).group(1)
+        if symbol in lowered:
+            out[lowered[symbol]] = {k: len(re.findall(rx, part)) for k, rx in _PTX_OPS.items()}
+    return out
 
 
 _ENTRY = re.compile(r"Compiling entry function '([^']+)' for 'sm_(\d+)'")
@@ -217,13 +252,15 @@ def shared_bytes(name: str) -> int:
     largest tile: the dimension's full row at the default tile)."""
     from ..backends.cuda.backend import _SHARED_BUDGET
 
-    mo = re.match(r"(\w+)<(\w+)(?:,\s*(\d+))?", name)
+    if name in _rt.COMPACT_KERNELS:
+        return _rt.BLOCK * 4  # the block scan
+    mo = re.match(r"(\w+)<(\w+)(?:,\s*(-?\d+))?", name)
     extra = 1 if _rt.is_weighted(name) else 0  # weighted: rows [x, w]
     if mo is None or mo.group(1) in ("ms_shift_finalize", "ms_shift_grid", "ms_filter_image",
                                      "ms_track_windows"):
         return 0  # no dynamic shared memory
     itemsize = 4 if mo.group(2) == "float" else 8
-    dim = int(mo.group(3)) if mo.group(3) else 0
+    dim = abs(int(mo.group(3))) if mo.group(3) else 0  # bounded (< 0): its largest d
     if dim == 0:
         return _SHARED_BUDGET  # generic path: the tile is sized to this budget
     cols = dim + extra

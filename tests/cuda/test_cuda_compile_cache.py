@@ -34,10 +34,11 @@ def test_modules_partition_kernel_names():
     for key in R.module_keys():
         fam, first, w = key
         names = R.module_names(key)
-        assert all(n.startswith(fam + "<") or n == fam for n in names)
+        assert all(n.startswith(fam + "<") or n == fam
+                   or (fam == "ms_compact" and n in R.COMPACT_KERNELS) for n in names)
         assert all(R.is_weighted(n) == w for n in names)
     # the largest module is far below the whole set (what one call used to compile)
-    assert max(len(R.module_names(k)) for k in R.module_keys()) <= 24 < len(R.kernel_names()) / 16
+    assert max(len(R.module_names(k)) for k in R.module_keys()) <= 33 < len(R.kernel_names()) / 12
 
 
 def test_flat_float32_fit_compiles_only_the_modules_it_launches(two_gpus):
@@ -52,7 +53,7 @@ def test_flat_float32_fit_compiles_only_the_modules_it_launches(two_gpus):
     assert {R.module_key(n[0]) for n in built} == {("ms_shift_fused", "float", False),
                                                    ("ms_compact", "", False)}
     compiled = sum(n for n, _dev in log["compiled"])
-    assert compiled == len(R.module_names(("ms_shift_fused", "float", False))) + 1 == 25
+    assert compiled == len(R.module_names(("ms_shift_fused", "float", False))) + 3 == 36
     assert set(emu.launches) <= {n for names in built for n in names}
     # a second fit compiles nothing more and loads no function again
     n_get = len(log["get_function"])
@@ -67,7 +68,7 @@ def test_emulator_counts_the_modules_cupy_would_compile():
     be.shift(X, X[::20], bandwidth=1.0, kernel="flat", max_iter=50, tol=1e-4)
     assert set(rt.compiled_modules) == {(("ms_shift_fused", "float", False), 0),
                                         (("ms_compact", "", False), 0)}
-    assert rt.compiled_names == 25
+    assert rt.compiled_names == 36
 
 
 # ------------------------------------------------------------------ spelling
@@ -93,22 +94,62 @@ def test_name_spelling_matches_the_demangler_format():
             assert n.endswith((", true>", ", false>")), n
 
 
-def test_every_name_is_its_demangled_symbol_as_cupy_normalizes_it():
-    """NVRTC's lowered name of every instantiation, demangled, reduced as CuPy
-    14.1 reduces it: the name expression itself (else 14.1 recompiles)."""
+def test_a_new_process_loads_its_modules_from_cupys_disk_cache(monkeypatch):
+    """Two processes in a row (fresh stand-in cupy, fresh runtime caches, one
+    disk cache used as CuPy 13.x / 14.0 use theirs): the second compiles
+    nothing. Modules built with name_expressions (as before the extern "C"
+    entry points) would be compiled again in every process."""
+    disk = {}
+    X = blobs(200, 2, seed=3)
+    runs = []
+    for _process in range(2):
+        cp, emu, log = _fake_cupy(disk=disk)
+        monkeypatch.setitem(sys.modules, "cupy", cp)
+        R.clear_cupy_caches()
+        be = make_cupy_backend(split=False)
+        res = be.shift(X, X[::20], bandwidth=1.0, kernel="gaussian", max_iter=100, tol=1e-4)
+        be.nearest(X, X[:3])
+        runs.append((log, res))
+    R.clear_cupy_caches()
+    (first, res0), (second, res1) = runs
+    assert len(first["compiled"]) == len(first["modules"]) == 3 and not first["disk_hits"]
+    assert second["compiled"] == [] and second["disk_hits"] == first["compiled"]
+    assert all(ne is None for ne in first["name_expressions"] + second["name_expressions"])
+    # the same code both times: the text alone keys the cache
+    assert [m[0] for m in first["modules"]] == [m[0] for m in second["modules"]]
+    np.testing.assert_array_equal(res0.modes, res1.modes)
+
+
+def test_module_sources_compile_to_exactly_their_entry_points():
+    """NVRTC, given a module's program and no name expressions, emits one
+    kernel per instantiation of the module, under its extern "C" name."""
     pytest.importorskip("cuda.bindings.nvrtc",
                         reason="pip install 'cuda-bindings==12.9.*' 'nvidia-cuda-nvrtc-cu12==12.9.86'")
     from gpumeanshift.testing import nvrtc as N
 
-    # one module per family (their first dtype), the whole matrix is checked
-    # in test_cuda_runtime's sm_80 compile
-    names = [R.module_names(k)[0] for k in R.module_keys()] + [R.module_names(k)[-1]
-                                                               for k in R.module_keys()]
-    names = list(dict.fromkeys(names))
-    infos, _ = N.compile_arch(80, names=names)
-    demangled = N.demangle([k.symbol for k in infos])
-    got = {k.name: N.cupy_normalized(d) for k, d in zip(infos, demangled)}
-    assert got == {n: n for n in names}
+    for key in (("ms_compact", "", False), ("ms_shift_grid", "float", True),
+                ("ms_track_windows", "long long", False)):
+        names = R.module_names(key)
+        assert R.module_source(key) == R.wrapped_source(names)
+        infos, log = N.compile_arch(80, names=names)
+        entries = set(re.findall(r"Compiling entry function '([^']+)'", log))
+        assert entries == {R.c_symbol(n) for n in names}
+        assert [k.name for k in infos] == list(names)
+        assert all(k.registers > 0 for k in infos)
+
+
+def test_entry_point_names_are_unique_c_identifiers():
+    syms = [R.c_symbol(n) for n in R.kernel_names()]
+    assert len(set(syms)) == len(syms)
+    assert all(re.fullmatch(r"[A-Za-z_]\w*", s) for s in syms)
+
+
+def test_wrapper_generator_refuses_what_it_cannot_wrap():
+    src = "template <typename T>\n__global__ void __launch_bounds__(128, 1)\nk(const T* T) {}\n"
+    with pytest.raises(ValueError, match="parameter named like a template parameter"):
+        R.wrapped_source(["k<float>"], src)
+    with pytest.raises(ValueError, match="no kernel nope"):
+        R.wrapped_source(["nope<float>"])
 
 
 def test_cupy_normalization_of_a_demangled_signature():

@@ -1,14 +1,15 @@
 """CupyRuntime's host code, run without a GPU against a stand-in ``cupy``.
 
 The stand-in is NumPy plus a ``RawModule`` whose functions launch through the
-emulator, so the real CupyRuntime code (module construction with
-name_expressions, argument passing, streams, DLPack / __cuda_array_interface__
-routing, memory queries) executes here. What it cannot show -- that CuPy and
+emulator, so the real CupyRuntime code (module construction from the wrapped
+source, lookup of the extern "C" entry points, argument passing, streams,
+DLPack / __cuda_array_interface__ routing, memory queries) executes here. What it cannot show -- that CuPy and
 the driver behave as the stand-in does -- is left to ci/gpu.sh.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -56,23 +57,43 @@ class _Device:
         return False
 
 
-def _fake_cupy(n_devices=1, sm_counts=(2,)):
+def _fake_cupy(n_devices=1, sm_counts=(2,), disk=None):
+    """``disk``: a dict standing for CuPy's on-disk kernel cache, shared by
+    the stand-ins of several processes, used as CuPy 13.x and 14.0 use theirs
+    (cupy/cuda/compiler.py, ``_compile_with_cache_cuda``): a compiled module
+    is always written under a key made from its code and options, and read
+    back only when the RawModule got no ``name_expressions`` ("if
+    os.path.exists(path) and not name_expressions")."""
     emu = EmulatedRuntime()
     log = {"modules": [], "from_dlpack": 0, "compiled": [], "get_function": [],
-           "device": 0}
+           "device": 0, "name_expressions": [], "disk_hits": []}
+    by_symbol = {R.c_symbol(n): n for n in R.kernel_names()}
 
     class RawModule:
-        # CuPy compiles a RawModule on each device at its first get_function there
-        def __init__(self, *, code, options, name_expressions):
-            log["modules"].append((code, options, tuple(name_expressions)))
-            self.names = set(name_expressions)
+        # CuPy compiles a RawModule on each device at its first get_function
+        # there. The kernels it can return are the extern "C" entry points
+        # defined in its code; log["modules"] holds their name expressions.
+        def __init__(self, *, code, options, name_expressions=None):
+            log["name_expressions"].append(name_expressions)
+            defined = re.findall(r'^extern "C" __global__ void .*\n(\w+)\(', code, re.M)
+            names = tuple(by_symbol[sym] for sym in defined)
+            log["modules"].append((code, options, names))
+            self.cache_key, self.name_expressions = (code, tuple(options)), name_expressions
+            self.symbols = set(defined)
+            self.names = set(names)
             self.devices = set()
 
-        def get_function(self, name):
-            assert name in self.names
+        def get_function(self, symbol):
+            assert symbol in self.symbols, symbol
+            name = by_symbol[symbol]
             if log["device"] not in self.devices:
                 self.devices.add(log["device"])
-                log["compiled"].append((len(self.names), log["device"]))
+                if disk is not None and self.name_expressions is None and self.cache_key in disk:
+                    log["disk_hits"].append((len(self.names), log["device"]))
+                else:
+                    log["compiled"].append((len(self.names), log["device"]))
+                    if disk is not None:
+                        disk[self.cache_key] = True
             log["get_function"].append((name, log["device"]))
 
             def fn(grid, block, args, shared_mem=0):
@@ -126,13 +147,15 @@ def test_cupy_runtime_drives_the_kernels(fake_cupy):
     lab, _ = be.nearest(X, X[:7])
     np.testing.assert_array_equal(lab, ref_nearest(X, X[:7])[0])
     # one RawModule per kernel family and dtype launched, built from the
-    # package's kernel source with that module's name expressions only
+    # package's kernel source with that module's entry points only, and no
+    # name_expressions (CuPy 13.x / 14.0 would then skip their disk cache)
     keys = {R.module_key(n) for n in emu.launches}
     assert keys == {("ms_shift_fused", "double", False), ("ms_compact", "", False),
                     ("nearest_center", "double", False)}
     assert len(log["modules"]) == len(keys)
+    assert log["name_expressions"] == [None] * len(keys)
     for code, options, names in log["modules"]:
-        assert code == R.kernel_source() and options == R.NVRTC_OPTIONS
+        assert code == R.wrapped_source(names) and options == R.NVRTC_OPTIONS
         assert names == R.module_names(R.module_key(names[0]))
     assert emu.launches["ms_shift_fused<double, 3, 0, false>"] >= 1
     # weights: the weighted module of the shift kernel, nothing else new
@@ -142,7 +165,7 @@ def test_cupy_runtime_drives_the_kernels(fake_cupy):
     np.testing.assert_array_equal(res.intensity, 2.0 * ref[2])
     assert len(log["modules"]) == len(keys) + 1
     code, options, wnames = log["modules"][-1]
-    assert code == R.kernel_source() and options == R.NVRTC_OPTIONS
+    assert code == R.wrapped_source(wnames) and options == R.NVRTC_OPTIONS
     assert wnames == R.module_names(("ms_shift_fused", "double", True))
     assert emu.launches["ms_shift_fused<double, 3, 0, true>"] >= 1
 

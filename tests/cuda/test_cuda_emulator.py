@@ -24,6 +24,7 @@ def test_signature_comes_from_the_compiled_kernel():
     assert rt.signature("nearest_center<double, 3>") == [
         "*f8", "i4", "*f8", "i4", "i4", "i4", "*i4", "*f8"]
     assert rt.signature("ms_compact") == ["*i4", "*i4", "i4", "*i4", "*i4"]
+    assert rt.signature("ms_compact_scan") == ["*i4", "i4", "*i4"]
 
 
 def test_launch_rejects_what_cuda_or_cupy_would():
@@ -106,8 +107,9 @@ def test_off_by_one_tile_count_is_caught():
 @pytest.mark.parametrize("max_iter", [1, 5, 40])
 def test_launches_and_transfers_are_bounded(split, max_iter):
     """A batch of m seeds makes at most R = ceil((max_iter + 1) / S) rounds; each
-    round is 1 device-to-host transfer (the active count) and 2 launches (fused)
-    or 2 S + 1 (split), whatever m and the data."""
+    round is 1 device-to-host transfer (the active count) and 4 launches (fused:
+    the shift and the three of the ordered compaction) or 2 S + 3 (split),
+    whatever m and the data."""
     X = blobs(300, 2, seed=13)
     seeds = X[::2]  # 150 seeds: two blocks
     S = 4
@@ -115,7 +117,7 @@ def test_launches_and_transfers_are_bounded(split, max_iter):
     rt = be.runtime
     res = be.shift(X, seeds, bandwidth=0.05, kernel="gaussian", max_iter=max_iter, tol=0.0)
     R_bound = math.ceil((max_iter + 1) / S)
-    per_round = 2 * S + 1 if split else 2
+    per_round = 2 * S + 3 if split else 4
     assert be.last_plan["batch_rows"] == len(seeds)  # one batch
     assert rt.d2h_transfers <= R_bound
     assert rt.n_launches <= per_round * R_bound
@@ -129,7 +131,7 @@ def test_early_convergence_costs_one_round():
     X = blobs(200, 2, seed=14)
     be = emulated_backend(split=False, iters_per_launch=64)
     be.shift(X, X, bandwidth=2.0, kernel="flat", max_iter=300, tol=1e-3)
-    assert be.runtime.d2h_transfers == 1 and be.runtime.n_launches == 2
+    assert be.runtime.d2h_transfers == 1 and be.runtime.n_launches == 4
 
 
 # --------------------------------------------------------------------- OOM

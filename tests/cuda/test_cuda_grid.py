@@ -150,6 +150,63 @@ def test_grid_rounds_and_transfers_are_bounded():
     assert be.runtime.launches[R.kernel_name("ms_shift_grid", np.float64, 2, "flat")] == rounds
 
 
+def test_grid_active_list_keeps_cell_order_between_rounds():
+    """The compaction between rounds keeps the order of the active list: each
+    round's list is the previous one with the stopped seeds taken out, so the
+    seeds stay in cell order (the first round's)."""
+    from gpumeanshift.testing import emulated_backend
+
+    be = emulated_backend(iters_per_launch=2)
+    rt = be.runtime
+    lists = []
+    launch = rt.launch
+
+    def recording(name, grid, block, args, shared_mem=0):
+        if name.startswith("ms_shift_grid"):
+            lists.append(np.array(args[14][: int(args[15])]))
+        return launch(name, grid, block, args, shared_mem)
+
+    rt.launch = recording
+    X = blobs(1500, 2, seed=6)
+    ref = emulated_backend(iters_per_launch=64).shift(X, X, bandwidth=0.4, kernel="flat",
+                                                      max_iter=60, tol=1e-5, algorithm="grid")
+    res = be.shift(X, X, bandwidth=0.4, kernel="flat", max_iter=60, tol=1e-5, algorithm="grid")
+    assert len(lists) >= 3 and len(lists[0]) == len(X) and len(lists[-1]) < len(lists[1])
+    for prev, cur in zip(lists, lists[1:]):
+        pos = {int(s): i for i, s in enumerate(prev)}
+        idx = np.array([pos[int(s)] for s in cur])
+        assert (np.diff(idx) > 0).all()  # a subsequence, in the same order
+    np.testing.assert_array_equal(res.modes, ref.modes)
+    np.testing.assert_array_equal(res.n_iter, ref.n_iter)
+
+
+def test_ordered_compaction_kernels_match_a_stable_filter():
+    """ms_compact_count / _scan / ms_compact against NumPy's boolean filter,
+    over several spans and (scan alone) more spans than one pass covers."""
+    from gpumeanshift.testing import emulated_backend
+
+    be = emulated_backend()
+    rt = be.runtime
+    rng = np.random.default_rng(7)
+    for n_active in (1, 5, R.COMPACT_SPAN, 3 * R.COMPACT_SPAN + 17):
+        m = n_active + 40
+        state = rng.integers(0, 4, m).astype(np.int32)  # ACTIVE, CONVERGED, MAXITER, ORPHAN
+        active = rng.permutation(m)[:n_active].astype(np.int32)
+        out = np.full(m, -1, np.int32)
+        spans = np.zeros(-(-n_active // R.COMPACT_SPAN), np.int32)
+        got = be._compact(state, active, n_active, out, spans, np.zeros(1, np.int32))
+        want = active[state[active] == R.ACTIVE]
+        assert got == len(want)
+        np.testing.assert_array_equal(out[:got], want)
+        assert (out[got:] == -1).all()
+    counts = rng.integers(0, 1025, 2 * R.COMPACT_SPAN + 300).astype(np.int32)
+    spans, total = counts.copy(), np.zeros(1, np.int32)
+    rt.launch("ms_compact_scan", (1,), (R.BLOCK,), (spans, np.int32(len(spans)), total),
+              R.BLOCK * 4)
+    np.testing.assert_array_equal(spans, np.concatenate([[0], np.cumsum(counts)[:-1]]))
+    assert total[0] == counts.sum()
+
+
 def test_grid_rejects_a_grid_too_large(make_backend):
     X = np.array([[0.0, 0.0, 0.0], [1e7, 1e7, 1e7]])
     with pytest.raises(ValueError, match="use algorithm='brute'"):

@@ -15,9 +15,14 @@ import pytest
 from cuda_testlib import (blobs, make_backend, ref_count_within,  # noqa: F401 (fixtures)
                           ref_kernel_sum, ref_kth, ref_nearest, ref_shift, runtime_kind,
                           to_numpy)
+from gpumeanshift.backends.cuda import runtime as R
 
 DTYPES = [np.float64, np.float32]
 DIMS = [1, 2, 3, 5, 16, 64]
+# d outside DIMS of the runtime and within a bound: the shift kernels' bounded
+# path (seed in registers, run-time d; R.shift_dim(d) < 0), whole chunks (12,
+# 32) and a last, partial chunk (6, 17).
+BOUNDED = [6, 12, 17, 32]
 TOL = {np.float64: 1e-9, np.float32: 2e-4}
 
 
@@ -43,7 +48,7 @@ def _check_shift(res, ref, dtype, h):
 
 
 @pytest.mark.parametrize("scheme", ["fused", "split"])
-@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("d", DIMS + BOUNDED)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("kernel", ["flat", "gaussian"])
 def test_shift_parity(make_backend, kernel, dtype, d, scheme):
@@ -55,6 +60,8 @@ def test_shift_parity(make_backend, kernel, dtype, d, scheme):
     be = make_backend(**opts)
     res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3)
     assert be.last_plan["split"] is (scheme == "split")
+    assert be.last_plan["dim"] == (d if d in R.DIMS else -min(b for b in R.BOUNDED_DIMS if b >= d)
+                                   if d in BOUNDED else 0)
     if scheme == "split":
         assert be.last_plan["n_splits"] >= 2
     _check_shift(res, ref_shift(X, seeds, h, kernel, 300, 1e-3), dtype, h)

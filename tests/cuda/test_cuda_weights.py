@@ -83,7 +83,7 @@ def test_weighted_shift_equals_shift_of_repeated_rows(n, d, seed, kernel, algori
 @pytest.mark.parametrize("kernel", ["flat", "gaussian"])
 @pytest.mark.parametrize("algorithm", ["brute", "grid", "auto"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("d", [2, 16])
+@pytest.mark.parametrize("d", [2, 11, 16])  # 11: the bounded path (registers, run-time d)
 def test_fixed_weighted_shift_cases(make_backend, kernel, algorithm, dtype, d):
     X, w = _data(7, 150, d, dtype)
     seeds = X[::10] + dtype(0.05)

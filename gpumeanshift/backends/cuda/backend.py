@@ -30,13 +30,16 @@ batches sized to the free device memory. Per batch:
   (the data's extent) and, when some seed could not prove a step, one
   more pass of rounds for those seeds.
 
-After each round, ``ms_compact`` rebuilds the list of still-active seeds and
-the host reads one int (the active count). Every seed stops after at most
-``max_iter + 1`` steps, so a batch makes at most
-``R = ceil((max_iter + 1) / S)`` rounds (``S`` = steps per round) and hence
+After each round, an ordered compaction (``ms_compact_count``,
+``ms_compact_scan``, ``ms_compact``) rebuilds the list of still-active seeds
+in the order they had -- the grid kernel's seeds stay in cell order, so the
+threads of a warp keep visiting the same cells -- and the host reads one int
+(the active count). Every seed stops after at most ``max_iter + 1`` steps,
+so a batch makes at most ``R = ceil((max_iter + 1) / S)`` rounds (``S`` =
+steps per round) and hence
 
 * device-to-host transfers: ``R`` per batch (one 4-byte count per round);
-* kernel launches: ``2 R`` (fused) or ``(2 S + 1) R`` (split) per batch,
+* kernel launches: ``4 R`` (fused) or ``(2 S + 3) R`` (split) per batch,
 
 independent of the data; the modes stay on the device. With the defaults
 (``S = 32`` fused, ``8`` split) and ``max_iter=300``: ``R <= 10`` (fused) or
@@ -391,7 +394,7 @@ class CudaBackend:
         if m == 0:
             return ShiftResult(modes, n_iter, intensity, converged)
 
-        D = _rt.kernel_dim(d)
+        D = _rt.shift_dim(d)
         tile = self._tile(d + W, isz)
         smem = tile * (d + W) * isz
         cdt = dtype if W else np.int32  # the kernels' count type (ms_count)
@@ -427,6 +430,7 @@ class CudaBackend:
             active[...] = (xp.arange(mb, dtype=np.int32) if cells is None
                            else self._cell_order(pos, cells))
             active_out = rt.empty((mb,), np.int32)
+            spans = rt.empty((-(-mb // _rt.COMPACT_SPAN),), np.int32)
             counter = rt.zeros((1,), np.int32)
             if sp:
                 partial = rt.empty((ns * mb * (d + 1),), dtype)
@@ -478,10 +482,8 @@ class CudaBackend:
                                    it, inten, state, active, np.int32(n_active), *common,
                                    np.int32(steps), tol2, r2),
                                   smem)
-                    counter[...] = 0
-                    rt.launch("ms_compact", (g,), (_rt.BLOCK,),
-                              (state, active, np.int32(n_active), active_out, counter), 0)
-                    n_active = int(rt.to_host(counter)[0])
+                    n_active = self._compact(state, active, n_active, active_out, spans,
+                                             counter)
                     active, active_out = active_out, active
                     rounds += 1
                     done[0] += 1
@@ -514,6 +516,21 @@ class CudaBackend:
 
         self._batched(m, per_seed, 0, run, "shift")
         return ShiftResult(modes, n_iter, intensity, converged)
+
+    def _compact(self, state, active, n_active, active_out, spans, counter):
+        """Ordered compaction: the seeds of ``active[:n_active]`` still
+        ``ACTIVE`` go to the front of ``active_out`` in their order (three
+        launches: span counts, their scan, the scatter; see meanshift.cu).
+        Returns their number, the one value read back per round."""
+        rt = self.runtime
+        n_spans = -(-n_active // _rt.COMPACT_SPAN)
+        n, smem = np.int32(n_active), _rt.BLOCK * 4  # the block scan's ints
+        rt.launch("ms_compact_count", (n_spans,), (_rt.BLOCK,), (state, active, n, spans), smem)
+        rt.launch("ms_compact_scan", (1,), (_rt.BLOCK,), (spans, np.int32(n_spans), counter),
+                  smem)
+        rt.launch("ms_compact", (n_spans,), (_rt.BLOCK,),
+                  (state, active, n, spans, active_out), smem)
+        return int(rt.to_host(counter)[0])
 
     def _proven_cells(self, Xs, rows=None):
         """The proven Gaussian grid's cell list for the scaled data ``Xs``, or
@@ -671,7 +688,7 @@ class CudaBackend:
         count = rt.zeros((m,), np.float64 if W else np.int64)
         if n == 0 or m == 0:
             return PartialSums(sums, weight, count)
-        D = _rt.kernel_dim(d)
+        D = _rt.shift_dim(d)  # the bounded path too (d <= 32 in registers)
         if W and kernel == "gaussian_grid" and D in _rt.GRID_DIMS:
             D = 0  # not instantiated (the shift takes the cell list there): the generic path
         tile = self._tile(d + W, dtype.itemsize)

@@ -11,11 +11,13 @@ args, shared_mem)``. Two implementations exist:
 
 The kernel source (``kernels/*.cu``) is read once per process; every template
 instantiation the backend may launch is listed by :func:`kernel_names`, the
-single list used by CuPy's ``name_expressions``, the emulator and the CI
-compile matrix. CuPy compiles it as one small module per kernel family, dtype
-and weighted flag (:func:`module_key`), each at its first launch on a device;
-the loaded functions are kept per (name, device). CuPy is imported only
-inside functions.
+single list used by CuPy, the emulator and the CI compile matrix. Each is
+compiled as a plain ``extern "C"`` entry point (:func:`wrapped_source`,
+:func:`c_symbol`; no ``name_expressions``, so CuPy's disk cache works on every
+version). CuPy compiles them as one small module per kernel family, dtype and
+weighted flag (:func:`module_key`), each at its first launch on a device; the
+loaded functions are kept per (name, device). CuPy is imported only inside
+functions.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ KERNEL_FILES = ("meanshift.cu", "neighbors.cu", "grid.cu", "density.cu", "segmen
                 "track.cu")
 # Compile-time dimensions; 0 is the generic run-time-d path.
 DIMS = (1, 2, 3, 4, 5, 8, 16)
+# Bounds of the shift kernels' bounded path (template D = -bound): a d not in
+# DIMS and <= a bound runs with the seed and its sums in registers of that
+# extent (kernels/common.cuh, ms_for_dims); above the largest, the generic path.
+BOUNDED_DIMS = (8, 16, 32)
 # Compile-time dimensions of the weighted density / neighbour kernels
 # (count_within, kernel_sum, log_kernel_density, kth_neighbor): fewer than
 # DIMS to keep the compile matrix in check (they are not the hot loop);
@@ -46,6 +52,10 @@ FILTER_CHANNELS = (1, 2, 3, 4)
 TRACK_TYPES = (("int", "long long"), ("long long", "long long"), ("double", "double"))
 # Block size every kernel is written for (its __launch_bounds__).
 BLOCK = 128
+# Active-list slots per block of the compaction kernels (MS_COMPACT_SPAN).
+COMPACT_SPAN = BLOCK * 8
+# The compaction's three kernels, one module (meanshift.cu).
+COMPACT_KERNELS = ("ms_compact_count", "ms_compact_scan", "ms_compact")
 # NVRTC options CupyRuntime passes to RawModule.
 NVRTC_OPTIONS = ("--std=c++17",)
 # Options CuPy appends itself to every RawModule compile (cupy/cuda/compiler.py:
@@ -83,12 +93,10 @@ def kernel_name(base: str, dtype: Any = None, dim: int | None = None,
     kernels' last template parameter, ``WEIGHTED``, of the
     :data:`WEIGHTED_FAMILIES`), e.g. ``ms_shift_fused<float, 3, 0, true>``.
 
-    Spelled exactly as the demangler prints the kernel's symbol: ``", "``
-    between template arguments (:data:`NAME_SEPARATOR`) and the defaulted
-    ``WEIGHTED`` flag written out (``false``), so that CuPy 14.1, which reuses
-    a cached module built with ``name_expressions`` only when every demangled
-    name matches one given, finds it (tests/cuda/test_cuda_compile_cache.py
-    checks every name against NVRTC's symbols).
+    Spelled as the demangler prints the kernel's symbol: ``", "`` between
+    template arguments (:data:`NAME_SEPARATOR`) and the defaulted ``WEIGHTED``
+    flag written out (``false``); the name is also the call its ``extern "C"``
+    wrapper makes (:func:`wrapped_source`).
 
     >>> kernel_name("ms_shift_fused", "float32", 3, "flat")
     'ms_shift_fused<float, 3, 1, false>'
@@ -130,6 +138,8 @@ def module_key(name: str) -> tuple[str, str, bool]:
     """
     family, _, rest = name.partition("<")
     first = rest.split(NAME_SEPARATOR, 1)[0].rstrip(">") if rest else ""
+    if family in COMPACT_KERNELS:  # launched together: one module
+        family = COMPACT_KERNELS[-1]
     return family, first, is_weighted(name)
 
 
@@ -156,9 +166,23 @@ def kernel_dim(d: int, query: bool = False, weighted: bool = False) -> int:
     return d if d in dims else 0
 
 
+def shift_dim(d: int) -> int:
+    """Template dimension of the shift kernels (``ms_shift_fused``,
+    ``ms_shift_partial``) for data of ``d`` columns: ``d`` in :data:`DIMS`,
+    else ``-bound`` for the smallest of :data:`BOUNDED_DIMS` >= ``d`` (the
+    bounded path), else 0 (the generic path).
+
+    >>> shift_dim(3), shift_dim(6), shift_dim(20), shift_dim(40)
+    (3, -8, -32, 0)
+    """
+    if d in DIMS:
+        return d
+    return next((-b for b in BOUNDED_DIMS if d <= b), 0)
+
+
 @functools.lru_cache(maxsize=None)
 def kernel_names() -> tuple[str, ...]:
-    """Every instantiation the CUDA backend may launch (CuPy name_expressions):
+    """Every instantiation the CUDA backend may launch:
     the unweighted ones, then those with sample weights (:func:`is_weighted`;
     :data:`WEIGHTED_QUERY_DIMS` for the density and neighbour kernels). The
     one list of the CI compile matrix, the emulator and CuPy, which compiles
@@ -166,7 +190,7 @@ def kernel_names() -> tuple[str, ...]:
     names = []
     for W in (False, True):
         for T in ("float32", "float64"):
-            for D in DIMS + (0,):
+            for D in DIMS + tuple(-b for b in BOUNDED_DIMS) + (0,):
                 for K in ("gaussian", "flat", "gaussian_grid"):
                     if W and K == "gaussian_grid" and D in GRID_DIMS:
                         continue  # "grid" with d <= 3 always takes the cell list
@@ -187,7 +211,7 @@ def kernel_names() -> tuple[str, ...]:
             if not W:
                 for CH in FILTER_CHANNELS:
                     names.append(kernel_name("ms_filter_image", T, CH))
-    names.append("ms_compact")
+    names += COMPACT_KERNELS
     names += [f"ms_track_windows<{P}{NAME_SEPARATOR}{A}>" for P, A in TRACK_TYPES]
     return tuple(names)
 
@@ -237,6 +261,119 @@ def assemble_source(directory: Path | str | None = None) -> str:
 def kernel_source() -> str:
     """The assembled kernel source, read once per process."""
     return assemble_source()
+
+
+# A kernel definition in the assembled source: template header (optional),
+# "__global__ void", "__launch_bounds__(...)" (optional), name, parameters,
+# opening brace.
+_KERNEL_DEF = re.compile(
+    r"(?:template\s*<(?P<tparams>[^<>{;]*)>\s*)?"
+    r"__global__\s+void\s+(?:__launch_bounds__\((?P<bounds>(?:[^()]|\([^()]*\))*)\)\s*)?"
+    r"(?P<name>\w+)\s*\((?P<params>[^{;]*?)\)\s*\{")
+
+
+def _split_top(text: str) -> list[str]:
+    """Comma-separated items of ``text`` at bracket depth 0."""
+    items, depth, cur = [], 0, ""
+    for c in text:
+        if c in "<([":
+            depth += 1
+        elif c in ">)]":
+            depth -= 1
+        if c == "," and depth == 0:
+            items.append(cur.strip())
+            cur = ""
+        else:
+            cur += c
+    if cur.strip():
+        items.append(cur.strip())
+    return items
+
+
+def c_symbol(name: str) -> str:
+    """The ``extern "C"`` entry point of one instantiation (no C++ mangling).
+
+    >>> c_symbol("ms_shift_fused<float, -16, 0, false>")
+    'gms_ms_shift_fused__float_m16_0_false'
+    >>> c_symbol("ms_track_windows<long long, long long>"), c_symbol("ms_compact")
+    ('gms_ms_track_windows__longlong_longlong', 'gms_ms_compact')
+    """
+    family, _, rest = name.partition("<")
+    if not rest:
+        return f"gms_{family}"
+    args = [a.replace(" ", "").replace("-", "m") for a in rest[:-1].split(NAME_SEPARATOR)]
+    return f"gms_{family}__" + "_".join(args)
+
+
+@functools.lru_cache(maxsize=8)
+def _kernel_defs(source: str) -> tuple[str, dict[str, tuple[list[tuple[str, str | None]], str, list[str]]]]:
+    """The source with every kernel turned into a ``__device__`` function, and
+    per kernel: its template parameters (name, default), its launch bounds
+    and its parameter declarations."""
+    defs = {}
+
+    def device(mo):
+        tparams = []
+        for item in _split_top(mo.group("tparams") or ""):
+            decl, _, default = item.partition("=")
+            tparams.append((decl.split()[-1], default.strip() or None))
+        params = _split_top(mo.group("params"))
+        clash = {p.split()[-1] for p in params} & {t for t, _ in tparams}
+        if clash:
+            raise ValueError(f"kernel {mo.group('name')}: parameter named like a template "
+                             f"parameter ({sorted(clash)}); the wrapper generator needs them apart")
+        defs[mo.group("name")] = (tparams, mo.group("bounds"), params)
+        head = f"template <{mo.group('tparams')}>\n" if mo.group("tparams") is not None else ""
+        return f"{head}__device__ __forceinline__ void {mo.group('name')}({mo.group('params')}) {{"
+
+    return _KERNEL_DEF.sub(device, source), defs
+
+
+def _wrapper(name: str, defs) -> str:
+    family, _, rest = name.partition("<")
+    if family not in defs:
+        raise ValueError(f"{name!r}: no kernel {family} in the source")
+    tparams, bounds, params = defs[family]
+    args = rest[:-1].split(NAME_SEPARATOR) if rest else []
+    if len(args) > len(tparams) or any(d is None for _, d in tparams[len(args):]):
+        raise ValueError(f"{name!r}: {len(args)} template arguments for {len(tparams)} parameters")
+    binding = {t: (a if i < len(args) else d) for i, ((t, d), a)
+               in enumerate(zip(tparams, args + [None] * len(tparams)))}
+
+    def bind(text):
+        for t, a in binding.items():
+            text = re.sub(rf"\b{t}\b", f"({a})" if a.startswith("-") else a, text)
+        return text
+
+    call = f"{family}<{NAME_SEPARATOR.join(args)}>" if args else family
+    names = ", ".join(p.split()[-1] for p in params)
+    launch_bounds = f"__launch_bounds__({bind(bounds)})" if bounds is not None else ""
+    return (f'extern "C" __global__ void {launch_bounds}\n'
+            f"{c_symbol(name)}({bind(', '.join(params))}) {{ {call}({names}); }}")
+
+
+def wrapped_source(names: Sequence[str], source: str | None = None) -> str:
+    """The program that defines the instantiations ``names`` as plain
+    ``extern "C"`` kernels (:func:`c_symbol`), what CuPy, the CI compile
+    matrix and the emulator compile.
+
+    The kernels of ``source`` (default: :func:`kernel_source`) become
+    ``__device__ __forceinline__`` functions; each name gets a ``__global__``
+    wrapper with the kernel's launch bounds and parameters (template
+    parameters bound) that calls it. No name expressions: CuPy keys its disk
+    cache on the text and options alone, and every version it supports reads
+    that cache back (13.x and 14.0 skip it whenever ``name_expressions`` is
+    given; 14.1 reuses such a module only where the driver can enumerate its
+    functions)."""
+    body, defs = _kernel_defs(kernel_source() if source is None else source)
+    wrappers = [_wrapper(n, defs) for n in names]
+    return "\n".join([body, "// ---- extern \"C\" entry points ----", *wrappers]) + "\n"
+
+
+@functools.lru_cache(maxsize=None)
+def module_source(key: tuple[str, str, bool]) -> str:
+    """The program of one :func:`module_key`: :func:`wrapped_source` of its names."""
+    return wrapped_source(module_names(key))
 
 
 class Runtime(Protocol):
@@ -487,8 +624,9 @@ def _cupy_module(key: tuple[str, str, bool]):
     each device at the first ``get_function`` there, and only then."""
     import cupy
 
-    return cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS,
-                          name_expressions=list(module_names(key)))
+    # Plain extern "C" names, no name_expressions: CuPy reads its disk cache
+    # back on every version (see wrapped_source).
+    return cupy.RawModule(code=module_source(key), options=NVRTC_OPTIONS)
 
 
 # Loaded kernels by (name expression, device): a launch costs a dict lookup,
@@ -509,7 +647,7 @@ def cupy_function(name: str, device: int | None = None) -> Any:
         if name not in module_names(key):
             raise ValueError(f"{name!r} is not one of runtime.kernel_names()")
         with cupy.cuda.Device(device):
-            fn = _cupy_module(key).get_function(name)
+            fn = _cupy_module(key).get_function(c_symbol(name))
         _FUNCTIONS[(name, device)] = fn
     return fn
 
@@ -518,5 +656,6 @@ def clear_cupy_caches() -> None:
     """Forget the modules, loaded functions and SM counts (tests; CuPy's own
     caches, in memory and on disk, are left alone)."""
     _cupy_module.cache_clear()
+    module_source.cache_clear()
     _FUNCTIONS.clear()
     _SM_COUNTS.clear()
