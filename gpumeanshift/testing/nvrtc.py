@@ -196,41 +196,6 @@ def parse_ptxas_log(log: str, lowered: dict[str, str], arch: int) -> list[Kernel
     return out
 
 
-def demangle(symbols: Sequence[str]) -> list[str]:
-    """Demangle C++ symbols with binutils' ``c++filt`` (the libiberty
-    demangler, which CUDA's cu++filt / libcufilt derives from)."""
-    import shutil
-    import subprocess
-
-    tool = shutil.which("c++filt")
-    if tool is None:
-        raise FileNotFoundError("c++filt (binutils) not found")
-    out = subprocess.run([tool], input="\n".join(symbols) + "\n", capture_output=True,
-                         text=True, check=True).stdout.splitlines()
-    if len(out) != len(symbols):
-        raise RuntimeError(f"c++filt returned {len(out)} lines for {len(symbols)} symbols")
-    return out
-
-
-def cupy_normalized(demangled: str) -> str:
-    """A demangled kernel signature reduced the way CuPy 14.1 reduces it
-    before matching it to a name expression (``normalize_name_expr`` in
-    cupy/cuda/function.pyx): leading ``void `` and the parameter list
-    dropped, ``" >"`` collapsed to ``">"``."""
-    s = demangled[5:] if demangled.startswith("void ") else demangled
-    depth = 0
-    for i, c in enumerate(s):
-        if c == "<":
-            depth += 1
-        elif c == ">":
-            depth -= 1
-        elif c == "(" and depth == 0:
-            s = s[:i]
-            break
-    s = re.sub(r"thrust::(?:\w+::)?complex\b", "complex", s)
-    return s.replace(" >", ">")
-
-
 def occupancy(arch: int, registers: int, block: int, smem_per_block: int) -> float:
     """Theoretical occupancy (resident warps / max warps), computed like
     cuda_occupancy.h from the published per-arch limits."""

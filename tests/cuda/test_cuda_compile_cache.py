@@ -152,15 +152,6 @@ def test_wrapper_generator_refuses_what_it_cannot_wrap():
         R.wrapped_source(["nope<float>"])
 
 
-def test_cupy_normalization_of_a_demangled_signature():
-    from gpumeanshift.testing import nvrtc as N
-
-    assert N.cupy_normalized("void k<float, 3, false>(float const*, int)") == "k<float, 3, false>"
-    assert N.cupy_normalized("ms_compact(int const*, int)") == "ms_compact"
-    assert N.cupy_normalized("void k<a<int> >(int)") == "k<a<int>>"
-
-
-# ------------------------------------------------------------------ devices
 def test_functions_and_sm_counts_are_per_device(two_gpus):
     cp, emu, log = two_gpus
     be = make_cupy_backend(split=False)
