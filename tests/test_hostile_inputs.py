@@ -439,9 +439,11 @@ def test_kernel_compile_options_are_a_fixed_set():
         base, _, params = name.partition("<")
         assert base.isidentifier(), name
         # Arguments as the demangler spells them: ", " between them; the
-        # weighted flag written out as true/false.
+        # weighted flag written out as true/false; a negative dimension is
+        # the bounded path's (rt.shift_dim), one of the declared bounds.
         for p in params.rstrip(">").split(", ") if params else []:
-            assert re.fullmatch(r"\d+", p) or p in c_types or p in ("true", "false"), name
+            assert re.fullmatch(r"\d+", p) or p in c_types or p in ("true", "false") or (
+                re.fullmatch(r"-\d+", p) and -int(p) in rt.BOUNDED_DIMS), name
     with pytest.raises(KeyError):
         rt.kernel_name("ms_shift_fused", np.float32, 2, "gaussian> -DEVIL <")
     with pytest.raises(TypeError):
