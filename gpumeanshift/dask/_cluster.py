@@ -154,7 +154,9 @@ def _gather(client, futures, what):
 
 
 def _workers(client):
-    workers = sorted(client.scheduler_info()["workers"])
+    # Asked of the scheduler each time: scheduler_info() may answer from the
+    # client's cache, which can lag behind a restarted worker.
+    workers = sorted(client.nthreads())
     if not workers:
         raise RuntimeError("the Dask cluster has no workers")
     return workers
