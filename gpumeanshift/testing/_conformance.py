@@ -11,7 +11,7 @@ import numpy as np
 
 from .._params import ALGORITHMS, KERNELS
 from .._spatial import GAUSSIAN_GRID_RADIUS
-from .._validation import to_numpy as _host
+from .._validation import to_numpy
 from ..backends.base import ShiftResult
 from ._compare import _Report, _close, _count_bounds, _exact, _in_bounds, _scale
 from ._reference import _blobs, _dist_matrix, _lattice, _ref_log_density, _ref_shift, _sqdist
@@ -232,7 +232,7 @@ class _AsRepeated:
     def _whole(a: Any) -> np.ndarray:
         """Summed weights as the counts they must be (left as they are, and
         so reported, when they are not whole numbers)."""
-        a = _host(a)
+        a = to_numpy(a)
         if np.issubdtype(a.dtype, np.floating) and (a == np.rint(a)).all():
             return a.astype(np.int64)
         return a
@@ -309,7 +309,7 @@ def _far_points(X: np.ndarray, h: float, count: int) -> np.ndarray:
 
 def _compare_shift(res, X, seeds, h, kernel, algorithm, max_iter, tol, exact=False):
     problems = []
-    modes, n_iter, inten, conv = (_host(getattr(res, a)) for a in
+    modes, n_iter, inten, conv = (to_numpy(getattr(res, a)) for a in
                                   ("modes", "n_iter", "intensity", "converged"))
     ran = getattr(res, "algorithm", None)
     if algorithm in ("brute", "grid") and ran != algorithm:
@@ -362,15 +362,15 @@ def _check_shift_blobs(be, X, h, kernel, algorithm, max_iter, orphans=False):
     if orphans and not problems:  # the orphans' contract, stated on its own
         o = slice(len(seeds) - len(far), None)
         t = _TOL[np.dtype(X.dtype)]
-        if (_host(res.intensity)[o] != 0).any():
+        if (to_numpy(res.intensity)[o] != 0).any():
             problems.append("orphan seeds (far from all data) have intensity != 0")
-        if not (np.abs(_host(res.modes)[o].astype(np.float64) - far) <= t["mode"] * h).all():
+        if not (np.abs(to_numpy(res.modes)[o].astype(np.float64) - far) <= t["mode"] * h).all():
             problems.append("orphan seeds did not stay at the seed")
-        if (_host(res.n_iter)[o] != 0).any() or _host(res.converged)[o].any():
+        if (to_numpy(res.n_iter)[o] != 0).any() or to_numpy(res.converged)[o].any():
             problems.append("orphan seeds have n_iter != 0 or converged")
     if max_iter == 2 and not problems:
-        stopped = ~_host(res.converged)
-        if not stopped.any() or (_host(res.n_iter)[stopped] != 2).any():
+        stopped = ~to_numpy(res.converged)
+        if not stopped.any() or (to_numpy(res.n_iter)[stopped] != 2).any():
             problems.append("seeds stopped by max_iter=2 do not have n_iter == 2")
     return problems
 
@@ -391,7 +391,7 @@ def _check_nearest(be, X):
     rng = np.random.default_rng(len(X))
     C = np.ascontiguousarray(X[rng.choice(len(X), 7, replace=False)]
                              + rng.normal(0, 0.3, (7, X.shape[1])).astype(X.dtype))
-    lab, dist = (_host(a) for a in be.nearest(X, C))
+    lab, dist = (to_numpy(a) for a in be.nearest(X, C))
     D = _dist_matrix(C.astype(np.float64), X.astype(np.float64))  # (n, 7)
     r_lab = np.argmin(D, axis=1)
     r_dist = D[np.arange(len(X)), r_lab]
@@ -416,7 +416,7 @@ def _check_nearest_ties(be, dt):
     # integer distances from distinct centers ((1, 0) and (3, 0)).
     X = np.array([[0, 0], [3, 4], [1, 0], [5, 5], [2, 0], [3, 0]], dtype=dt)
     C = np.array([[2, 0], [0, 0], [3, 4], [9, 9], [2, 0], [4, 0], [0, 0]], dtype=dt)
-    lab, dist = (_host(a) for a in be.nearest(X, C))
+    lab, dist = (to_numpy(a) for a in be.nearest(X, C))
     D = _dist_matrix(C.astype(np.float64), X.astype(np.float64))
     r_lab = np.argmin(D, axis=1)  # the first of equal minima: the lowest index
     t = _TOL[np.dtype(dt)]
@@ -426,7 +426,7 @@ def _check_nearest_ties(be, dt):
 
 def _check_count_within(be, X, r, lattice=False):
     Q = X[::3].copy() if lattice else _queries(X, r)
-    got = _host(be.count_within(X, Q, r))
+    got = to_numpy(be.count_within(X, Q, r))
     problems = []
     if got.dtype != np.int64:
         problems.append(f"counts have dtype {got.dtype}, expected int64")
@@ -446,7 +446,7 @@ def _check_kth(be, X, quick):
     problems = []
     n = len(X)
     for k in ((1, n // 3, n) if quick else (1, 2, n // 3, n - 1, n)):
-        got = _host(be.kth_neighbor_distance(X, Q, k))
+        got = to_numpy(be.kth_neighbor_distance(X, Q, k))
         problems += _close(f"distance to the k={k}-th neighbour", got, D[:, k - 1],
                            t["dist"] * scale, t["dist"])
     return problems
@@ -458,7 +458,7 @@ def _check_kth_duplicates(be, dt):
     problems = []
     for k, want in ((1, [0, 0, 0]), (2, [1, 0, 2]), (3, [1, 0, 2]), (4, [1, 1, 2]),
                     (5, [3, 2, 3])):
-        got = _host(be.kth_neighbor_distance(X, Q, k))
+        got = to_numpy(be.kth_neighbor_distance(X, Q, k))
         problems += _exact(f"distance to the k={k}-th neighbour (the query counted)", got,
                            np.array(want, dtype=np.float64))
     return problems
@@ -466,7 +466,7 @@ def _check_kth_duplicates(be, dt):
 
 def _check_kernel_sum(be, X, h, kernel, lattice=False):
     Q = X[::3].copy() if lattice else _queries(X, h)
-    got = _host(be.kernel_sum(X, Q, bandwidth=h, kernel=kernel))
+    got = to_numpy(be.kernel_sum(X, Q, bandwidth=h, kernel=kernel))
     D = _dist_matrix(X.astype(np.float64), Q.astype(np.float64))
     t = _TOL[np.dtype(X.dtype)]
     if kernel == "flat":
@@ -478,7 +478,7 @@ def _check_kernel_sum(be, X, h, kernel, lattice=False):
 
 def _check_log_density(be, X, h, kernel, lattice=False):
     Q = X[::3].copy() if lattice else _queries(X, h)
-    got = _host(be.log_kernel_density(X, Q, bandwidth=h, kernel=kernel))
+    got = to_numpy(be.log_kernel_density(X, Q, bandwidth=h, kernel=kernel))
     problems = []
     if got.dtype != np.float64:
         problems.append(f"log densities have dtype {got.dtype}, expected float64")
@@ -505,7 +505,7 @@ def _check_log_density(be, X, h, kernel, lattice=False):
 
 def _partial_parts(p, dt, weighted):
     """The three results of ``partial_sums`` on the host, and dtype problems."""
-    sums, weight, count = (_host(getattr(p, a)) for a in ("sums", "weight", "count"))
+    sums, weight, count = (to_numpy(getattr(p, a)) for a in ("sums", "weight", "count"))
     problems = []
     if sums.dtype != dt or weight.dtype != dt:
         problems.append(f"sums/weight have dtypes {sums.dtype}/{weight.dtype}, expected {dt}")

@@ -19,15 +19,17 @@ N, D, M = 600, 2, 12  # rows, features, seeds
 SMALL = 64  # bytes of scalars (counts, flags) per call
 
 
-def _fit_on_device(output_type="input"):
-    X = blobs(N, D, seed=3)
+def _fit_on_device(output_type="input", seed=3, **params):
+    """A fit of device data with M device seeds, the transfer counters reset
+    just before it; ``params`` replace the defaults (Gaussian, bandwidth 0.6)."""
+    X = blobs(N, D, seed=seed)
     seeds = X[:: N // M][:M]
     be = emulated_backend()
     rt = be.runtime
     Xd, Sd = rt.to_device(X, 0), rt.to_device(seeds, 0)
     rt.reset_counters()
-    ms = MeanShift(bandwidth=0.6, kernel="gaussian", seeds=Sd, bin_seeding=False,
-                   backend=be, output_type=output_type).fit(Xd)
+    params = {"bandwidth": 0.6, "kernel": "gaussian", "bin_seeding": False, **params}
+    ms = MeanShift(seeds=Sd, backend=be, output_type=output_type, **params).fit(Xd)
     return X, seeds, Xd, be, rt, ms
 
 
@@ -100,14 +102,9 @@ def test_estimated_bandwidth_and_basin_labels_stay_on_the_device(bandwidth, labe
     # there per batch of 500), the rules of thumb (d variances) and basin
     # labels (each point's own climb, on the device) add only O(n / 500 + d)
     # values to what crosses.
-    X = blobs(N, D, seed=5)
-    seeds = X[:: N // M][:M]
-    be = emulated_backend()
-    rt = be.runtime
-    Xd, Sd = rt.to_device(X, 0), rt.to_device(seeds, 0)
-    rt.reset_counters()
-    ms = MeanShift(bandwidth=bandwidth, seeds=Sd, backend=be, cluster_all=False,
-                   label_assignment=label_assignment).fit(Xd)
+    X, seeds, Xd, be, rt, ms = _fit_on_device(seed=5, bandwidth=bandwidth, kernel="flat",
+                                              cluster_all=False,
+                                              label_assignment=label_assignment)
     k, isz = len(ms.cluster_centers_), X.dtype.itemsize
     bound = 2 * (k * D + M * (D + 3)) * isz + (N // 500 + 1 + D) * 8 + SMALL * 8
     assert rt.d2h_bytes <= bound, (rt.d2h_bytes, bound)
