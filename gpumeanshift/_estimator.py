@@ -7,6 +7,7 @@ import numpy as np
 from . import _driver
 from ._base import EstimatorParams, convert_output
 from ._density import DensityMixin
+from ._labels import nearest_labels
 from ._params import OUTPUT_TYPES, validate_params
 from ._validation import (array_module, check_array, check_feature_names, check_real,
                           check_sample_weight, feature_names, is_device_array)
@@ -381,12 +382,9 @@ class MeanShift(EstimatorParams, DensityMixin):
         X = check_array(X, keep_device=on_device)
         threshold = self._predict_threshold(X, outlier_threshold)
         centers = self._centers_host.astype(X.dtype, copy=False)
-        labels, dist = be.nearest(X, centers)
+        labels = nearest_labels(be, X, centers, threshold)
         if not on_device:
-            labels, dist = _driver.to_numpy(labels), _driver.to_numpy(dist)
-        labels = labels.astype(np.int64, copy=False)
-        if threshold is not None:
-            labels = array_module(labels).where(dist <= threshold, labels, -1)
+            labels = _driver.to_numpy(labels)
         return convert_output(labels, self.output_type, device_input, like)
 
     def fit_predict(self, X, y=None, sample_weight=None):
