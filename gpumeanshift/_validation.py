@@ -159,6 +159,20 @@ def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1,
 def _check_values(arr: Any, name: str, ensure_min_samples: int, xp: Any) -> Any:
     """The checks every array gets, host or device: real dtype, 2-D, not
     empty, finite (one reduction in ``xp``); integers become float64."""
+    dtype = check_layout(arr, name=name, ensure_min_samples=ensure_min_samples)
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    if not bool(xp.isfinite(arr).all()):
+        bad = "NaN" if bool(xp.isnan(arr).any()) else "infinity"
+        raise ValueError(f"{name} contains {bad}; all values must be finite")
+    return arr
+
+
+def check_layout(arr: Any, *, name: str = "X", ensure_min_samples: int = 1) -> np.dtype:
+    """The checks an array's metadata answer alone (host, device or Dask
+    arrays): a real dtype, 2-D, at least one feature and
+    ``ensure_min_samples`` rows. Returns the dtype the data are computed in:
+    float32 and float64 as they are, other real types float64."""
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
@@ -178,12 +192,7 @@ def _check_values(arr: Any, name: str, ensure_min_samples: int, xp: Any) -> Any:
             f"Found array with {arr.shape[0]} sample(s) (shape={arr.shape}) while a "
             f"minimum of {ensure_min_samples} is required."
         )
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    if not bool(xp.isfinite(arr).all()):
-        bad = "NaN" if bool(xp.isnan(arr).any()) else "infinity"
-        raise ValueError(f"{name} contains {bad}; all values must be finite")
-    return arr
+    return arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 def _to_cupy(cupy: Any, X: Any) -> Any:
