@@ -357,7 +357,8 @@ def _check_device_weight(sample_weight: Any, n_samples: int) -> Any:
     # the rounding of the device's summation order.
     total = float(w.sum())
     if not total > 0:
-        raise ValueError("sample_weight is zero for every row: at least one weight must be positive")
+        raise ValueError(
+            "sample_weight is zero for every row: at least one weight must be positive")
     if not math.isfinite(total):
         raise ValueError("sample_weight sums past the largest float64; rescale the weights")
     return w

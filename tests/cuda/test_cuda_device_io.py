@@ -329,8 +329,8 @@ def test_weighted_estimate_bandwidth_of_device_data():
 @pytest.mark.parametrize("bad,match", [
     (lambda w: np.where(np.arange(len(w)) == 5, -1.0, w), r"must be >= 0: 1 value\(s\) are "
                                                           r"negative \(first at index 5: -1.0\)"),
-    (lambda w: np.where(np.arange(len(w)) == 7, np.nan, w), r"must be finite: 1 value\(s\) "
-                                                            r"are NaN or infinite \(first at index 7"),
+    (lambda w: np.where(np.arange(len(w)) == 7, np.nan, w),
+     r"must be finite: 1 value\(s\) are NaN or infinite \(first at index 7"),
     (lambda w: np.where(np.arange(len(w)) % 9 == 2, np.inf, w), r"must be finite: 6 value"),
     (lambda w: np.zeros_like(w), "zero for every row"),
     (lambda w: w[:-1], "has 49 values but X has 50 rows"),
