@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._params import DEFAULTS, validate_params
+from ._labels import nearest_labels, outside_reach
 from ._validation import (array_module, check_array, check_bandwidth, check_sample_weight,
                           is_device_array, keeps_device, to_numpy)
 from .backends.base import Backend, ShiftResult, resolve_backend
@@ -395,30 +396,12 @@ def fit(X, params, sample_weight=None) -> FitResult:
         modes, n_iter, intensity, converged, h, max_iter, tol)
     centers = centers.astype(X.dtype, copy=False)
 
-    if p["label_assignment"] == "basin" and on_device:
-        # As below, with the modes and labels kept on the device.
-        climb = dict(bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
-                     algorithm=p["algorithm"])
-        if seeds_are_data and X_fit is X:
-            point_modes = res.modes
-        elif seeds_are_data:  # the rows of weight 0 climb too, for their labels
-            zero = w == 0
-            point_modes = be.runtime.empty(X.shape, X.dtype)
-            point_modes[~zero] = res.modes
-            point_modes[zero] = run_shift(be, X, X[zero], w, **climb).modes
-        else:
-            point_modes = run_shift(be, X, X, w, **climb).modes
-        labels, _ = be.nearest(point_modes, centers)
-        xp = array_module(labels)
-        labels = labels.astype(np.int64, copy=False)
-        if not p["cluster_all"]:
-            diff = X.astype(np.float64) - be.runtime.asarray(centers, dtype=np.float64)[labels]
-            labels = xp.where((diff * diff).sum(axis=1) <= h * h, labels, -1)
-    elif p["label_assignment"] == "basin":
+    here = (lambda a: a) if on_device else to_numpy  # where the labels are made
+    if p["label_assignment"] == "basin":
         # Each point takes the cluster its own climb reached: the center
         # nearest to the mode of the seed started at that point.
         if seeds_are_data and X_fit is X:
-            point_modes = modes
+            point_modes = here(res.modes)
         elif h == 0:
             point_modes = X
         else:
@@ -427,28 +410,17 @@ def fit(X, params, sample_weight=None) -> FitResult:
             climb = dict(bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
                          algorithm=p["algorithm"])
             if seeds_are_data:  # the rows of weight 0 climb too, for their labels
-                point_modes = np.empty_like(X)
-                point_modes[w > 0] = modes
-                point_modes[w == 0] = to_numpy(
-                    run_shift(be, X, np.ascontiguousarray(X[w == 0]), w, **climb).modes)
+                zero = w == 0
+                point_modes = be.runtime.empty(X.shape, X.dtype) if on_device else np.empty_like(X)
+                point_modes[~zero] = here(res.modes)
+                point_modes[zero] = here(run_shift(be, X, X[zero], w, **climb).modes)
             else:
-                point_modes = to_numpy(run_shift(be, X, X, w, **climb).modes)
-        labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype), centers)
-        labels = to_numpy(labels).astype(np.int64, copy=False)
+                point_modes = here(run_shift(be, X, X, w, **climb).modes)
+        labels = here(nearest_labels(be, point_modes.astype(X.dtype, copy=False), centers))
         if not p["cluster_all"]:
-            diff = X.astype(np.float64) - centers[labels]
-            labels = np.where(np.einsum("ij,ij->i", diff, diff) <= h * h, labels, -1)
-    elif on_device:  # the labels stay on the device
-        labels, dist = be.nearest(X, centers)
-        xp = array_module(labels)
-        labels = labels.astype(np.int64, copy=False)
-        if not p["cluster_all"]:
-            labels = xp.where(dist <= h, labels, -1)
+            labels = outside_reach(X, labels, centers, h)
     else:
-        labels, dist = be.nearest(X, centers)
-        labels = to_numpy(labels).astype(np.int64, copy=False)
-        if not p["cluster_all"]:
-            labels = np.where(to_numpy(dist) <= h, labels, -1)
+        labels = here(nearest_labels(be, X, centers, None if p["cluster_all"] else h))
 
     seconds = time.perf_counter() - t0
     if verbose:

@@ -10,7 +10,7 @@ from ._density import DensityMixin
 from ._labels import nearest_labels
 from ._params import OUTPUT_TYPES, validate_params
 from ._validation import (array_module, check_array, check_feature_names, check_real,
-                          check_sample_weight, feature_names, is_device_array)
+                          feature_names, is_device_array)
 from .exceptions import not_fitted_error
 
 __all__ = ["MeanShift", "mean_shift", "OUTPUT_TYPES"]
@@ -224,7 +224,7 @@ class MeanShift(EstimatorParams, DensityMixin):
         device_input = is_device_array(X)
         names = feature_names(X)
         result = _driver.fit(X, params, sample_weight)
-        weights = check_sample_weight(sample_weight, result.labels.shape[0])
+        weights = result.weights  # validated, where the labels are (host or device)
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):

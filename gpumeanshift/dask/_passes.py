@@ -108,7 +108,7 @@ def _as_weights(sample_weight, X):
         return None
     n = X.shape[0]
     if not isinstance(sample_weight, da.Array):
-        w = check_sample_weight(sample_weight, n)
+        w = _driver.to_numpy(check_sample_weight(sample_weight, n))  # the tasks take host weights
         return da.from_array(w, chunks=(X.chunks[0],))
     W = sample_weight
     if W.ndim != 1:
