@@ -202,15 +202,20 @@ def _to_cupy(cupy: Any, X: Any) -> Any:
     return cupy.from_dlpack(X)
 
 
-def _check_device_array(X: Any, name: str, ensure_min_samples: int) -> Any:
+def _device_view(X: Any, name: str) -> tuple[Any, Any]:
+    """A device array as (array, its array module): CuPy's view of it (zero
+    copy), or the emulated runtime's array itself with NumPy."""
     if isinstance(X, np.ndarray):  # the emulated runtime's arrays: NumPy keeps the type
-        arr, xp = X, np
-    else:
-        cupy = sys.modules.get("cupy")
-        if cupy is None:  # pragma: no cover - needs a device array without CuPy
-            raise TypeError(f"{type(X).__name__} is a CUDA array but CuPy is not installed; "
-                            "install gpumeanshift[cuda12] or gpumeanshift[cuda13]")
-        arr, xp = _to_cupy(cupy, X), cupy
+        return X, np
+    cupy = sys.modules.get("cupy")
+    if cupy is None:  # pragma: no cover - needs a device array without CuPy
+        raise TypeError(f"{name} ({type(X).__name__}) is a CUDA array but CuPy is not "
+                        "installed; install gpumeanshift[cuda12] or gpumeanshift[cuda13]")
+    return _to_cupy(cupy, X), cupy
+
+
+def _check_device_array(X: Any, name: str, ensure_min_samples: int) -> Any:
+    arr, xp = _device_view(X, name)
     arr = _check_values(arr, name, ensure_min_samples, xp)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
@@ -281,58 +286,19 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
     if sample_weight is None:
         return None
     if is_device_array(sample_weight):
-        return _check_device_weight(sample_weight, n_samples)
-    if _is_sparse(sample_weight):
-        raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix")
-    try:
-        w = np.asarray(sample_weight)
-    except Exception as exc:  # ragged lists, objects without __array__
-        raise ValueError(f"sample_weight could not be converted to an array: {exc}") from exc
+        w, xp = _device_view(sample_weight, "sample_weight")
+    else:
+        if _is_sparse(sample_weight):
+            raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix")
+        try:
+            w, xp = np.asarray(sample_weight), np
+        except Exception as exc:  # ragged lists, objects without __array__
+            raise ValueError(f"sample_weight could not be converted to an array: {exc}") from exc
     if w.dtype == object or w.dtype.kind not in "biuf":
         raise ValueError(
             f"sample_weight must hold real numbers, got an array of dtype {w.dtype}")
     if w.ndim == 0:
-        w = np.full(n_samples, float(w))
-    if w.ndim != 1:
-        raise ValueError(f"sample_weight must be 1-D, got shape {w.shape}")
-    if len(w) != n_samples:
-        raise ValueError(
-            f"sample_weight has {len(w)} values but X has {n_samples} rows")
-    w = np.ascontiguousarray(w, dtype=np.float64)
-    bad = ~np.isfinite(w)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"sample_weight must be finite: {int(bad.sum())} value(s) are NaN or infinite "
-            f"(first at index {i}: {w[i]})")
-    if (w < 0).any():
-        i = int(np.flatnonzero(w < 0)[0])
-        raise ValueError(
-            f"sample_weight must be >= 0: {int((w < 0).sum())} value(s) are negative "
-            f"(first at index {i}: {w[i]})")
-    total = math.fsum(w)
-    if not total > 0:
-        raise ValueError("sample_weight is zero for every row: at least one weight must be positive")
-    if not np.isfinite(total):
-        raise ValueError("sample_weight sums past the largest float64; rescale the weights")
-    return w
-
-
-def _check_device_weight(sample_weight: Any, n_samples: int) -> Any:
-    """:func:`check_sample_weight` of a device array, on the device."""
-    if isinstance(sample_weight, np.ndarray):  # the emulated runtime's arrays
-        w, xp = sample_weight, np
-    else:
-        cupy = sys.modules.get("cupy")
-        if cupy is None:  # pragma: no cover - needs a device array without CuPy
-            raise TypeError(f"{type(sample_weight).__name__} is a CUDA array but CuPy is not "
-                            "installed; install gpumeanshift[cuda12] or gpumeanshift[cuda13]")
-        w, xp = _to_cupy(cupy, sample_weight), cupy
-    if w.dtype.kind not in "biuf":
-        raise ValueError(
-            f"sample_weight must hold real numbers, got an array of dtype {w.dtype}")
-    if w.ndim == 0:
-        w = xp.full(n_samples, float(w))  # one scalar crosses
+        w = xp.full(n_samples, float(w))  # on the device: one scalar crosses
     if w.ndim != 1:
         raise ValueError(f"sample_weight must be 1-D, got shape {w.shape}")
     if w.shape[0] != n_samples:
@@ -353,9 +319,9 @@ def _check_device_weight(sample_weight: Any, n_samples: int) -> Any:
             f"sample_weight must be >= 0: {int(neg.sum())} value(s) are negative "
             f"(first at index {i}: {float(w[i])})")
     # Finite and >= 0: the sum is positive exactly when some weight is, and
-    # past float64's range only when the (correctly rounded) one is too, up to
-    # the rounding of the device's summation order.
-    total = float(w.sum())
+    # past float64's range only when the correctly rounded one is too (on the
+    # device up to the rounding of its summation order).
+    total = float(w.sum()) if is_device_array(w) else math.fsum(w)
     if not total > 0:
         raise ValueError(
             "sample_weight is zero for every row: at least one weight must be positive")
