@@ -176,9 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the generated data (default: 0)")
     p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
                    help="write a scatter plot of the clusters (.png, .svg, .pdf; needs matplotlib)")
-    p.add_argument("--verbose", "-v", action="store_true",
-                   help="log the fit's progress on stderr (one line per round of the shift loop); "
-                   "with or without it, a fit over 2 s shows a progress line when stderr is a terminal")
+    _add_verbose(p)
 
     p = sub.add_parser(
         "info",
@@ -230,9 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the model (an .npz file, no pickle)")
     p.add_argument("--plot", type=_suffix_checker(PLOT_SUFFIXES, "--plot"), metavar="PATH",
                    help="write a scatter plot (first two principal axes for d > 2; needs matplotlib)")
-    p.add_argument("--verbose", "-v", action="store_true",
-                   help="log the fit's progress on stderr (one line per round of the shift loop); "
-                   "with or without it, a fit over 2 s shows a progress line when stderr is a terminal")
+    _add_verbose(p)
 
     p = sub.add_parser(
         "predict",
@@ -294,3 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(.png, .svg, .pdf; needs matplotlib)")
 
     return parser
+
+
+def _add_verbose(p):
+    """--verbose, for the commands that fit."""
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="log the fit's progress on stderr (one line per round of the shift loop); "
+                   "with or without it, a fit over 2 s shows a progress line when stderr is a terminal")

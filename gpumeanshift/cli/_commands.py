@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._args import AUTO_BANDWIDTH_MAX_SAMPLES, EXIT_OK, STDIO, _DataError
-from ._input import _read, _read_weighted
+from ._input import _read, _read_weighted, reading
 from ._output import (
     MAX_LISTED, _check_distinct, _check_writable, _cluster_table, _data_on_stdout, _fmt_names,
     _log_to_stderr, _plural, _progress_line, _require_matplotlib, _say, _shown, _write_plot,
@@ -269,16 +269,8 @@ def _cmd_segment(args) -> int:
     _check_distinct("segment", [("IMAGE", args.image)],
                     [("--output", output), ("--labels", labels_path), ("--plot", args.plot)])
     _check_writable(output, labels_path, args.plot)
-    try:
+    with reading(src, text=False):
         image, note = read_image(src)
-    except FileNotFoundError:
-        raise _DataError(f"{src} does not exist") from None
-    except IsADirectoryError:
-        raise _DataError(f"{src} is a directory, not a file") from None
-    except PermissionError:
-        raise _DataError(f"{src}: permission denied") from None
-    except ValueError as exc:
-        raise _DataError(str(exc)) from None
     try:
         # Checked before the work: the filtered image has the input's dtype and shape.
         check_image_writable(image, output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 
@@ -10,23 +11,32 @@ import numpy as np
 from ._args import STDIO, _DataError, _UsageError
 
 
-def _read(path, columns, fmt=None):
-    from ..io import read_points
-
+@contextlib.contextmanager
+def reading(path, text=True):
+    """Errors of reading the input file ``path`` as the command line's data
+    errors (exit status 1, one line naming the file and what is wrong);
+    ``text``: the file is read as text (a decoding error names UTF-8)."""
     try:
-        if path == STDIO:
-            return read_points(sys.stdin.buffer, columns=columns, format=fmt)
-        return read_points(path, columns=columns, format=fmt)
+        yield
     except FileNotFoundError:
         raise _DataError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise _DataError(f"{path} is a directory, not a file") from None
     except PermissionError:
         raise _DataError(f"{path}: permission denied") from None
-    except UnicodeDecodeError:
-        raise _DataError(f"{path} is not a UTF-8 text file") from None
+    except UnicodeDecodeError as exc:
+        raise _DataError(f"{path} is not a UTF-8 text file" if text else str(exc)) from None
     except ValueError as exc:
         raise _DataError(str(exc)) from None
+
+
+def _read(path, columns, fmt=None):
+    from ..io import read_points
+
+    with reading(path):
+        if path == STDIO:
+            return read_points(sys.stdin.buffer, columns=columns, format=fmt)
+        return read_points(path, columns=columns, format=fmt)
 
 
 def _read_weighted(path, columns, weights, fmt=None):
