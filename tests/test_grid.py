@@ -85,6 +85,38 @@ def test_candidates_complete_on_borders(d):
             assert not (need & ~got).any(), "a point within reach was not visited"
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_candidates_of_compact_and_spread_tiles(d, monkeypatch):
+    """Both ways of listing a tile's candidates (the box of cells around a
+    compact tile; the merged blocks of a spread one) visit every point
+    within reach, each row once and in sorted order, and nothing outside
+    the box of cells ``s`` cells around the tile's, which is also every
+    candidate of a one-cell tile."""
+    rng = np.random.default_rng(10 + d)
+    Y = rng.uniform(0.0, 12.0, size=(600, d)) ** 1.3
+    boxes = []
+    box_candidates = CellIndex._box_candidates
+    monkeypatch.setattr(CellIndex, "_box_candidates",
+                        lambda self, lo, hi: boxes.append(1) or box_candidates(self, lo, hi))
+    for span in (1, 3, 8):
+        idx = CellIndex(Y, 8.0 / span, span=span)
+        for trial in range(40):
+            spread = 0.2 if trial % 2 else 6.0  # compact tiles, then spread ones
+            q = rng.uniform(-2.0, 26.0, size=(1, d)) + rng.uniform(0, spread, size=(20, d))
+            reach = idx.cell * rng.uniform(0.5, span)
+            got = idx.candidates(q, reach)
+            assert np.all(np.diff(got) > 0)
+            d2 = ((q[:, None, :] - idx.Y[None, :, :]) ** 2).sum(-1)
+            assert np.isin(np.flatnonzero((d2 <= reach * reach).any(axis=0)), got).all()
+            s, k = idx._cells_for(reach), idx._coords(q)
+            kc = idx._coords(idx.Y)
+            box = np.all((kc >= k.min(axis=0) - s) & (kc <= k.max(axis=0) + s), axis=1)
+            assert box[got].all()
+            if (k == k[0]).all():  # one cell: its block, the box, exactly
+                np.testing.assert_array_equal(got, np.flatnonzero(box))
+    assert 0 < len(boxes) < 120  # both ways were taken
+
+
 def test_cells_are_floor_binned_around_zero():
     """Cell k holds [origin + k, origin + k + 1): floor, not truncation toward zero.
 
