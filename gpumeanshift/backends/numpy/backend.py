@@ -290,7 +290,9 @@ class NumpyBackend:
             rows = walk[ab[0]:ab[1]]
             q = P[rows]
             sel = index.candidates(q, 1.0)
-            cand_idx = np.arange(len(index.Y))[sel] if isinstance(sel, slice) else sel
+            # A slice's rows, without an arange of every point per tile.
+            cand_idx = np.arange(*sel.indices(len(index.Y))) if isinstance(sel, slice) \
+                else sel
             step = max(1, self.tile_elements // len(rows))
             for c0 in range(0, len(cand_idx), step):
                 part = cand_idx[c0:c0 + step]
