@@ -387,7 +387,8 @@ class Climb:
         if redo.size and self.reach != self.full_reach:
             self.n_wider += redo.size
             sub = active[redo]
-            order, tiles = be._plan_tiles(self.index, self.pos[sub], self.full_reach)
+            order, tiles = be._plan_tiles(self.index, self.pos[sub], self.full_reach,
+                                          by_cost=True)
             sub, redo = sub[order], redo[order]
             again = be._map(lambda ab: self.step(sub[ab[0]:ab[1]], reach=self.full_reach), tiles)
             new[redo] = np.concatenate([r[0] for r in again])
@@ -436,7 +437,8 @@ class Climb:
                 follows = rep != np.arange(active.size)
                 leader[active[follows]] = active[rep[follows]]
                 active = active[~follows]
-            order, tiles = be._plan_tiles(self.index, pos[active], self.reach)
+            order, tiles = be._plan_tiles(self.index, pos[active], self.reach,
+                                          by_cost=self.proven)
             active = active[order]
             results = be._map(lambda ab: tile_step(active[ab[0]:ab[1]], len(active)), tiles)
             new = np.concatenate([r[0] for r in results])
