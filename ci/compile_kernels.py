@@ -38,12 +38,15 @@ def _one(arch: int):
 
 
 def _modules(arch: int):
+    """Per module: (key, instantiations, wall seconds, CPU seconds of this
+    process). NVRTC compiles in the calling thread, so the CPU time is the
+    compile's own work even on a loaded machine."""
     rows = []
     for key in R.module_keys():
         names = R.module_names(key)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         N.compile_arch(arch, names=names)
-        rows.append((key, len(names), time.perf_counter() - t0))
+        rows.append((key, len(names), time.perf_counter() - t0, time.process_time() - c0))
     return arch, rows
 
 
@@ -59,13 +62,13 @@ def main(argv=None) -> int:
     if args.modules:
         with ProcessPoolExecutor(max(1, args.jobs)) as ex:
             for arch, rows in ex.map(_modules, archs):
-                for (fam, first, w), n, dt in rows:
+                for (fam, first, w), n, dt, cpu in rows:
                     print(f"sm_{arch}: {fam}<{first}>{' weighted' if w else ''}: "
-                          f"{n} instantiations, {dt:.2f} s")
-                total = sum(r[2] for r in rows)
+                          f"{n} instantiations, {dt:.2f} s (CPU {cpu:.2f} s)")
                 print(f"sm_{arch}: {len(rows)} modules, {sum(r[1] for r in rows)} "
-                      f"instantiations, {total:.1f} s in all, largest "
-                      f"{max(r[2] for r in rows):.2f} s")
+                      f"instantiations, {sum(r[2] for r in rows):.1f} s in all "
+                      f"(CPU {sum(r[3] for r in rows):.1f} s), largest "
+                      f"{max(r[2] for r in rows):.2f} s (CPU {max(r[3] for r in rows):.2f} s)")
         return 0
     print(f"NVRTC {'.'.join(map(str, N.nvrtc_version()))} from {N._load_nvrtc()[1]}")
     print(f"options {' '.join(R.NVRTC_OPTIONS + R.CUPY_APPENDED_OPTIONS)} --gpu-architecture=sm_XX "

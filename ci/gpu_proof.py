@@ -430,6 +430,7 @@ def driver(emulated: bool) -> None:
     be.nearest(X, X[:5])
     be.count_within(X, X[:7], 0.5)
     be.kth_neighbor_distance(X, X[:7], 3)
+    be.segment_sums(np.arange(10.0), np.array([0, 4]))
     be.kernel_sum(X, X[:7], bandwidth=0.8, kernel="gaussian")
     be.log_kernel_density(X, X[:7], bandwidth=0.8, kernel="gaussian")
     img = rng.integers(0, 256, size=(12, 10, 3)).astype(np.uint8)

@@ -6,7 +6,7 @@
 # into Python so NumPy's buffers (the emulated device memory) get redzones.
 # Step 1 checks the check: a copy of the kernels with an out-of-bounds tile
 # load must be reported. Step 2 runs the parity suites (brute, grid, density,
-# image filter, window tracking, sample weights) on the real kernels.
+# image filter, window tracking, sample weights, device data) on the real kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -49,6 +49,6 @@ LD_PRELOAD="$LIBASAN" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" \
     tests/cuda/test_cuda_parity.py tests/cuda/test_cuda_properties.py \
     tests/cuda/test_cuda_grid.py tests/cuda/test_cuda_density.py \
     tests/cuda/test_cuda_segmentation.py tests/cuda/test_cuda_tracking.py \
-    tests/cuda/test_cuda_weights.py \
-    -k "(emulated or properties or weights) and not harness" "$@"
+    tests/cuda/test_cuda_weights.py tests/cuda/test_cuda_device_io.py \
+    -k "(emulated or properties or weights or device_io) and not harness" "$@"
 echo "sanitize: OK (no ASan/UBSan report)"

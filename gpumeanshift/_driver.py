@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._params import DEFAULTS, validate_params
+from ._labels import nearest_labels, outside_reach
 from ._validation import (array_module, check_array, check_bandwidth, check_sample_weight,
                           is_device_array, keeps_device, to_numpy)
 from .backends.base import Backend, ShiftResult, resolve_backend
@@ -23,7 +24,7 @@ from .dedup import deduplicate
 from ._progress import ShiftProgress
 from ._progress import active as progress_active
 from .exceptions import warn_convergence
-from .seeding import get_bin_seeds
+from .seeding import device_bin_seeds, get_bin_seeds
 
 logger = logging.getLogger("gpumeanshift")
 
@@ -43,6 +44,9 @@ class FitResult:
     # The validated data of the fit: a device array when the fit kept the
     # caller's device data on the device (see keeps_device), else host.
     data: object = None
+    # The validated sample weights (float64, one per row; None without), where
+    # the fit used them: on the device with ``data`` on the device, else host.
+    weights: object = None
 
 
 def make_backend(backend, *, n_jobs=None, max_memory=None) -> Backend:
@@ -175,8 +179,10 @@ def run_shift(be: Backend, X, seeds, weights, **kwargs) -> ShiftResult:
     res = be.shift(X, seeds, **kwargs)
     if scale is None:
         return res
+    # scaled where it is (device intensities stay on the device)
+    intensity = array_module(res.intensity).asarray(res.intensity)
     return ShiftResult(modes=res.modes, n_iter=res.n_iter,
-                       intensity=to_numpy(res.intensity).astype(np.float64) * scale,
+                       intensity=intensity.astype(np.float64) * scale,
                        converged=res.converged, algorithm=res.algorithm)
 
 
@@ -323,21 +329,29 @@ def fit(X, params, sample_weight=None) -> FitResult:
     be = make_backend(p["backend"], n_jobs=p["n_jobs"], max_memory=p["max_memory"])
 
     # Device data stay on the device (validated there) for the backend's
-    # calls; only per-seed results and the centers come to the host. The
-    # paths that need the data on the host take one host copy: sample
-    # weights, bin seeding and a zero bandwidth.
-    on_device = keeps_device(be, X) and sample_weight is None and not p["bin_seeding"]
+    # calls, and so do the sample weights (uploaded once when given on the
+    # host), bin seeding and the labels; only per-seed results, the seeds of
+    # bin seeding and the centers come to the host. A zero bandwidth takes
+    # one host copy.
+    on_device = keeps_device(be, X)
     X = check_array(X, keep_device=on_device)
     w = check_sample_weight(sample_weight, X.shape[0])
+    if w is not None:
+        w = be.runtime.asarray(w, dtype=np.float64) if on_device else to_numpy(w)
     h = resolve_bandwidth(X, p["bandwidth"], be, kernel, w)
     if on_device and h == 0:  # each distinct row its own cluster: found on the host
         X, on_device = to_numpy(X), False
+        w = None if w is None else to_numpy(w)
     # Rows of weight 0 take no part in the fit (they are labelled at the end).
-    X_fit = X if w is None or (w > 0).all() else X[w > 0]
+    all_positive = w is None or bool((w > 0).all())
+    X_fit = X if all_positive else X[w > 0]
 
     seeds = p["seeds"]
     if seeds is None:
-        if p["bin_seeding"]:
+        if p["bin_seeding"] and on_device:
+            seeds = device_bin_seeds(X_fit, h, p["min_bin_freq"], be,
+                                     sample_weight=None if w is None else w[w > 0])
+        elif p["bin_seeding"]:
             seeds = get_bin_seeds(X_fit, h, p["min_bin_freq"],
                                   sample_weight=None if w is None else w[w > 0])
         else:
@@ -382,22 +396,12 @@ def fit(X, params, sample_weight=None) -> FitResult:
         modes, n_iter, intensity, converged, h, max_iter, tol)
     centers = centers.astype(X.dtype, copy=False)
 
-    if p["label_assignment"] == "basin" and on_device:
-        # As below, with the modes and labels kept on the device.
-        point_modes = res.modes if seeds_are_data else run_shift(
-            be, X, X, None, bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
-            algorithm=p["algorithm"]).modes
-        labels, _ = be.nearest(point_modes, centers)
-        xp = array_module(labels)
-        labels = labels.astype(np.int64, copy=False)
-        if not p["cluster_all"]:
-            diff = X.astype(np.float64) - be.runtime.asarray(centers, dtype=np.float64)[labels]
-            labels = xp.where((diff * diff).sum(axis=1) <= h * h, labels, -1)
-    elif p["label_assignment"] == "basin":
+    here = (lambda a: a) if on_device else to_numpy  # where the labels are made
+    if p["label_assignment"] == "basin":
         # Each point takes the cluster its own climb reached: the center
         # nearest to the mode of the seed started at that point.
         if seeds_are_data and X_fit is X:
-            point_modes = modes
+            point_modes = here(res.modes)
         elif h == 0:
             point_modes = X
         else:
@@ -406,28 +410,17 @@ def fit(X, params, sample_weight=None) -> FitResult:
             climb = dict(bandwidth=h, kernel=kernel, max_iter=max_iter, tol=tol,
                          algorithm=p["algorithm"])
             if seeds_are_data:  # the rows of weight 0 climb too, for their labels
-                point_modes = np.empty_like(X)
-                point_modes[w > 0] = modes
-                point_modes[w == 0] = to_numpy(
-                    run_shift(be, X, np.ascontiguousarray(X[w == 0]), w, **climb).modes)
+                zero = w == 0
+                point_modes = be.runtime.empty(X.shape, X.dtype) if on_device else np.empty_like(X)
+                point_modes[~zero] = here(res.modes)
+                point_modes[zero] = here(run_shift(be, X, X[zero], w, **climb).modes)
             else:
-                point_modes = to_numpy(run_shift(be, X, X, w, **climb).modes)
-        labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype), centers)
-        labels = to_numpy(labels).astype(np.int64, copy=False)
+                point_modes = here(run_shift(be, X, X, w, **climb).modes)
+        labels = here(nearest_labels(be, point_modes.astype(X.dtype, copy=False), centers))
         if not p["cluster_all"]:
-            diff = X.astype(np.float64) - centers[labels]
-            labels = np.where(np.einsum("ij,ij->i", diff, diff) <= h * h, labels, -1)
-    elif on_device:  # the labels stay on the device
-        labels, dist = be.nearest(X, centers)
-        xp = array_module(labels)
-        labels = labels.astype(np.int64, copy=False)
-        if not p["cluster_all"]:
-            labels = xp.where(dist <= h, labels, -1)
+            labels = outside_reach(X, labels, centers, h)
     else:
-        labels, dist = be.nearest(X, centers)
-        labels = to_numpy(labels).astype(np.int64, copy=False)
-        if not p["cluster_all"]:
-            labels = np.where(to_numpy(dist) <= h, labels, -1)
+        labels = here(nearest_labels(be, X, centers, None if p["cluster_all"] else h))
 
     seconds = time.perf_counter() - t0
     if verbose:
@@ -450,4 +443,5 @@ def fit(X, params, sample_weight=None) -> FitResult:
         seconds=seconds,
         algorithm=res.algorithm,
         data=X,
+        weights=w,
     )

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
-import math
-
 import numpy as np
 
 from . import _driver
+from ._base import EstimatorParams, convert_output
+from ._density import DensityMixin
+from ._labels import nearest_labels
 from ._params import OUTPUT_TYPES, validate_params
 from ._validation import (array_module, check_array, check_feature_names, check_real,
-                          check_sample_weight, feature_names, is_device_array)
+                          feature_names, is_device_array)
 from .exceptions import not_fitted_error
 
 __all__ = ["MeanShift", "mean_shift", "OUTPUT_TYPES"]
 
 
-def _convert_output(a, output_type: str, input_was_device: bool, like=None):
-    """``a`` (host or device) as ``output_type`` asks: "numpy" (and "input"
-    for host input) a NumPy array; "cupy" (and "input" for device input) a
-    device array, ``a`` itself when it is one. ``like``: the input, whose
-    array type a device result takes (the emulated runtime's arrays)."""
-    if output_type == "numpy" or (output_type == "input" and not input_was_device):
-        return _driver.to_numpy(a) if is_device_array(a) else a
-    if is_device_array(a):
-        return a
-    if output_type == "input" and isinstance(like, np.ndarray):  # an emulated device array
-        out = np.array(a).view(type(like))
-        out.__array_finalize__(like)
-        return out
-    import cupy  # only reached when a CuPy result was asked for
-
-    return cupy.asarray(a)
-
-
-class MeanShift:
+class MeanShift(EstimatorParams, DensityMixin):
     """Mean-shift clustering, scikit-learn's algorithm on the CPU or a GPU.
 
     Every seed climbs the kernel density estimate of the data to a mode; modes
@@ -201,98 +183,6 @@ class MeanShift:
         self.label_assignment = label_assignment
         self.verbose = verbose
 
-    # -------------------------------------------------------- params (sklearn)
-    @classmethod
-    def _get_param_names(cls):
-        sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY)
-
-    def get_params(self, deep=True):
-        """Parameters of this estimator, as a dict (scikit-learn protocol).
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Ignored: no parameter is itself an estimator.
-
-        Returns
-        -------
-        params : dict
-            Each ``__init__`` parameter name mapped to its current value.
-
-        Examples
-        --------
-        >>> from gpumeanshift import MeanShift
-        >>> params = MeanShift(bandwidth=2, kernel="flat").get_params()
-        >>> params["bandwidth"], params["kernel"], params["max_iter"]
-        (2, 'flat', 300)
-        """
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params):
-        """Set parameters (scikit-learn protocol); returns self.
-
-        Parameters
-        ----------
-        **params
-            New values of ``__init__`` parameters, by name.
-
-        Returns
-        -------
-        self : MeanShift
-            The estimator, with its parameters changed.
-
-        Raises
-        ------
-        ValueError
-            A name is not a parameter of the estimator.
-
-        Examples
-        --------
-        >>> from gpumeanshift import MeanShift
-        >>> MeanShift().set_params(bandwidth=6, kernel="gaussian", backend="numpy")
-        MeanShift(backend='numpy', bandwidth=6, kernel='gaussian')
-        >>> MeanShift().set_params(bandwith=1)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: Invalid parameter 'bandwith' for estimator MeanShift. ...
-        """
-        valid = self._get_param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(
-                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
-                    f"Valid parameters are: {valid!r}."
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self):
-        defaults = {
-            p.name: p.default
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.kind == p.KEYWORD_ONLY
-        }
-        changed = []
-        for k in self._get_param_names():
-            v = getattr(self, k)
-            d = defaults[k]
-            if isinstance(v, np.ndarray) or isinstance(d, np.ndarray) or v is not d and v != d:
-                changed.append(f"{k}={'array(...)' if isinstance(v, np.ndarray) else repr(v)}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    def __sklearn_tags__(self):
-        # Only scikit-learn calls this, so importing it here costs nothing extra.
-        from sklearn.utils import Tags, TargetTags
-
-        return Tags(
-            estimator_type="clusterer",
-            target_tags=TargetTags(required=False),
-            transformer_tags=None,
-            regressor_tags=None,
-            classifier_tags=None,
-        )
-
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, sample_weight=None):
         """Perform clustering.
@@ -334,13 +224,13 @@ class MeanShift:
         device_input = is_device_array(X)
         names = feature_names(X)
         result = _driver.fit(X, params, sample_weight)
-        weights = check_sample_weight(sample_weight, result.labels.shape[0])
+        weights = result.weights  # validated, where the labels are (host or device)
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
         self._device_input = device_input
-        out = lambda a: _convert_output(a, self.output_type, device_input, X)  # noqa: E731
+        out = lambda a: convert_output(a, self.output_type, device_input, X)  # noqa: E731
         self.cluster_centers_ = out(result.cluster_centers)
         self.labels_ = out(result.labels)
         self.n_iter_ = result.n_iter
@@ -492,108 +382,10 @@ class MeanShift:
         X = check_array(X, keep_device=on_device)
         threshold = self._predict_threshold(X, outlier_threshold)
         centers = self._centers_host.astype(X.dtype, copy=False)
-        labels, dist = be.nearest(X, centers)
+        labels = nearest_labels(be, X, centers, threshold)
         if not on_device:
-            labels, dist = _driver.to_numpy(labels), _driver.to_numpy(dist)
-        labels = labels.astype(np.int64, copy=False)
-        if threshold is not None:
-            labels = array_module(labels).where(dist <= threshold, labels, -1)
-        return _convert_output(labels, self.output_type, device_input, like)
-
-    def score_samples(self, X):
-        """Log of the kernel density estimate of the training data at each point.
-
-        The density is the one the fit climbs, under ``bandwidth_`` and
-        ``kernel``, normalized to integrate to 1 exactly as
-        :class:`sklearn.neighbors.KernelDensity` does (``kernel="flat"`` is
-        its ``"tophat"``; a fit with ``sample_weight`` gives the weighted
-        density, each term times its weight and ``n`` the total weight, as
-        ``KernelDensity().fit(X, sample_weight=w)``)::
-
-            gaussian: log sum_j exp(-|x - x_j|^2 / (2 h^2)) - log(n) - d log(h) - d/2 log(2 pi)
-            flat:     log #{j : |x - x_j| <= h} - log(n) - log(V_d h^d),
-                      V_d = pi^(d/2) / Gamma(d/2 + 1)   (volume of the unit d-ball)
-
-        The sum runs on the backend (every query against every training
-        point, tiled; nothing of size n_queries x n_samples is kept).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features)
-            Points at which to evaluate the density.
-
-        Returns
-        -------
-        log_density : ndarray of shape (n_queries,)
-            float64. Gaussian: always finite (a point far from the data gets a
-            very negative value, as with scikit-learn). Flat: -inf where no
-            training point lies within ``bandwidth_``.
-
-        Notes
-        -----
-        ``fit`` keeps a private host copy of the training data for this
-        method: ``n_samples * n_features * itemsize`` bytes for the life of
-        the estimator (and in its pickles). Models read by
-        :func:`gpumeanshift.load_model` hold only the centers and cannot
-        score. The flat kernel counts points at distance <= h, scikit-learn's
-        tophat those at distance < h: they differ only for points exactly on
-        the boundary. Queries and training data are compared in the wider of
-        their two dtypes.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from gpumeanshift import MeanShift
-        >>> X = np.array([[0.0], [0.1], [5.0], [5.1]])
-        >>> ms = MeanShift(bandwidth=1.0, kernel="gaussian", backend="numpy").fit(X)
-        >>> ms.score_samples([[0.05], [20.0]]).round(3)
-        array([  -1.613, -113.108])
-        """
-        device_input = is_device_array(X)
-        scores = self._log_density(X)
-        return _convert_output(scores, self.output_type, device_input, X)
-
-    def _log_density(self, X):
-        """score_samples: validated X -> float64 array, on the device when X
-        is device data and the backend runs on a device, else NumPy."""
-        self._check_fitted()
-        if not hasattr(self, "_fit_X"):
-            raise ValueError(
-                "This model holds no training data (models read by load_model keep "
-                "only the centers); fit it again to use score_samples."
-            )
-        check_feature_names(getattr(self, "feature_names_in_", None), X, type(self).__name__)
-        be = _driver.make_backend(self.backend, n_jobs=getattr(self, "n_jobs", None),
-                                  max_memory=getattr(self, "max_memory", None))
-        on_device = _driver.keeps_device(be, X)
-        X = check_array(X, keep_device=on_device)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        if not self.bandwidth_ > 0:
-            raise ValueError(
-                "score_samples needs a positive bandwidth; this model's bandwidth_ is 0 "
-                "(the estimate of data whose neighbours are all duplicates), for which "
-                "the density is not defined. Fit with an explicit bandwidth.")
-        dtype = np.result_type(X.dtype, self._fit_X.dtype)
-        data = self._fit_X.astype(dtype, copy=False)
-        X = X.astype(dtype, copy=False)
-        n, d = data.shape
-        h = float(self.bandwidth_)
-        weights = getattr(self, "_fit_weight", None)
-        extra = {} if weights is None else {"weights": weights}
-        log_sum = be.log_kernel_density(data, X, bandwidth=h, kernel=self.kernel, **extra)
-        if not on_device:
-            log_sum = _driver.to_numpy(log_sum)
-        log_sum = log_sum.astype(np.float64, copy=False)
-        log_n = math.log(n) if weights is None else math.log(math.fsum(weights))
-        if self.kernel == "flat":
-            log_unit_volume = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
-        else:
-            log_unit_volume = 0.5 * d * math.log(2.0 * math.pi)
-        return log_sum - (log_n + d * math.log(h) + log_unit_volume)
+            labels = _driver.to_numpy(labels)
+        return convert_output(labels, self.output_type, device_input, like)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit and return ``labels_``.

@@ -159,6 +159,20 @@ def check_array(X: Any, *, name: str = "X", ensure_min_samples: int = 1,
 def _check_values(arr: Any, name: str, ensure_min_samples: int, xp: Any) -> Any:
     """The checks every array gets, host or device: real dtype, 2-D, not
     empty, finite (one reduction in ``xp``); integers become float64."""
+    dtype = check_layout(arr, name=name, ensure_min_samples=ensure_min_samples)
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    if not bool(xp.isfinite(arr).all()):
+        bad = "NaN" if bool(xp.isnan(arr).any()) else "infinity"
+        raise ValueError(f"{name} contains {bad}; all values must be finite")
+    return arr
+
+
+def check_layout(arr: Any, *, name: str = "X", ensure_min_samples: int = 1) -> np.dtype:
+    """The checks an array's metadata answer alone (host, device or Dask
+    arrays): a real dtype, 2-D, at least one feature and
+    ``ensure_min_samples`` rows. Returns the dtype the data are computed in:
+    float32 and float64 as they are, other real types float64."""
     if arr.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":
@@ -178,12 +192,7 @@ def _check_values(arr: Any, name: str, ensure_min_samples: int, xp: Any) -> Any:
             f"Found array with {arr.shape[0]} sample(s) (shape={arr.shape}) while a "
             f"minimum of {ensure_min_samples} is required."
         )
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    if not bool(xp.isfinite(arr).all()):
-        bad = "NaN" if bool(xp.isnan(arr).any()) else "infinity"
-        raise ValueError(f"{name} contains {bad}; all values must be finite")
-    return arr
+    return arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
 def _to_cupy(cupy: Any, X: Any) -> Any:
@@ -260,14 +269,19 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
 
     Weights are repetition counts in spirit: finite, >= 0 and not all 0 (a
     row of weight 0 takes no part in a fit but is still labelled). A scalar
-    applies to every row. Device arrays (CuPy) are accepted. Nothing is
-    corrected silently: a wrong shape or length, a negative, NaN or infinite
-    weight, or all zeros is a ValueError naming the problem.
+    applies to every row. Nothing is corrected silently: a wrong shape or
+    length, a negative, NaN or infinite weight, or all zeros is a ValueError
+    naming the problem.
+
+    Device arrays (:func:`is_device_array`) are checked on the device and
+    returned there (a CuPy array; the emulated runtime's own type): shape
+    and dtype from their metadata, the values by three reductions whose
+    scalars are all that crosses (a few more for the message of a refusal).
     """
     if sample_weight is None:
         return None
     if is_device_array(sample_weight):
-        sample_weight = _device_to_host(sample_weight)
+        return _check_device_weight(sample_weight, n_samples)
     if _is_sparse(sample_weight):
         raise TypeError("sample_weight must be a dense 1-D array, got a sparse matrix")
     try:
@@ -300,5 +314,51 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
     if not total > 0:
         raise ValueError("sample_weight is zero for every row: at least one weight must be positive")
     if not np.isfinite(total):
+        raise ValueError("sample_weight sums past the largest float64; rescale the weights")
+    return w
+
+
+def _check_device_weight(sample_weight: Any, n_samples: int) -> Any:
+    """:func:`check_sample_weight` of a device array, on the device."""
+    if isinstance(sample_weight, np.ndarray):  # the emulated runtime's arrays
+        w, xp = sample_weight, np
+    else:
+        cupy = sys.modules.get("cupy")
+        if cupy is None:  # pragma: no cover - needs a device array without CuPy
+            raise TypeError(f"{type(sample_weight).__name__} is a CUDA array but CuPy is not "
+                            "installed; install gpumeanshift[cuda12] or gpumeanshift[cuda13]")
+        w, xp = _to_cupy(cupy, sample_weight), cupy
+    if w.dtype.kind not in "biuf":
+        raise ValueError(
+            f"sample_weight must hold real numbers, got an array of dtype {w.dtype}")
+    if w.ndim == 0:
+        w = xp.full(n_samples, float(w))  # one scalar crosses
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, got shape {w.shape}")
+    if w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight has {w.shape[0]} values but X has {n_samples} rows")
+    w = w.astype(np.float64, copy=False)
+    w = w if w.flags.c_contiguous else w.copy()  # copy(), not ascontiguousarray: keeps the type
+    if not bool(xp.isfinite(w).all()):
+        bad = ~xp.isfinite(w)
+        i = int(xp.flatnonzero(bad)[0])
+        raise ValueError(
+            f"sample_weight must be finite: {int(bad.sum())} value(s) are NaN or infinite "
+            f"(first at index {i}: {float(w[i])})")
+    if bool((w < 0).any()):
+        neg = w < 0
+        i = int(xp.flatnonzero(neg)[0])
+        raise ValueError(
+            f"sample_weight must be >= 0: {int(neg.sum())} value(s) are negative "
+            f"(first at index {i}: {float(w[i])})")
+    # Finite and >= 0: the sum is positive exactly when some weight is, and
+    # past float64's range only when the (correctly rounded) one is too, up to
+    # the rounding of the device's summation order.
+    total = float(w.sum())
+    if not total > 0:
+        raise ValueError(
+            "sample_weight is zero for every row: at least one weight must be positive")
+    if not math.isfinite(total):
         raise ValueError("sample_weight sums past the largest float64; rescale the weights")
     return w

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from ._validation import (array_module, check_array, check_int, check_real, check_sample_weight,
-                          keeps_device, to_numpy)
+                          is_device_array, keeps_device, to_numpy)
 
 RULES = ("scott", "silverman")
 
@@ -64,7 +64,10 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
         nearest points' weight reaches ``k``, and the mean is weighted. With
         fractional weights ``k = W * quantile`` (at least the smallest
         positive weight). With ``n_samples``, the rows are sampled as without
-        weights and keep theirs.
+        weights and keep theirs. Device data with a device backend keep the
+        weights on the device (host weights are uploaded once); ``W`` and the
+        weighted mean are then summed there, equal to the host's correctly
+        rounded sums (``math.fsum``) to rounding.
 
     Returns
     -------
@@ -95,20 +98,26 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
 
     be = resolve_backend(backend)
     # Device data with a device backend stay there: only the k-th distances'
-    # sums per batch of 500 (n / 500 values) and two scalars come back.
-    X = check_array(X, keep_device=sample_weight is None and keeps_device(be, X))
+    # sums per batch of 500 (n / 500 values) and a few scalars come back
+    # (with sample weights, which join the data there: scalars only).
+    on_device = keeps_device(be, X)
+    X = check_array(X, keep_device=on_device)
     quantile = check_real(quantile, "quantile", low=0.0)
     if quantile > 1:
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
     n_samples = check_int(n_samples, "n_samples", low=1, allow_none=True)
     rng = _check_random_state(random_state)
     w = check_sample_weight(sample_weight, X.shape[0])
+    if w is not None:
+        w = be.runtime.asarray(w, dtype=np.float64) if on_device else to_numpy(w)
     if n_samples is not None:
         sample = rng.permutation(X.shape[0])[:n_samples]
         X = X[sample]
         w = None if w is None else w[sample]
     if w is not None:
-        return _weighted_estimate(np.ascontiguousarray(X, dtype=np.float64), w, quantile, be)
+        X64 = X.astype(np.float64, copy=False) if on_device \
+            else np.ascontiguousarray(X, dtype=np.float64)
+        return _weighted_estimate(X64, w, quantile, be)
     X64 = X.astype(np.float64, copy=False) if keeps_device(be, X) \
         else np.ascontiguousarray(X, dtype=np.float64)
     k = max(1, int(X.shape[0] * quantile))
@@ -141,26 +150,37 @@ def _refuse_overflow(X64):
 
 
 def _weighted_estimate(X64, w, quantile, be):
-    """The estimate with sample weights (see :func:`estimate_bandwidth`)."""
-    total = math.fsum(w)
+    """The estimate with sample weights (see :func:`estimate_bandwidth`).
+
+    On the host the total weight and the weighted mean are correctly rounded
+    (``math.fsum``); with device data and weights (both device arrays) the
+    same quantities are summed on the device, equal to rounding, and only
+    scalars cross.
+    """
+    xp = array_module(w)
+    device = is_device_array(w)
+    total = float(w.sum()) if device else math.fsum(w)
     if not total > 0:
         raise ValueError("estimate_bandwidth: the sampled rows all have weight 0; "
                          "pass n_samples=None or a larger n_samples")
     positive = w > 0
-    if np.array_equal(w, np.round(w)):
+    if bool((w == xp.round(w)).all()):
         k = float(max(1, int(total * quantile)))
     else:
         k = max(total * quantile, float(w[positive].min()))
-    queries = np.ascontiguousarray(X64[positive])
-    kth = np.asarray(to_numpy(be.kth_neighbor_distance(X64, queries, k, weights=w)),
-                     dtype=np.float64)
-    if not np.isfinite(kth).all():
+    queries = X64[positive] if device else np.ascontiguousarray(X64[positive])
+    kth = be.kth_neighbor_distance(X64, queries, k, weights=w)
+    if not device:
+        kth = np.asarray(to_numpy(kth), dtype=np.float64)
+    if not bool(xp.isfinite(kth).all()):
         _refuse_overflow(X64)
-    # The weighted mean, correctly rounded (fsum); in units of a power of
-    # two where the products would overflow.
+    # The weighted mean; in units of a power of two where the products
+    # would overflow.
     top = float(kth.max()) if kth.size else 0.0
     unit = float(np.ldexp(1.0, min(int(np.frexp(top)[1]), 1023))) if top > 1e300 else 1.0
-    return np.float64(math.fsum(w[positive] * (kth / unit)) / total * unit)
+    terms = w[positive] * (kth / unit)
+    mean = float(terms.sum()) if device else math.fsum(terms)
+    return np.float64(mean / total * unit)
 
 
 def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
@@ -194,24 +214,32 @@ def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
     >>> round(rule_of_thumb_bandwidth(X, "scott"), 4)
     0.3094
     """
-    # Device data stay on the device (the variances are d values).
+    # Device data stay on the device (the variances are d values), and so do
+    # the weights (a host copy of device weights for host data).
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    X = check_array(X, ensure_min_samples=2, keep_device=sample_weight is None)
+    X = check_array(X, ensure_min_samples=2, keep_device=True)
     n, d = X.shape
     w = check_sample_weight(sample_weight, n)
+    xp = array_module(X)
     if w is None:
-        xp = array_module(X)
         var = to_numpy(xp.var(X, axis=0, ddof=1, dtype=np.float64))
     else:
         # As on the repeated rows: n is the total weight, the variance the
-        # weighted one with W - 1 in the denominator.
-        n = math.fsum(w)
+        # weighted one with W - 1 in the denominator; correctly rounded
+        # (fsum) on the host, summed on the device (equal to rounding).
+        device = is_device_array(X)
+        if device:
+            w = xp.asarray(w) if xp is not np else w
+            n = float(w.sum())
+        else:
+            w = to_numpy(w)
+            n = math.fsum(w)
         if not n > 1:
             raise ValueError(f"the {rule} rule needs a total sample_weight > 1, got {n:g}")
         X64 = X.astype(np.float64)
         mean = (w @ X64) / n
-        var = (w @ (X64 - mean) ** 2) / (n - 1)
+        var = to_numpy((w @ (X64 - mean) ** 2) / (n - 1))
     return rule_from_variances(rule, n, d, var)
 
 

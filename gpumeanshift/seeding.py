@@ -68,6 +68,79 @@ def get_bin_seeds(X, bin_size, min_bin_freq=1, *, sample_weight=None):
     return points if seeds is None else seeds
 
 
+def device_bin_seeds(X, bin_size, min_bin_freq, backend, *, sample_weight=None):
+    """:func:`get_bin_seeds` of validated device data, on the device: the
+    same seeds, bit for bit, in the same order (a device array), or X itself.
+
+    ``backend`` is the device backend of the fit (its runtime's sorts; its
+    :meth:`~gpumeanshift.backends.cuda.backend.CudaBackend.segment_sums` add
+    each cell's weights in row order, as ``np.bincount`` does on the host).
+    The rows are put in lexicographic order of their cells (row index last,
+    so each run of equal cells starts at its first occurrence); runs become
+    cells with their counts. What crosses: a few scalars (the number of
+    cells and of seeds; with weights their total), not the data.
+    ``sample_weight`` (device, float64, validated) holds X's weights, all
+    positive.
+    """
+    xp = backend.runtime.xp
+    w = sample_weight
+    n = X.shape[0]
+    if bin_size == 0:
+        return X
+    binned = xp.round(X / X.dtype.type(bin_size))  # in X's dtype, as on the host
+    keys64 = binned.astype(np.float64) + 0.0  # -0.0 and 0.0: one cell
+    # np.lexsort's last key is the primary one: columns 0, 1, ..., then the index
+    index = _like(xp.arange(n, dtype=np.float64), X)
+    keys = xp.concatenate([index[None, :], keys64.T[::-1]])
+    order = _like(backend._sort("lexsort", "bin seeding", keys), X)
+    rows = keys64[order]
+    new = (rows != xp.roll(rows, 1, axis=0)).any(axis=1)
+    new[0] = True
+    starts = _like(xp.flatnonzero(new), X)  # the runs of equal cells
+    first = order[starts]  # each cell's first row (the smallest index of its run)
+    if w is None:
+        counts = xp.diff(starts, append=n)
+    else:
+        counts = backend.segment_sums(w[order], starts)
+    by_first = _like(xp.argsort(first), X)  # distinct values: any sort is stable
+    keep = counts[by_first] >= min_bin_freq
+    cells = binned[first[by_first][keep]]
+    if _as_many_as_points(cells.shape[0], n, w, xp):
+        warnings.warn(
+            f"Binning data failed with provided bin_size={bin_size:f}, "
+            "using data points as seeds.",
+            stacklevel=2,
+        )
+        return X
+    return (cells * X.dtype.type(bin_size)).astype(X.dtype, copy=False)
+
+
+def _like(a, X):
+    """``a``, computed on the device from X, as X's array type: NumPy's
+    functions return plain arrays for the emulated runtime's device arrays
+    (an ndarray subclass), which the emulator would count as host data."""
+    if isinstance(X, np.ndarray) and type(a) is not type(X):
+        a = a.view(type(X))
+        a.__array_finalize__(X)
+    return a
+
+
+def _as_many_as_points(n_seeds, n, w, xp):
+    """Whether ``n_seeds`` equals the number of points: ``n``, or with
+    weights ``math.fsum(w)`` (as on the host), decided on the device where
+    the device's sum cannot be that far from the exact one."""
+    if w is None:
+        return n_seeds == n
+    total = float(w.sum())
+    if total <= 2.0**53 and bool((w == xp.floor(w)).all()):
+        return n_seeds == total  # integer partial sums: exact in any order
+    # |total - exact| <= (n - 1) eps exact for weights >= 0, in any order
+    if abs(total - n_seeds) > 4.0 * n * np.finfo(np.float64).eps * total:
+        return False
+    # fractional weights summing to within rounding of n_seeds: the exact test
+    return n_seeds == math.fsum(w.get() if hasattr(w, "get") else w)
+
+
 def _cells_to_seeds(cells, first, counts, n_points, bin_size, min_bin_freq, dtype, stacklevel):
     """Seeds from the occupied cells (their integer coordinates, the first row
     in each and its count), in order of first occurrence; None, with

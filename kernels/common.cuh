@@ -134,19 +134,21 @@ __device__ __forceinline__ void ms_for_tiles(T* sh, const T* __restrict__ X, int
     }
 }
 
-// f(k) for k = 0 .. dd - 1 in order, k a compile-time constant in the
-// unrolled code (so f may index register arrays with it), for D != 0.
+// f(k) for k = 0 .. dd - 1 in order. For D != 0, k is a compile-time
+// constant in the unrolled code (so f may index register arrays with it).
 // D > 0: dd == D, one unrolled loop. D < 0 (bounded, dd <= -D): chunks of
 // MS_CHUNK dimensions, unrolled; the block leaves the loop at the first chunk
 // past dd (uniform: every thread has the same dd), and only the last, partial
-// chunk tests its dimensions one by one.
+// chunk tests its dimensions one by one. D == 0: a plain loop to dd.
 template <int D, typename F>
 __device__ __forceinline__ void ms_for_dims(int dd, F f) {
     if constexpr (D > 0) {
 #pragma unroll
         for (int k = 0; k < D; ++k) f(k);
+    } else if constexpr (D == 0) {
+        for (int k = 0; k < dd; ++k) f(k);
     } else {
-        static_assert(D < 0 && (-D) % MS_CHUNK == 0, "bounded extent: a multiple of MS_CHUNK");
+        static_assert((-D) % MS_CHUNK == 0, "bounded extent: a multiple of MS_CHUNK");
 #pragma unroll
         for (int c = 0; c < -D; c += MS_CHUNK) {
             if (c >= dd) break;
@@ -167,23 +169,10 @@ __device__ __forceinline__ void ms_for_dims(int dd, F f) {
 template <typename T, int D>
 __device__ __forceinline__ T ms_dist2(const T* q, const T* x, int dd) {
     T u2 = T(0);
-    if constexpr (D > 0) {
-#pragma unroll
-        for (int k = 0; k < D; ++k) {
-            const T diff = x[k] - q[k];
-            u2 += diff * diff;
-        }
-    } else if constexpr (D < 0) {
-        ms_for_dims<D>(dd, [&](int k) {
-            const T diff = x[k] - q[k];
-            u2 += diff * diff;
-        });
-    } else {
-        for (int k = 0; k < dd; ++k) {
-            const T diff = x[k] - q[k];
-            u2 += diff * diff;
-        }
-    }
+    ms_for_dims<D>(dd, [&](int k) {
+        const T diff = x[k] - q[k];
+        u2 += diff * diff;
+    });
     return u2;
 }
 
@@ -271,25 +260,14 @@ __device__ __forceinline__ bool ms_update(T* p, const T* acc, T wsum, C cnt, int
     wsum *= scale;
     const T inv = T(1) / wsum;
     T moved2 = T(0);
-    if constexpr (D < 0) {
-        ms_for_dims<D>(dd, [&](int k) {
-            const T a = acc[k] * scale;
-            const T q0 = a * inv;
-            const T nk = fma(fma(-q0, wsum, a), inv, q0);
-            const T diff = nk - p[k];
-            moved2 += diff * diff;
-            p[k] = nk;
-        });
-    } else {
-        for (int k = 0; k < dd; ++k) {
-            const T a = acc[k] * scale;
-            const T q0 = a * inv;
-            const T nk = fma(fma(-q0, wsum, a), inv, q0);
-            const T diff = nk - p[k];
-            moved2 += diff * diff;
-            p[k] = nk;
-        }
-    }
+    ms_for_dims<(D < 0 ? D : 0)>(dd, [&](int k) {
+        const T a = acc[k] * scale;
+        const T q0 = a * inv;
+        const T nk = fma(fma(-q0, wsum, a), inv, q0);
+        const T diff = nk - p[k];
+        moved2 += diff * diff;
+        p[k] = nk;
+    });
     *intensity_out = cnt;
     if (moved2 <= tol2) {
         *state_out = MS_CONVERGED;

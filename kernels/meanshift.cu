@@ -108,10 +108,7 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
     int it = 0;
     if (live) {
         it = n_iter[seed];
-        if constexpr (D > 0) {
-#pragma unroll
-            for (int k = 0; k < D; ++k) preg[k] = pos[(long long)seed * dd + k];
-        } else if constexpr (D < 0) {
+        if constexpr (D != 0) {
             ms_for_dims<D>(dd, [&](int k) { preg[k] = pos[(long long)seed * dd + k]; });
         } else {
             p = pos + (long long)seed * dd;
@@ -134,12 +131,8 @@ ms_shift_fused(const T* __restrict__ X, int n, int d, int tile,
                                               state + seed, intensity + seed);
     }
     if (started) {
-        if constexpr (D > 0) {
-#pragma unroll
-            for (int k = 0; k < D; ++k) pos[(long long)seed * dd + k] = preg[k];
-        } else if constexpr (D < 0) {
+        if constexpr (D != 0)
             ms_for_dims<D>(dd, [&](int k) { pos[(long long)seed * dd + k] = preg[k]; });
-        }
         n_iter[seed] = it;
     }
 }
@@ -189,12 +182,7 @@ ms_shift_partial(const T* __restrict__ X, int n, int d, int tile, int chunk,
         ms_weigh_tile<T, D, KERNEL, W>(sh, rows, dd, preg, p, areg, acc, r2, wsum, cnt);
     });
     if (live) {
-        if constexpr (D > 0) {
-#pragma unroll
-            for (int k = 0; k < D; ++k) out[k] = areg[k];
-        } else if constexpr (D < 0) {
-            ms_for_dims<D>(dd, [&](int k) { out[k] = areg[k]; });
-        }
+        if constexpr (D != 0) ms_for_dims<D>(dd, [&](int k) { out[k] = areg[k]; });
         out[dd] = wsum;
         pcount[(long long)blockIdx.y * n_active + slot] = cnt;
     }

@@ -21,6 +21,14 @@
 // counts become summed weights in double (count_within's output, the
 // kth_neighbor counts, whose k is then a double amount of weight), kernel
 // sums weigh each term.
+//
+// ms_segment_sum      sums of runs of doubles, sequentially in order from 0.0
+//                     (one thread per run, no tiles): run s is values
+//                     [starts[s], starts[s + 1]) (the last ends at n). Gives
+//                     the bit-exact sums a sequential host loop gives: the cap
+//                     of the weighted kth_neighbor's k (one run of all the
+//                     weights, summed as its counts sum them) and bin seeding's
+//                     weight per cell (np.bincount's order).
 #include "common.cuh"
 
 template <typename T>
@@ -193,4 +201,15 @@ kth_neighbor(const T* __restrict__ X, int n, const T* __restrict__ Q, int m, int
         if (cnt < k) v |= U(1);
     }
     if (valid) out[row] = ms_sqrt(ms_from_bits(v));
+}
+
+__global__ void __launch_bounds__(MS_MAX_BLOCK, 1)
+ms_segment_sum(const double* __restrict__ values, int n, const int* __restrict__ starts,
+               int n_segments, double* __restrict__ out) {
+    const int s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s >= n_segments) return;
+    const int end = s + 1 < n_segments ? starts[s + 1] : n;
+    double acc = 0.0;
+    for (int i = starts[s]; i < end; ++i) acc += values[i];
+    out[s] = acc;
 }

@@ -259,6 +259,31 @@ def test_invalid_input(client, X):
         gdask.MeanShift(bandwidth=1.0, backend="numpy").fit(da.from_array(bad, chunks=CHUNK))
 
 
+@pytest.mark.parametrize("bad", [
+    np.zeros(6),                       # 1-D
+    np.zeros((2, 3, 2)),               # 3-D
+    np.zeros((5, 0)),                  # no features
+    np.zeros((0, 2)),                  # no rows
+    np.zeros((4, 2), dtype=complex),   # complex
+], ids=["1d", "3d", "no-features", "no-rows", "complex"])
+def test_dask_refuses_a_layout_with_the_estimator_s_words(client, bad):
+    """The checks a Dask array's metadata answer are check_array's own."""
+    from gpumeanshift._validation import check_array
+
+    with pytest.raises(ValueError) as local:
+        check_array(bad)
+    with pytest.raises(ValueError) as distributed_:
+        gdask.MeanShift(bandwidth=1.0, backend="numpy").fit(da.from_array(bad))
+    assert str(distributed_.value) == str(local.value)
+
+
+def test_dask_refuses_unknown_chunk_sizes(client, X):
+    lazy = da.from_array(X, chunks=CHUNK)
+    lazy = lazy[lazy[:, 0] > -np.inf]  # a boolean mask: row counts unknown until computed
+    with pytest.raises(ValueError, match="unknown chunk sizes; call X.compute_chunk_sizes"):
+        gdask.MeanShift(bandwidth=1.0, backend="numpy").fit(lazy)
+
+
 @pytest.mark.parametrize("strategy", ["seeds", "data"])
 @pytest.mark.parametrize("kernel", ["gaussian", "flat"])
 def test_max_memory_does_not_change_the_result(client, X, strategy, kernel):

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .. import _driver
-from .._validation import check_array, is_device_array
+from .._validation import check_array, check_layout, is_device_array
 from ..backends.base import auto_choice
 
 # Failures that mean "a worker and what it held are gone for good".
@@ -109,24 +109,16 @@ def _get_client(client):
 
 
 def _as_dask_array(X, name="X"):
-    """A 2-D Dask array of float32/float64, chunked along rows only."""
+    """A 2-D Dask array of float32/float64, chunked along rows only: the
+    checks of ``check_array`` that the metadata answer (finiteness is checked
+    in the first pass over the data, ``_passes._finite_and_center``)."""
     if not isinstance(X, da.Array):
         X = da.from_array(check_array(X, name=name))
-    if X.ndim != 2:
-        raise ValueError(f"Expected a 2-D array for {name}, got {X.ndim}-D with shape {X.shape}")
-    if any(math.isnan(s) for s in X.shape):
+    if X.ndim == 2 and any(math.isnan(s) for s in X.shape):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
-    if X.shape[1] < 1:
-        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
-    if X.shape[0] < 1:
-        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
-    kind = X.dtype.kind
-    if kind == "c":
-        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
-    if kind not in "biuf":
-        raise ValueError(f"{name} has unsupported dtype {X.dtype}; expected real numbers")
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
+    dtype = check_layout(X, name=name)
+    if X.dtype != dtype:
+        X = X.astype(dtype)
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     return X

@@ -13,7 +13,7 @@ from distributed import futures_of
 
 from .. import _driver
 from .._estimator import MeanShift as _LocalMeanShift
-from .._estimator import _convert_output
+from .._base import convert_output
 from .._params import validate_params
 from .._progress import ShiftProgress
 from .._validation import check_array, check_bandwidth, is_device_array
@@ -294,7 +294,7 @@ class MeanShift(_Strategies, _LocalMeanShift):
         sizes = np.sum(sizes, axis=0).astype(size_type) if sizes else np.zeros(len(centers),
                                                                                 size_type)
 
-        out = lambda a: _convert_output(a, self.output_type, device_input)  # noqa: E731
+        out = lambda a: convert_output(a, self.output_type, device_input)  # noqa: E731
         self._device_input = device_input
         self.cluster_centers_ = out(centers)
         self.labels_ = labels

@@ -11,6 +11,7 @@ import numpy as np
 import dask.array as da
 
 from .. import _driver
+from .._labels import nearest_labels
 from .._validation import check_sample_weight, is_device_array
 from ..backends.base import resolve_backend
 from ..bandwidth import rule_from_variances
@@ -107,7 +108,7 @@ def _as_weights(sample_weight, X):
         return None
     n = X.shape[0]
     if not isinstance(sample_weight, da.Array):
-        w = check_sample_weight(sample_weight, n)
+        w = _driver.to_numpy(check_sample_weight(sample_weight, n))  # the tasks take host weights
         return da.from_array(w, chunks=(X.chunks[0],))
     W = sample_weight
     if W.ndim != 1:
@@ -178,9 +179,9 @@ def _bin_seeds(client, X, futs, bin_size, min_bin_freq, wfuts=None, total=None):
 def _basin_labels(X, point_modes, centers, threshold):
     """label_assignment="basin": each point takes the center nearest its own mode."""
     be = resolve_backend("numpy")  # on the client, where the modes are
-    labels, _ = be.nearest(np.ascontiguousarray(point_modes, dtype=X.dtype),
-                           np.ascontiguousarray(centers, dtype=X.dtype))
-    labels = da.from_array(_driver.to_numpy(labels).astype(np.int64), chunks=(X.chunks[0],))
+    labels = nearest_labels(be, np.ascontiguousarray(point_modes, dtype=X.dtype),
+                            np.ascontiguousarray(centers, dtype=X.dtype))
+    labels = da.from_array(labels, chunks=(X.chunks[0],))
     if is_device_array(X._meta):
         labels = labels.map_blocks(_like, _label_meta(X), dtype=np.int64, meta=_label_meta(X))
     if threshold is None:

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from .. import _driver
+from .._labels import nearest_labels, outside_reach
 from .._validation import is_device_array
 from ..backends.base import PartialSums
 from ._cluster import _concat_rows, _task_threads, _worker_address, _worker_backend, _xp
@@ -94,11 +95,7 @@ def _label_block(block, centers, threshold, backend, n_jobs, max_memory=None):
     if block.shape[0] == 0:
         return xp.zeros(0, dtype=np.int64)
     C = np.ascontiguousarray(centers, dtype=block.dtype)
-    labels, dist = be.nearest(block, C)
-    labels = xp.asarray(_driver.to_numpy(labels).astype(np.int64, copy=False))
-    if threshold is not None:
-        labels = xp.where(xp.asarray(_driver.to_numpy(dist)) <= threshold, labels, -1)
-    return labels
+    return xp.asarray(_driver.to_numpy(nearest_labels(be, block, C, threshold)))
 
 
 def _bincount_block(labels, k, weights=None):
@@ -166,10 +163,7 @@ def _distinct_block(block, weights=None):
 
 def _basin_outliers(block, labels, centers, h):
     """-1 for the points of a block farther than h from their basin's center."""
-    xp = _xp(block)
-    labels = labels[:, 0]
-    diff = block.astype(np.float64) - xp.asarray(centers, dtype=np.float64)[labels]
-    return xp.where((diff * diff).sum(axis=1) <= h * h, labels, -1)
+    return outside_reach(block, labels[:, 0], centers, h)
 
 
 def _weighted_colsum(block, weights):

@@ -1,9 +1,12 @@
 """C++ text of the CUDA-on-CPU emulation: a header and the generated launcher unit.
 
 Kept as Python strings so the emulator needs no package data besides the
-kernels. Execution model: the blocks of a grid run one after another; each
-block is one ``#pragma omp parallel num_threads(blockDim)`` region, so each
-CUDA thread is an OpenMP thread. ``__syncthreads()`` is an OpenMP barrier and
+kernels. Execution model: the blocks of a grid run one after another, in an
+order the launch chooses (CUDA promises none: a kernel whose result depends
+on the order in which blocks run, say through the order of its atomics, is
+caught by running them in a scrambled order); each block is one
+``#pragma omp parallel num_threads(blockDim)`` region, so each CUDA thread is
+an OpenMP thread. ``__syncthreads()`` is an OpenMP barrier and
 dynamic shared memory is one buffer per launch, poisoned with 0xFF bytes
 (NaN for floats) before each block so reads of never-written shared memory
 show up in results.
@@ -137,9 +140,13 @@ inline void emu_call(void (*f)(A...), void** args, std::index_sequence<I...>) {
 // Returns 0 on success, 1 when OpenMP could not give the block its threads.
 // ftz: flush float denormal results to zero and read denormal inputs as zero
 // (MXCSR FTZ | DAZ, per OpenMP thread, restored after the block).
+// Block order: the i-th block run is the one of linear index
+// (first + stride * i) mod (gx * gy * gz), x fastest; stride is coprime to
+// the block count, so every block runs once (first 0, stride 1: in order).
 template <typename... A>
 int emu_run(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-            unsigned by, unsigned bz, std::size_t shmem, void** args, int ftz) {
+            unsigned by, unsigned bz, std::size_t shmem, void** args, int ftz,
+            unsigned long long first, unsigned long long stride) {
     const int nthreads = (int)(bx * by * bz);
     unsigned char* smem = static_cast<unsigned char*>(std::malloc(shmem ? shmem : 1));
     gridDim = dim3{gx, gy, gz};
@@ -147,30 +154,32 @@ int emu_run(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
     emu_dyn_smem = smem;
     omp_set_dynamic(0);
     int err = 0;
-    for (unsigned z = 0; z < gz && !err; ++z)
-        for (unsigned y = 0; y < gy && !err; ++y)
-            for (unsigned x = 0; x < gx && !err; ++x) {
-                blockIdx = uint3{x, y, z};
-                std::memset(smem, 0xFF, shmem ? shmem : 1);
+    const unsigned long long nblocks = (unsigned long long)gx * gy * gz;
+    for (unsigned long long i = 0; i < nblocks && !err; ++i) {
+        const unsigned long long lin = (unsigned long long)(
+            ((unsigned __int128)stride * i + first) % nblocks);
+        blockIdx = uint3{(unsigned)(lin % gx), (unsigned)((lin / gx) % gy),
+                         (unsigned)(lin / ((unsigned long long)gx * gy))};
+        std::memset(smem, 0xFF, shmem ? shmem : 1);
 #pragma omp parallel num_threads(nthreads)
-                {
-                    if (omp_get_num_threads() != nthreads) {
+        {
+            if (omp_get_num_threads() != nthreads) {
 #pragma omp atomic write
-                        err = 1;
-                    } else {
-                        const unsigned t = (unsigned)omp_get_thread_num();
-                        threadIdx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
+                err = 1;
+            } else {
+                const unsigned t = (unsigned)omp_get_thread_num();
+                threadIdx = uint3{t % bx, (t / bx) % by, t / (bx * by)};
 #if EMU_HAS_MXCSR
-                        const unsigned csr = _mm_getcsr();
-                        if (ftz) _mm_setcsr(csr | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+                const unsigned csr = _mm_getcsr();
+                if (ftz) _mm_setcsr(csr | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
 #endif
-                        emu_call(f, args, std::index_sequence_for<A...>{});
+                emu_call(f, args, std::index_sequence_for<A...>{});
 #if EMU_HAS_MXCSR
-                        _mm_setcsr(csr);
+                _mm_setcsr(csr);
 #endif
-                    }
-                }
             }
+        }
+    }
     std::free(smem);
     emu_dyn_smem = nullptr;
     return err;
@@ -179,8 +188,11 @@ int emu_run(void (*f)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx,
 #define EMU_KERNEL(IDX, ...)                                                        \
     extern "C" int emu_launch_##IDX(unsigned gx, unsigned gy, unsigned gz,         \
                                     unsigned bx, unsigned by, unsigned bz,         \
-                                    std::size_t shmem, void** args, int ftz) {     \
-        return emu_run(&__VA_ARGS__, gx, gy, gz, bx, by, bz, shmem, args, ftz);    \
+                                    std::size_t shmem, void** args, int ftz,       \
+                                    unsigned long long first,                      \
+                                    unsigned long long stride) {                   \
+        return emu_run(&__VA_ARGS__, gx, gy, gz, bx, by, bz, shmem, args, ftz,     \
+                       first, stride);                                              \
     }                                                                               \
     extern "C" const char* emu_sig_##IDX() { return emu_signature(&__VA_ARGS__); }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ MAX_BLOCK_DIMS = (1024, 1024, 64)
 MAX_GRID_DIMS = (2**31 - 1, 65535, 65535)
 MAX_SHARED_NO_OPT_IN = 48 * 1024
 INT32_MAX = 2**31 - 1
+BLOCK_ORDERS = ("shuffled", "ascending", "descending")
 
 _BASE_FLAGS = ("-std=c++17", "-fopenmp", "-fPIC", "-shared", "-Wno-unknown-pragmas")
 _OPT_FLAGS = ("-O2",)
@@ -234,6 +236,18 @@ class EmulatedRuntime:
         in and out (``-ftz=true``; x86 MXCSR FTZ and DAZ, see
         :attr:`flushes_denormals`). "ieee": no contraction, denormals kept.
         Default: ``$GPUMEANSHIFT_EMU_FP`` if set, else "nvrtc".
+    block_order : {"shuffled", "ascending", "descending"}, optional
+        The order in which a launch runs its blocks (one after another).
+        CUDA promises no order, and on a GPU blocks run concurrently, so a
+        kernel whose output depends on it (the order in which blocks win an
+        ``atomicAdd``, a block reading what another writes) is wrong there.
+        "shuffled" runs them in a different scrambled order at each launch
+        (an affine permutation of the block index drawn from ``block_seed``),
+        which makes such a dependence show up in results; "ascending" is the
+        order of the block index. Default: ``$GPUMEANSHIFT_EMU_BLOCK_ORDER``
+        if set, else "shuffled".
+    block_seed : int, default=0
+        Seed of the "shuffled" orders (reproducible per runtime).
 
     Attributes
     ----------
@@ -277,12 +291,18 @@ class EmulatedRuntime:
                  memory_limit: int | None = None, reported_free: int | None = None,
                  multiprocessor_count: int = 132, cache_dir: Path | str | None = None,
                  fp: str | None = None, stream: EmulatedStream | None = None,
-                 n_devices: int = 1):
+                 n_devices: int = 1, block_order: str | None = None, block_seed: int = 0):
         if fp is None:
             fp = os.environ.get("GPUMEANSHIFT_EMU_FP", "") or "nvrtc"
         if fp not in _FP_FLAGS:
             raise ValueError(f"fp must be one of {FP_MODES}, got {fp!r}")
         self.fp = fp
+        if block_order is None:
+            block_order = os.environ.get("GPUMEANSHIFT_EMU_BLOCK_ORDER", "") or "shuffled"
+        if block_order not in BLOCK_ORDERS:
+            raise ValueError(f"block_order must be one of {BLOCK_ORDERS}, got {block_order!r}")
+        self.block_order = block_order
+        self._order_rng = np.random.default_rng(block_seed)
         if stream is not None and not isinstance(stream, EmulatedStream):
             raise TypeError(f"stream must be an EmulatedStream, got {type(stream).__name__}")
         self.stream = stream
@@ -481,7 +501,9 @@ class EmulatedRuntime:
             *[ctypes.cast(ctypes.pointer(k), ctypes.c_void_p) for k in keep])
         fn = getattr(self._library(), f"emu_launch_{self._index[name]}")
         fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int]
+        fn.argtypes = ([ctypes.c_uint] * 6 + [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_int]
+                       + [ctypes.c_ulonglong] * 2)
+        first, stride = self._block_permutation(grid[0] * grid[1] * grid[2])
         # -ftz=true concerns float arithmetic: float instantiations run flushed
         # (MXCSR flushes doubles too, so double ones do not).
         ftz = int(self.fp == "nvrtc" and "<float" in name)
@@ -491,7 +513,8 @@ class EmulatedRuntime:
 
         def run(keep=keep, argv=argv, args=tuple(args)):  # the buffers stay alive until it runs
             with _LIB_LOCK:  # the emulated device runs one launch at a time
-                err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p), ftz)
+                err = fn(*grid, *block, int(shared_mem), ctypes.cast(argv, ctypes.c_void_p), ftz,
+                         first, stride)
             if err:
                 raise LaunchError(f"{name}: OpenMP did not provide {threads} threads per block "
                                   "(check OMP_THREAD_LIMIT / OMP_DYNAMIC)")
@@ -505,6 +528,19 @@ class EmulatedRuntime:
             if self.stream is not None:
                 self._run_queue()
             run()
+
+    def _block_permutation(self, nblocks: int) -> tuple[int, int]:
+        """(first, stride) of the order a launch of ``nblocks`` blocks runs
+        them in: block ``(first + stride * i) % nblocks`` runs i-th."""
+        if self.block_order == "ascending" or nblocks == 1:
+            return 0, 1
+        if self.block_order == "descending":
+            return nblocks - 1, nblocks - 1
+        rng = self._order_rng
+        while True:  # a stride coprime to the count visits every block once
+            stride = int(rng.integers(1, nblocks))
+            if math.gcd(stride, nblocks) == 1:
+                return int(rng.integers(0, nblocks)), stride
 
     def synchronize(self) -> None:
         """Wait for the runtime's stream: queued launches run."""

@@ -180,3 +180,26 @@ def test_batches_follow_free_memory():
     assert isinstance(EmulatedOutOfMemoryError("x"), MemoryError)
     np.testing.assert_allclose(res.modes, ref[0], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(res.n_iter, ref[1])
+
+
+def test_block_orders_run_every_block_once():
+    """Each launch's order is a permutation of the block index: ascending,
+    descending, or scrambled differently from one launch to the next."""
+    from gpumeanshift.testing.emulator import BLOCK_ORDERS
+
+    rt = EmulatedRuntime()
+    assert rt.block_order == "shuffled" and BLOCK_ORDERS[0] == "shuffled"
+    for n in (1, 2, 7, 12, 128, 1000):
+        for order in BLOCK_ORDERS:
+            rt.block_order = order
+            first, stride = rt._block_permutation(n)
+            seq = [(first + stride * i) % n for i in range(n)]
+            assert sorted(seq) == list(range(n))
+            if order == "ascending":
+                assert seq == list(range(n))
+            elif order == "descending":
+                assert seq == list(range(n))[::-1]
+    rt.block_order = "shuffled"
+    assert len({rt._block_permutation(1000) for _ in range(20)}) > 1
+    with pytest.raises(ValueError, match="block_order must be one of"):
+        EmulatedRuntime(block_order="random")

@@ -150,34 +150,94 @@ def test_grid_rounds_and_transfers_are_bounded():
     assert be.runtime.launches[R.kernel_name("ms_shift_grid", np.float64, 2, "flat")] == rounds
 
 
-def test_grid_active_list_keeps_cell_order_between_rounds():
-    """The compaction between rounds keeps the order of the active list: each
-    round's list is the previous one with the stopped seeds taken out, so the
-    seeds stay in cell order (the first round's)."""
-    from gpumeanshift.testing import emulated_backend
-
-    be = emulated_backend(iters_per_launch=2)
-    rt = be.runtime
+def _grid_active_lists(be, X, **fit):
+    """The active list each launch of the grid kernel got, and the result."""
     lists = []
-    launch = rt.launch
+    launch = be.runtime.launch
 
     def recording(name, grid, block, args, shared_mem=0):
         if name.startswith("ms_shift_grid"):
             lists.append(np.array(args[14][: int(args[15])]))
         return launch(name, grid, block, args, shared_mem)
 
-    rt.launch = recording
-    X = blobs(1500, 2, seed=6)
-    ref = emulated_backend(iters_per_launch=64).shift(X, X, bandwidth=0.4, kernel="flat",
-                                                      max_iter=60, tol=1e-5, algorithm="grid")
-    res = be.shift(X, X, bandwidth=0.4, kernel="flat", max_iter=60, tol=1e-5, algorithm="grid")
-    assert len(lists) >= 3 and len(lists[0]) == len(X) and len(lists[-1]) < len(lists[1])
+    be.runtime.launch = recording
+    try:
+        return lists, be.shift(X, X, algorithm="grid", **fit)
+    finally:
+        be.runtime.launch = launch
+
+
+def _kept_in_order(lists):
+    """Whether each list is the previous one with some seeds taken out, in
+    the same order."""
     for prev, cur in zip(lists, lists[1:]):
         pos = {int(s): i for i, s in enumerate(prev)}
-        idx = np.array([pos[int(s)] for s in cur])
-        assert (np.diff(idx) > 0).all()  # a subsequence, in the same order
+        if not (np.diff([pos[int(s)] for s in cur]) > 0).all():
+            return False
+    return True
+
+
+GRID_FIT = dict(bandwidth=0.4, kernel="flat", max_iter=60, tol=1e-5)
+
+
+def test_grid_active_list_keeps_cell_order_between_rounds():
+    """The compaction between rounds keeps the order of the active list: each
+    round's list is the previous one with the stopped seeds taken out, so the
+    seeds stay in cell order (the first round's). The emulator runs each
+    launch's blocks in a scrambled order (as a GPU promises none), which is
+    what would show an order that depends on the blocks' timing."""
+    from gpumeanshift.testing import emulated_backend
+
+    be = emulated_backend(iters_per_launch=2)
+    assert be.runtime.block_order == "shuffled"
+    X = blobs(1500, 2, seed=6)
+    ref = emulated_backend(iters_per_launch=64).shift(X, X, algorithm="grid", **GRID_FIT)
+    lists, res = _grid_active_lists(be, X, **GRID_FIT)
+    assert len(lists) >= 3 and len(lists[0]) == len(X) and len(lists[-1]) < len(lists[1])
+    assert max(-(-len(a) // R.COMPACT_SPAN) for a in lists[1:-1]) >= 2  # several blocks
+    assert _kept_in_order(lists)
     np.testing.assert_array_equal(res.modes, ref.modes)
     np.testing.assert_array_equal(res.n_iter, ref.n_iter)
+
+
+# The compaction as an atomic counter would write it: each block claims its
+# output slots with one atomicAdd (span_start[0], 0 after the scan, is the
+# counter), so the blocks' outputs land in the order the blocks ran.
+_ATOMIC_COMPACTION = (
+    """    int out = span_start[blockIdx.x]
+              + ms_block_scan(sh, ms_compact_items(state, active, n_active, first), &total);""",
+    """    const int mine = ms_block_scan(sh, ms_compact_items(state, active, n_active, first),
+                                   &total);
+    __shared__ int base;
+    if (threadIdx.x == 0) base = atomicAdd(const_cast<int*>(span_start), total);
+    __syncthreads();
+    int out = base + mine;""")
+
+
+def test_block_order_shows_a_compaction_that_follows_the_blocks_timing():
+    """An atomic-counter compaction keeps the seeds and the results but not
+    their order: run in the order of the block index (the emulator's old
+    schedule) it looks ordered; in a scrambled order, as a GPU may run the
+    blocks, the order test above fails on it."""
+    from gpumeanshift.backends.cuda.backend import CudaBackend
+    from gpumeanshift.testing import EmulatedRuntime
+
+    src = R.kernel_source()
+    assert src.count(_ATOMIC_COMPACTION[0]) == 1
+    src = src.replace(*_ATOMIC_COMPACTION)
+    X = blobs(1500, 2, seed=6)
+    ref = NumpyBackend().shift(X, X, algorithm="grid", **GRID_FIT)
+    kept = {}
+    for order in ("ascending", "shuffled"):
+        be = CudaBackend(EmulatedRuntime(source=src, block_order=order), iters_per_launch=2)
+        lists, res = _grid_active_lists(be, X, **GRID_FIT)
+        kept[order] = _kept_in_order(lists)
+        # the same seeds each round and the same results: only the order moved
+        for prev, cur in zip(lists, lists[1:]):
+            assert set(cur.tolist()) <= set(prev.tolist())
+        np.testing.assert_allclose(res.modes, ref.modes, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(res.n_iter, ref.n_iter)
+    assert kept == {"ascending": True, "shuffled": False}
 
 
 def test_ordered_compaction_kernels_match_a_stable_filter():

@@ -142,7 +142,8 @@ class _Queries:
         row order): exact for integer weights, and otherwise decided by those
         sums, whose total caps ``k`` (a ``k`` equal to the total weight may
         exceed the rounded sum by an ulp: it then gives the farthest row).
-        One more transfer: the weights, for that cap.
+        That total is the same sequential sum, computed on the device
+        (:meth:`segment_sums`); one more scalar crosses.
         """
         with self._ctx():
             X, Q = self._inputs(X, queries)
@@ -159,7 +160,7 @@ class _Queries:
             X, wt, wexp = self._weighted(X, weights)
             if wt is not None:
                 # the kernel's own sum over all rows, in its order (sequential)
-                seq = float(np.cumsum(self.runtime.to_host(wt).astype(np.float64))[-1])
+                seq = float(self.segment_sums(wt.astype(np.float64))[0])
                 karg = np.float64(min(np.ldexp(k, -wexp), seq))
             X, Q, unit = self._unit_scaled(X, Q)
             out, _ = self._per_query("kth_neighbor", X, Q, (karg,), X.dtype,
@@ -167,6 +168,33 @@ class _Queries:
             if unit != 1.0:
                 with np.errstate(over="ignore"):
                     out[...] = out.astype(np.float64) * unit
+            return out
+
+    def segment_sums(self, values, starts=None):
+        """Sums of runs of ``values`` (1-D, float64), each added sequentially
+        in order from 0.0 in double, as a host loop (``np.bincount``,
+        ``np.cumsum``) adds them: run ``s`` is ``values[starts[s]:starts[s +
+        1]]``, the last ending at the end; ``starts=None`` is one run of all
+        (its sum is that of ``np.cumsum(values)[-1]``, bit for bit).
+
+        Kernel ``ms_segment_sum`` (kernels/neighbors.cu): one thread per run.
+        Returns a float64 device array of one sum per run.
+        """
+        rt = self.runtime
+        with self._ctx():
+            v = rt.asarray(values, dtype=np.float64)
+            if v.ndim != 1:
+                raise ValueError(f"values must be 1-D, got shape {v.shape}")
+            n = v.shape[0]
+            if n > 2**31 - 1:  # the kernel indexes rows as int
+                raise ValueError(f"segment_sums: {n} values exceed the kernel's 32-bit index")
+            st = rt.zeros((1,), np.int32) if starts is None else \
+                rt.asarray(starts, dtype=np.int32)
+            m = st.shape[0]
+            out = self._alloc((m,), np.float64, "segment_sums")
+            if m:
+                rt.launch("ms_segment_sum", (self._grid(m),), (_rt.BLOCK,),
+                          (v, np.int32(n), st, np.int32(m), out), 0)
             return out
 
     def kernel_sum(self, X, queries, *, bandwidth, kernel, weights=None):

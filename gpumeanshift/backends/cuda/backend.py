@@ -229,7 +229,7 @@ class CudaBackend(_Queries, _Images):
             wt[wt < np.finfo(np.float32).tiny] = 0
         keep = wt > 0
         if not bool(keep.all()):
-            X, wt = xp.ascontiguousarray(X[keep]), xp.ascontiguousarray(wt[keep])
+            X, wt = X[keep], wt[keep]  # new C-contiguous arrays (of the runtime's type)
         return X, wt, e
 
     def _with_weights(self, X, wt, what: str):

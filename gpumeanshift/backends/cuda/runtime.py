@@ -212,6 +212,7 @@ def kernel_names() -> tuple[str, ...]:
                 for CH in FILTER_CHANNELS:
                     names.append(kernel_name("ms_filter_image", T, CH))
     names += COMPACT_KERNELS
+    names.append("ms_segment_sum")
     names += [f"ms_track_windows<{P}{NAME_SEPARATOR}{A}>" for P, A in TRACK_TYPES]
     return tuple(names)
 
