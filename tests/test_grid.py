@@ -386,6 +386,36 @@ def test_auto_gaussian_estimator_equals_brute(d):
     assert auto.n_iter_ == brute.n_iter_
 
 
+def test_proven_float32_tile_split_steps_and_proves_each_half():
+    """A float32 tile wider than _MAX_TILE_SPAN is stepped in halves: its
+    new positions and weights are those of each seed stepped alone and of a
+    float64 step over every point, every seed gets its row of what the step
+    left out, and every seed (all among the data) proves its step."""
+    from gpumeanshift.backends.numpy._blocks import _MAX_TILE_SPAN
+    from gpumeanshift.backends.numpy._climb import Climb
+
+    X, _ = holey_data(2)
+    X32 = X.astype(np.float32)
+    rows = np.array([0, 1, 2, 3])
+    climb = Climb(NumpyBackend(n_threads=1), X32, X32[[0, 5, 50, 500]], bandwidth=1.0,
+                  kernel="gaussian", algorithm="auto", weights=None)
+    assert climb.proven and climb.dtype == np.float32
+    q = climb.pos[rows].astype(np.float64)
+    assert (q.max(axis=0) - q.min(axis=0)).max() > _MAX_TILE_SPAN
+    new, wsum, left = climb.step(rows)
+    for i in rows:
+        n1, w1, l1 = climb.step(rows[i:i + 1])
+        np.testing.assert_allclose(new[i], n1[0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(wsum[i], w1[0], rtol=1e-5)
+    assert left.shape == (4, 3) and (left[:, 0] > 0).all()
+    assert not climb._unproven(rows, new, wsum, left, climb.reach).any()
+    # float64 reference: the Gaussian mean of every point, in the climb's units
+    Y = (X - climb.center) * climb.inv_h
+    w = np.exp(-0.5 * ((q[:, None, :] - Y[None, :, :]) ** 2).sum(-1))
+    ref = (w @ Y) / w.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(new, ref, rtol=0, atol=1e-4)
+
+
 def test_truncation_without_the_proof_is_not_exact(monkeypatch):
     """The data above do tell a proven truncation from an unproven one: the
     fixed 6-bandwidth truncation of algorithm="grid", and the proof radius's
