@@ -145,13 +145,16 @@ class DensityGrid:
     def boxes(self, P, reach: float):
         """Per row of ``P``: ``i0, i1, j0, j1`` (lists), the half-open cell
         ranges along the grid's axes of the box ``[p - reach, p + reach]``."""
-        out = []
+        return [list(col) for col in self.box_array(P, reach).T.tolist()]
+
+    def box_array(self, P, reach: float) -> np.ndarray:
+        """:meth:`boxes` as one ``(len(P), 4)`` integer array."""
+        out = np.zeros((len(P), 4), dtype=np.int64)
+        out[:, 3] = 1  # a grid of one axis: the second is one cell
         for k, j in enumerate(self.axes):
             v = np.asarray(P[:, j], np.float64)
-            out.append(self._cell(v - reach, k).tolist())
-            out.append((self._cell(v + reach, k) + 1).tolist())
-        if len(self.axes) == 1:
-            out += [[0] * len(P), [1] * len(P)]
+            out[:, 2 * k] = self._cell(v - reach, k)
+            out[:, 2 * k + 1] = self._cell(v + reach, k) + 1
         return out
 
     def count(self, i0: int, i1: int, j0: int, j1: int) -> int:
