@@ -110,24 +110,26 @@ def test_plan_partitions_the_seeds(n_threads, m, by_cost, index):
                                                                  by_cost=by_cost)
     assert sorted(order.tolist()) == list(range(m))
     assert tiles[0][0] == 0 and tiles[-1][1] == m
-    assert all(a < b and b - a <= NumpyBackend._SEED_TILE for a, b in tiles)
+    cap = NumpyBackend._COST_TILE if by_cost else NumpyBackend._SEED_TILE
+    assert all(a < b and b - a <= cap for a, b in tiles)
     assert all(b == a2 for (_, b), (a2, _) in zip(tiles, tiles[1:]))
     assert len(tiles) >= min(n_threads, m)
 
 
 @pytest.mark.parametrize("index", sorted(INDEXES))
-@pytest.mark.parametrize("per_group", [6, 600])
+@pytest.mark.parametrize("per_group", [6, 600, 2500])
 def test_plan_separates_far_seeds_and_joins_close_ones(index, per_group):
     """Two groups of seeds 40 bandwidths apart: never one tile for both; the
-    seeds of each tight group share a tile (600 a group: planned by cost,
-    in full tiles)."""
+    seeds of each tight group share a tile (600 and 2,500 a group: planned
+    by cost, in full tiles)."""
     rng = np.random.default_rng(0)
     Y = np.concatenate([rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2)) + [40.0, 0.0]])
     P = np.concatenate([rng.normal(scale=0.01, size=(per_group, 2)),
                         rng.normal(scale=0.01, size=(per_group, 2)) + [40.0, 0.0]])
     order, tiles = NumpyBackend(n_threads=1)._plan_tiles(INDEXES[index](Y), P, 1.0,
                                                          by_cost=per_group > 6)
-    assert len(tiles) == 2 * -(-per_group // NumpyBackend._SEED_TILE)
+    cap = NumpyBackend._COST_TILE if per_group > 6 else NumpyBackend._SEED_TILE
+    assert len(tiles) == 2 * -(-per_group // cap)
     for a, b in tiles:
         group = P[order[a:b], 0] > 20.0
         assert group.all() or not group.any()

@@ -119,6 +119,13 @@ class NumpyBackend:
     # poor efficiency of matrix products with very few rows).
     _TILE_OVERHEAD_PAIRS = 10_000
     _CANDIDATE_PAIRS = 8
+    # The plan by cost of the proven Gaussian grid (``by_cost``): a tile of
+    # its costs far more (its candidate lists, culls and gathers: ~0.1-0.3
+    # ms, and with two threads as many GIL hand-offs), so tiles grow larger.
+    # Against 256 and 10,000 on 100,000 hotspot points: two threads 1.35x
+    # faster (half the context switches), one 1.12x.
+    _COST_TILE = 1024
+    _COST_TILE_OVERHEAD_PAIRS = 300_000
     _GLOBAL_FRAME_MAX = 16.0  # bandwidths; see ``shift``
     # The proven Gaussian grid (``shift``): cells of a ninth of the proof
     # radius in d <= 2 (a third in d = 3, where a block has (2 s + 1)^3
@@ -239,9 +246,11 @@ class NumpyBackend:
         ``by_cost`` plans any number of seeds by that cost (the proven
         Gaussian grid, whose seeds stop one by one and leave gaps in the
         order: 19% fewer pairs than fixed tiles on 2-D hotspot data, every
-        point a seed). Consecutive seeds with the same box on the density
-        grid join as one unit (a seed joining a tile of its own box costs
-        nothing), so the plan loops over units, not seeds.
+        point a seed), in tiles of up to ``_COST_TILE`` seeds with a tile's
+        own cost ``_COST_TILE_OVERHEAD_PAIRS``. Consecutive seeds with the
+        same box on the density grid join as one unit (a seed joining a tile
+        of its own box costs nothing), so the plan loops over units, not
+        seeds.
         """
         m = len(P)
         order = index.tile_order(P)
@@ -250,22 +259,24 @@ class NumpyBackend:
             return order, self._seed_tiles(m, self._SEED_TILE)
         grid = density()
         boxes = grid.box_array(P[order], reach)
+        cap, overhead = self._SEED_TILE, self._TILE_OVERHEAD_PAIRS
         if by_cost:
+            cap, overhead = self._COST_TILE, self._COST_TILE_OVERHEAD_PAIRS
             # Within windows of a quarter tile of the index's order (a
             # compact region), seeds of equal boxes are brought together:
             # the index's cells are coarser than the density grid's, so
             # its order interleaves boxes (0.84 units a seed, against
             # 0.23 after this, on 2-D hotspot data; 3x less planning).
-            key = np.arange(m) // max(1, self._SEED_TILE // 4)  # the window, then the box
+            key = np.arange(m) // max(1, cap // 4)  # the window, then the box
             radix = int(max(grid.shape)) + 1  # box entries are in [0, max(grid.shape)]
             for j in range(4):
                 key = key * radix + boxes[:, j]
             sub = np.argsort(key, kind="stable")
             order, boxes = order[sub], boxes[sub]
-        # Units: runs of equal boxes, cut to at most _SEED_TILE seeds.
+        # Units: runs of equal boxes, cut to at most a tile's seeds.
         first = np.ones(m, dtype=bool)
         first[1:] = (boxes[1:] != boxes[:-1]).any(axis=1)
-        first[::self._SEED_TILE] = True  # a run longer than a tile is cut (conservatively)
+        first[::cap] = True  # a run longer than a tile is cut (conservatively)
         starts = np.flatnonzero(first)
         ends = np.append(starts[1:], m).tolist()
         unit_boxes = boxes[starts].tolist()
@@ -282,8 +293,8 @@ class NumpyBackend:
                           min(box[2], ubox[2]), max(box[3], ubox[3])]
             joined = count(*joined_box)
             alone = count(*ubox)
-            if (t + u <= self._SEED_TILE and (t + u + c) * joined
-                    <= (t + c) * cur + (u + c) * alone + self._TILE_OVERHEAD_PAIRS):
+            if (t + u <= cap and (t + u + c) * joined
+                    <= (t + c) * cur + (u + c) * alone + overhead):
                 box, cur, end = joined_box, joined, b
             else:
                 tiles.append([start, end, cur])
