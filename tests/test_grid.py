@@ -85,6 +85,38 @@ def test_candidates_complete_on_borders(d):
             assert not (need & ~got).any(), "a point within reach was not visited"
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_candidates_of_compact_and_spread_tiles(d, monkeypatch):
+    """Both ways of listing a tile's candidates (the box of cells around a
+    compact tile; the merged blocks of a spread one) visit every point
+    within reach, each row once and in sorted order, and nothing outside
+    the box of cells ``s`` cells around the tile's, which is also every
+    candidate of a one-cell tile."""
+    rng = np.random.default_rng(10 + d)
+    Y = rng.uniform(0.0, 12.0, size=(600, d)) ** 1.3
+    boxes = []
+    box_candidates = CellIndex._box_candidates
+    monkeypatch.setattr(CellIndex, "_box_candidates",
+                        lambda self, lo, hi: boxes.append(1) or box_candidates(self, lo, hi))
+    for span in (1, 3, 8):
+        idx = CellIndex(Y, 8.0 / span, span=span)
+        for trial in range(40):
+            spread = 0.2 if trial % 2 else 6.0  # compact tiles, then spread ones
+            q = rng.uniform(-2.0, 26.0, size=(1, d)) + rng.uniform(0, spread, size=(20, d))
+            reach = idx.cell * rng.uniform(0.5, span)
+            got = idx.candidates(q, reach)
+            assert np.all(np.diff(got) > 0)
+            d2 = ((q[:, None, :] - idx.Y[None, :, :]) ** 2).sum(-1)
+            assert np.isin(np.flatnonzero((d2 <= reach * reach).any(axis=0)), got).all()
+            s, k = idx._cells_for(reach), idx._coords(q)
+            kc = idx._coords(idx.Y)
+            box = np.all((kc >= k.min(axis=0) - s) & (kc <= k.max(axis=0) + s), axis=1)
+            assert box[got].all()
+            if (k == k[0]).all():  # one cell: its block, the box, exactly
+                np.testing.assert_array_equal(got, np.flatnonzero(box))
+    assert 0 < len(boxes) < 120  # both ways were taken
+
+
 def test_cells_are_floor_binned_around_zero():
     """Cell k holds [origin + k, origin + k + 1): floor, not truncation toward zero.
 
@@ -352,6 +384,36 @@ def test_auto_gaussian_estimator_equals_brute(d):
                                rtol=0, atol=ROUNDING_ATOL)
     np.testing.assert_array_equal(auto.labels_, brute.labels_)
     assert auto.n_iter_ == brute.n_iter_
+
+
+def test_proven_float32_tile_split_steps_and_proves_each_half():
+    """A float32 tile wider than _MAX_TILE_SPAN is stepped in halves: its
+    new positions and weights are those of each seed stepped alone and of a
+    float64 step over every point, every seed gets its row of what the step
+    left out, and every seed (all among the data) proves its step."""
+    from gpumeanshift.backends.numpy._blocks import _MAX_TILE_SPAN
+    from gpumeanshift.backends.numpy._climb import Climb
+
+    X, _ = holey_data(2)
+    X32 = X.astype(np.float32)
+    rows = np.array([0, 1, 2, 3])
+    climb = Climb(NumpyBackend(n_threads=1), X32, X32[[0, 5, 50, 500]], bandwidth=1.0,
+                  kernel="gaussian", algorithm="auto", weights=None)
+    assert climb.proven and climb.dtype == np.float32
+    q = climb.pos[rows].astype(np.float64)
+    assert (q.max(axis=0) - q.min(axis=0)).max() > _MAX_TILE_SPAN
+    new, wsum, left = climb.step(rows)
+    for i in rows:
+        n1, w1, l1 = climb.step(rows[i:i + 1])
+        np.testing.assert_allclose(new[i], n1[0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(wsum[i], w1[0], rtol=1e-5)
+    assert left.shape == (4, 3) and (left[:, 0] > 0).all()
+    assert not climb._unproven(rows, new, wsum, left, climb.reach).any()
+    # float64 reference: the Gaussian mean of every point, in the climb's units
+    Y = (X - climb.center) * climb.inv_h
+    w = np.exp(-0.5 * ((q[:, None, :] - Y[None, :, :]) ** 2).sum(-1))
+    ref = (w @ Y) / w.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(new, ref, rtol=0, atol=1e-4)
 
 
 def test_truncation_without_the_proof_is_not_exact(monkeypatch):

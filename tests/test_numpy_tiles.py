@@ -30,7 +30,7 @@ def blobs(n, d, seed=0, spread=6.0):
 class FixedTiles(NumpyBackend):
     """Always the many-seeds plan: the index's order in fixed tiles."""
 
-    def _plan_tiles(self, index, P, reach):
+    def _plan_tiles(self, index, P, reach, by_cost=False):
         return index.tile_order(P), self._seed_tiles(len(P), self._SEED_TILE)
 
 
@@ -101,28 +101,35 @@ def plan(backend, Y, P, reach=1.0, index="sorted"):
 
 @pytest.mark.parametrize("index", sorted(INDEXES))
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
-@pytest.mark.parametrize("m", [1, 2, 5, 44, 300])
-def test_plan_partitions_the_seeds(n_threads, m, index):
+@pytest.mark.parametrize("m, by_cost", [(1, False), (2, False), (5, False), (44, False),
+                                        (300, False), (5, True), (3000, True)])
+def test_plan_partitions_the_seeds(n_threads, m, by_cost, index):
     Y = blobs(5000, 2)
     P = Y[np.random.default_rng(m).integers(0, len(Y), m)]
-    order, tiles = plan(NumpyBackend(n_threads=n_threads), Y, P, index=index)
+    order, tiles = NumpyBackend(n_threads=n_threads)._plan_tiles(INDEXES[index](Y), P, 1.0,
+                                                                 by_cost=by_cost)
     assert sorted(order.tolist()) == list(range(m))
     assert tiles[0][0] == 0 and tiles[-1][1] == m
-    assert all(a < b and b - a <= NumpyBackend._SEED_TILE for a, b in tiles)
+    cap = NumpyBackend._COST_TILE if by_cost else NumpyBackend._SEED_TILE
+    assert all(a < b and b - a <= cap for a, b in tiles)
     assert all(b == a2 for (_, b), (a2, _) in zip(tiles, tiles[1:]))
     assert len(tiles) >= min(n_threads, m)
 
 
 @pytest.mark.parametrize("index", sorted(INDEXES))
-def test_plan_separates_far_seeds_and_joins_close_ones(index):
+@pytest.mark.parametrize("per_group", [6, 600, 2500])
+def test_plan_separates_far_seeds_and_joins_close_ones(index, per_group):
     """Two groups of seeds 40 bandwidths apart: never one tile for both; the
-    seeds of each tight group share a tile."""
+    seeds of each tight group share a tile (600 and 2,500 a group: planned
+    by cost, in full tiles)."""
     rng = np.random.default_rng(0)
     Y = np.concatenate([rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2)) + [40.0, 0.0]])
-    P = np.concatenate([rng.normal(scale=0.01, size=(6, 2)),
-                        rng.normal(scale=0.01, size=(6, 2)) + [40.0, 0.0]])
-    order, tiles = plan(NumpyBackend(n_threads=1), Y, P, index=index)
-    assert len(tiles) == 2
+    P = np.concatenate([rng.normal(scale=0.01, size=(per_group, 2)),
+                        rng.normal(scale=0.01, size=(per_group, 2)) + [40.0, 0.0]])
+    order, tiles = NumpyBackend(n_threads=1)._plan_tiles(INDEXES[index](Y), P, 1.0,
+                                                         by_cost=per_group > 6)
+    cap = NumpyBackend._COST_TILE if per_group > 6 else NumpyBackend._SEED_TILE
+    assert len(tiles) == 2 * -(-per_group // cap)
     for a, b in tiles:
         group = P[order[a:b], 0] > 20.0
         assert group.all() or not group.any()
@@ -142,15 +149,20 @@ def test_many_seeds_get_equal_tiles_in_a_multiple_of_the_threads(n_threads, m, s
 
 
 # ------------------------------------------------- results do not depend on it
-@pytest.mark.parametrize("algorithm", ["brute", "grid"])
+@pytest.mark.parametrize("algorithm", ["brute", "grid", "auto"])
 @pytest.mark.parametrize("kernel", ["flat", "gaussian"])
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_planned_tiles_give_the_fixed_tiles_result(kernel, d, algorithm):
-    X = blobs(4000, d, seed=3)
-    seeds = get_bin_seeds(X, 1.5)
+    # Under "auto", blobs far apart and every fourth point a seed: the
+    # proven Gaussian grid (d >= 2), which plans every round by cost.
+    auto = algorithm == "auto"
+    X = blobs(4000, d, seed=3, spread=200.0 if auto else 6.0)
+    seeds = X[::4] if auto else get_bin_seeds(X, 1.5)
     kw = dict(bandwidth=1.5, kernel=kernel, max_iter=300, tol=1e-3, algorithm=algorithm)
     a = NumpyBackend(n_threads=2).shift(X, seeds, **kw)
     b = FixedTiles(n_threads=2).shift(X, seeds, **kw)
+    if auto and kernel == "gaussian" and d >= 2:
+        assert a.algorithm == "grid"
     np.testing.assert_array_equal(a.n_iter, b.n_iter)
     np.testing.assert_array_equal(a.intensity, b.intensity)
     np.testing.assert_allclose(a.modes, b.modes, rtol=0, atol=1e-12)

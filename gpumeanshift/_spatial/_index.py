@@ -145,13 +145,16 @@ class DensityGrid:
     def boxes(self, P, reach: float):
         """Per row of ``P``: ``i0, i1, j0, j1`` (lists), the half-open cell
         ranges along the grid's axes of the box ``[p - reach, p + reach]``."""
-        out = []
+        return [list(col) for col in self.box_array(P, reach).T.tolist()]
+
+    def box_array(self, P, reach: float) -> np.ndarray:
+        """:meth:`boxes` as one ``(len(P), 4)`` integer array."""
+        out = np.zeros((len(P), 4), dtype=np.int64)
+        out[:, 3] = 1  # a grid of one axis: the second is one cell
         for k, j in enumerate(self.axes):
             v = np.asarray(P[:, j], np.float64)
-            out.append(self._cell(v - reach, k).tolist())
-            out.append((self._cell(v + reach, k) + 1).tolist())
-        if len(self.axes) == 1:
-            out += [[0] * len(P), [1] * len(P)]
+            out[:, 2 * k] = self._cell(v - reach, k)
+            out[:, 2 * k + 1] = self._cell(v + reach, k) + 1
         return out
 
     def count(self, i0: int, i1: int, j0: int, j1: int) -> int:
@@ -267,10 +270,29 @@ class CellIndex:
         seed's block is ``(2 s + 1)^(d - 1)`` runs of sorted points; the runs
         of the tile's seeds are merged row by row and each is found by two
         binary searches (no per-cell work).
+
+        A compact tile (its seeds' cells span at most an eighth of a block
+        on every axis, the common case for seeds taken in Morton order)
+        takes the box of cells around them instead: a superset of the
+        blocks' union by at most ``(9/8)^d``, read from a table of each
+        cell's first row (:meth:`_box_candidates`) in a few NumPy calls.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gpumeanshift._spatial import CellIndex
+        >>> idx = CellIndex(np.array([[0.5, 0.5], [1.5, 0.5], [4.5, 4.5]]), 1.0)
+        >>> idx.Y[idx.candidates(np.array([[0.9, 0.6]]), 1.0)].tolist()
+        [[0.5, 0.5], [1.5, 0.5]]
         """
         d = self.origin.shape[0]
         s = self._cells_for(reach)
-        cells = _unique_rows(self._coords(q))
+        k = self._coords(q)
+        if len(k):
+            lo, hi = k.min(axis=0), k.max(axis=0)
+            if 8 * int((hi - lo).max()) <= 2 * s + 1 and self._first_rows() is not None:
+                return self._box_candidates(lo - s, hi + s)
+        cells = _unique_rows(k)
         top = self.shape - 1
         # One run per (seed cell, row offset over the first d - 1 axes).
         lead = (np.array(list(itertools.product(range(-s, s + 1), repeat=d - 1)),
@@ -299,12 +321,38 @@ class CellIndex:
         keep = last > first
         starts = self.cell_start[first[keep]]
         lengths = self.cell_end[last[keep] - 1] - starts
-        total = int(lengths.sum())
-        if total == 0:
+        return _concat_ranges(starts, lengths)
+
+    def _first_rows(self):
+        """Per cell id ``c`` (all ``prod(shape)`` of them, and one past the
+        last): the first sorted row of a cell with id ``>= c``; None when
+        the grid is too large for the table (see ``_TABLE_PER_POINT``)."""
+        table = self.__dict__.get("_first")
+        if table is None and "_first" not in self.__dict__:
+            size = float(np.prod(self.shape.astype(np.float64)))
+            if size <= max(self._TABLE_PER_POINT * len(self.Y), self._TABLE_MIN):
+                table = np.zeros(int(size) + 1, dtype=np.int64)
+                table[self.cell_ids + 1] = self.cell_end - self.cell_start
+                np.cumsum(table, out=table)
+            self.__dict__["_first"] = table
+        return table
+
+    def _box_candidates(self, lo, hi):
+        """Sorted rows of the cells ``lo <= k <= hi`` (integer corners,
+        clipped to the grid here): one run per row of cells along the last
+        axis, its ends read from :meth:`_first_rows`."""
+        first = self._first_rows()
+        d = len(lo)
+        lo = np.maximum(lo, 0)
+        hi = np.minimum(hi, self.shape - 1)
+        if (hi < lo).any():
             return np.empty(0, dtype=np.int64)
-        # Concatenate the ranges [start, start + length) without a Python loop.
-        shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        return np.arange(total, dtype=np.int64) + shift
+        base = np.zeros(1, dtype=np.int64)
+        for j in range(d - 1):  # ids of the rows' first cells, in id order
+            base = (base[:, None] + np.arange(lo[j], hi[j] + 1) * self.strides[j]).reshape(-1)
+        starts = np.take(first, base + lo[d - 1])
+        lengths = np.take(first, base + (hi[d - 1] + 1)) - starts
+        return _concat_ranges(starts, lengths)
 
     # Largest summed-area table of the cells ``block_totals`` builds, in
     # entries per data point (and at least this many in all): past it the
@@ -445,6 +493,16 @@ _SPREAD = {  # (bits per axis, [(shift, mask), ...]) spreading bits for Morton k
     3: (21, [(32, 0x001F00000000FFFF), (16, 0x001F0000FF0000FF), (8, 0x100F00F00F00F00F),
              (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)]),
 }
+
+
+def _concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The ranges ``[start, start + length)`` one after another, without a
+    Python loop (empty ranges allowed)."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return np.arange(total, dtype=np.int64) + shift
 
 
 def _unique_rows(c: np.ndarray) -> np.ndarray:

@@ -33,9 +33,9 @@ from ..._spatial import (GRID_MAX_DIM, SAFE_ABS, SortedIndex, coincident_rows, c
                          integer_valued, make_index, midrange, neighbourhood_reach,
                          resolve_leaders, within_exact)
 from ..base import ShiftResult
-from ._blocks import (_MAX_TILE_SPAN, _absmax, _augment_points, _augment_queries,
-                      _neg_half_sqdist, _product, _rows, _weight_units, _weighted_data,
-                      _weighted_rows)
+from ._blocks import (_MAX_TILE_SPAN, _absmax, _augment_points, _augment_points_t,
+                      _augment_queries, _neg_half_sqdist, _product, _rows, _weight_units,
+                      _weighted_data, _weighted_rows)
 
 
 class Climb:
@@ -175,8 +175,11 @@ class Climb:
 
     def step(self, idx, index=None, Ya=None, reach=None, prove=None, Yw=None):
         """One shift step for the seed rows ``idx`` over ``index`` (default:
-        the plan's): new positions, weight totals and (``prove``) which seeds
-        could not prove their truncation (None otherwise).
+        the plan's): new positions, weight totals and (``prove``) what the
+        step left out, per seed (None otherwise): the rows ``[n_out, n_cut,
+        r_cut]`` that :meth:`_truncation_bound` takes (the count, or weight,
+        of the points not visited; of those culled from the tile; and the
+        distance, at least, to the culled ones).
 
         Outside the global frame a tile is expanded around its own centre,
         so the expansion's rounding grows with the square of the tile's
@@ -199,12 +202,12 @@ class Climb:
                 first = parts[0][1]
                 new = np.empty((len(idx),) + first[0].shape[1:], dtype=first[0].dtype)
                 wsum = np.empty(len(idx), dtype=first[1].dtype)
-                unproven = None if first[2] is None else np.empty(len(idx), dtype=bool)
-                for rows, (n_, w_, u_) in parts:
+                left = None if first[2] is None else np.empty((len(idx), 3))
+                for rows, (n_, w_, l_) in parts:
                     new[rows], wsum[rows] = n_, w_
-                    if unproven is not None:
-                        unproven[rows] = u_
-                return new, wsum, unproven
+                    if left is not None:
+                        left[rows] = l_
+                return new, wsum, left
         return self._step_tile(idx, index, Ya, reach, prove, Yw)
 
     def _step_tile(self, idx, index, Ya, reach, prove, Yw):
@@ -249,21 +252,22 @@ class Climb:
             q_half2 = float(np.abs(qa[:, d]).max())  # the tile's largest |q|^2 / 2
         for c0 in range(0, len(cand), step_cols):
             part = cand[c0:c0 + step_cols]
+            # xt: the block's points as columns [x; 1; -|x|^2/2].
             if self.global_frame:
-                xa = part
+                xt = part.T
             else:
                 off = c0 % chunk_rows
                 if off == 0:
-                    centred = _augment_points(cand[c0:c0 + chunk_rows, :d], dtype, mid)
-                xa = centred[off:off + len(part)]
+                    centred = _augment_points_t(cand[c0:c0 + chunk_rows, :d], dtype, mid)
+                xt = centred[:, off:off + len(part)]
             if self.big:
-                e = _neg_half_sqdist(qc, xa[:, :d])
+                e = _neg_half_sqdist(qc, xt[:d].T)
             else:
-                e = _product(qa, xa.T, out=ebuf[:t * len(part)].reshape(t, len(part)))
+                e = _product(qa, xt, out=ebuf[:t * len(part)].reshape(t, len(part)))
             if lattice:
                 # Rounding of the scaled expansion: a few ulps of its terms.
                 slack = 64 * (d + 2) * self.eps * (1.0 + q_half2
-                                                   + float(np.abs(xa[:, d + 1]).max()))
+                                                   + float(np.abs(xt[d + 1]).max()))
                 rows, cols = np.nonzero(np.abs(e + 0.5) <= slack)
                 w = np.greater_equal(e, -0.5, out=e, casting="unsafe")
                 if rows.size:
@@ -286,22 +290,37 @@ class Climb:
         ok = wsum > 0
         new = (qX if lattice else q).copy()
         new[ok] = acc[ok, :d] / wsum[ok, None]
-        unproven = None
+        left = None
         if prove:
-            unproven = ~(self._truncation_bound(q, new, sel, wsum, index, reach,
-                                                n_cut, r_cut, len(cand), cand_w) <= 1.0)
-        return new, wsum, unproven
+            # With weights the bound takes the dropped weight (the ratio to
+            # the retained weight is what counts), summed in float64.
+            n_out = self.n - len(cand) if cand_w is None else \
+                max(0.0, self.w_total - float(_rows(self.w_sorted, sel).sum()))
+            left = np.empty((t, 3))
+            left[:] = (n_out, n_cut, r_cut)
+        return new, wsum, left
 
-    def _truncation_bound(self, q, new, sel, wsum, index, reach, n_cut, r_cut, n_cand, cand_w):
-        """How far, in units of the allowed rounding, the points this step
+    def _unproven(self, rows, new, wsum, left, reach):
+        """Which of the seeds ``rows``, stepped to ``new`` with retained
+        weights ``wsum`` over blocks of ``reach`` (``left``: what the steps
+        left out, see :meth:`step`), could not prove their truncation.
+
+        One call for a round's seeds together, after the tiles: the bound is
+        a few vectorized passes, where it cost a dozen small NumPy calls per
+        tile, all of them holding the GIL between the tiles' products.
+        """
+        if not len(rows):
+            return np.zeros(0, dtype=bool)
+        q = self.pos[rows]
+        return ~(self._truncation_bound(q, new, wsum, left, reach) <= 1.0)
+
+    def _truncation_bound(self, q, new, wsum, left, reach):
+        """How far, in units of the allowed rounding, the points a step
         left out could have moved each seed (<= 1: the step is proven)."""
-        dtype, n, wts, w_total = self.dtype, self.n, self.wts, self.w_total
+        dtype, n, wts, w_total, index = self.dtype, self.n, self.wts, self.w_total, self.index
         diff = (new - q).astype(np.float64)
         shift = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        # With weights the bound takes the dropped weight (the ratio to
-        # the retained weight is what counts), summed in float64.
-        n_out = n - n_cand if cand_w is None else \
-            max(0.0, w_total - float(_rows(self.w_sorted, sel).sum()))
+        n_out, n_cut, r_cut = left[:, 0], left[:, 1], left[:, 2]
         # Tighter where the cell counts are at hand: the points of the
         # ring of cells just outside the seed's block are at least its
         # clearance away, the rest at least the clearance of the block
@@ -368,12 +387,14 @@ class Climb:
         if redo.size and self.reach != self.full_reach:
             self.n_wider += redo.size
             sub = active[redo]
-            order, tiles = be._plan_tiles(self.index, self.pos[sub], self.full_reach)
+            order, tiles = be._plan_tiles(self.index, self.pos[sub], self.full_reach,
+                                          by_cost=True)
             sub, redo = sub[order], redo[order]
             again = be._map(lambda ab: self.step(sub[ab[0]:ab[1]], reach=self.full_reach), tiles)
             new[redo] = np.concatenate([r[0] for r in again])
             wsum[redo] = np.concatenate([r[1] for r in again])
-            redo = redo[np.concatenate([r[2] for r in again])]
+            redo = redo[self._unproven(sub, new[redo], wsum[redo],
+                                       np.concatenate([r[2] for r in again]), self.full_reach)]
         if redo.size:
             self.n_exact += redo.size
             if self._exact is None:
@@ -416,14 +437,16 @@ class Climb:
                 follows = rep != np.arange(active.size)
                 leader[active[follows]] = active[rep[follows]]
                 active = active[~follows]
-            order, tiles = be._plan_tiles(self.index, pos[active], self.reach)
+            order, tiles = be._plan_tiles(self.index, pos[active], self.reach,
+                                          by_cost=self.proven)
             active = active[order]
             results = be._map(lambda ab: tile_step(active[ab[0]:ab[1]], len(active)), tiles)
             new = np.concatenate([r[0] for r in results])
             wsum = np.concatenate([r[1] for r in results])
             if self.proven:
-                self._redo(active, np.flatnonzero(np.concatenate([r[2] for r in results])),
-                           new, wsum)
+                left = np.concatenate([r[2] for r in results])
+                self._redo(active, np.flatnonzero(self._unproven(active, new, wsum, left,
+                                                                 self.reach)), new, wsum)
 
             orphan = ~(wsum > 0)
             old = pos[active]
