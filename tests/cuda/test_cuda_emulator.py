@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cuda_testlib import blobs, ref_nearest, ref_shift
+from cuda_testlib import blobs, host_result, ref_nearest, ref_shift, to_numpy
 from gpumeanshift.backends.cuda import runtime as R
 from gpumeanshift.backends.cuda.backend import CudaBackend
 from gpumeanshift.testing import (EmulatedOutOfMemoryError, EmulatedRuntime, LaunchError,
@@ -61,7 +61,7 @@ def _parity_ok(rt, kernel="flat", split=False):
     seeds = X[::10]
     h = 1.4
     be = CudaBackend(rt, split=split, n_splits=3 if split else None)
-    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3)
+    res = host_result(be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3))
     ref = ref_shift(X, seeds, h, kernel, 300, 1e-3)
     return (np.allclose(res.modes, ref[0], rtol=0, atol=1e-8)
             and np.array_equal(res.n_iter, ref[1]) and np.array_equal(res.intensity, ref[2]))
@@ -85,7 +85,7 @@ def test_missing_syncthreads_is_caught():
     assert not _parity_ok(rt)
     X = blobs(300, 3, seed=12)
     lab, _ = CudaBackend(rt).nearest(X, X[::3])
-    assert not np.array_equal(lab, ref_nearest(X, X[::3])[0])
+    assert not np.array_equal(to_numpy(lab), ref_nearest(X, X[::3])[0])
 
 
 def test_missing_trailing_syncthreads_is_caught():
@@ -148,7 +148,7 @@ def test_oom_halves_the_batch_and_goes_on():
     limit = _fixed_bytes(200, 200, 3) + 3000
     be = emulated_backend(split=False, runtime_options={
         "memory_limit": limit, "reported_free": 1 << 30})
-    res = be.shift(X, X, bandwidth=1.4, kernel="flat", max_iter=300, tol=1e-3)
+    res = host_result(be.shift(X, X, bandwidth=1.4, kernel="flat", max_iter=300, tol=1e-3))
     rt = be.runtime
     assert rt.failed_allocations >= 2          # 200 -> 100 -> 50
     assert be.last_plan["batch_rows"] == 50
@@ -175,7 +175,8 @@ def test_batches_follow_free_memory():
     ref = ref_shift(X, X, 1.0, "gaussian", 300, 1e-3)
     be = emulated_backend(split=False, memory_fraction=1.0,
                           runtime_options={"reported_free": 60 * 48})
-    res = be.shift(X, X, bandwidth=1.0, kernel="gaussian", max_iter=300, tol=1e-3)
+    res = host_result(be.shift(X, X, bandwidth=1.0, kernel="gaussian", max_iter=300,
+                               tol=1e-3))
     assert be.last_plan["batch_rows"] < 200
     assert isinstance(EmulatedOutOfMemoryError("x"), MemoryError)
     np.testing.assert_allclose(res.modes, ref[0], rtol=0, atol=1e-9)

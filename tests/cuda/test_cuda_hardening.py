@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pytest
 
+from cuda_testlib import host_result
 from gpumeanshift.backends.cuda import runtime as _rt
 from gpumeanshift.backends.numpy.backend import NumpyBackend
 from gpumeanshift.testing import emulated_backend
@@ -38,7 +39,7 @@ def _backend(split=False, fp="nvrtc"):
 
 
 def _both(X, seeds, split=False, h=1.0, fp="nvrtc"):
-    gpu = _backend(split, fp).shift(X, seeds, bandwidth=h, **_SHIFT)
+    gpu = host_result(_backend(split, fp).shift(X, seeds, bandwidth=h, **_SHIFT))
     cpu = NumpyBackend().shift(X, seeds, bandwidth=h, **_SHIFT)
     return gpu, cpu
 
@@ -209,7 +210,8 @@ def test_float32_gaussian_weights_below_2_126_flush_on_the_gpu():
         pytest.skip("flush to zero is modelled through the x86 MXCSR only")
     ieee = CudaBackend(EmulatedRuntime(fp="ieee"))
     cpu = NumpyBackend()
-    r32 = {k: be.shift(X.astype(np.float32), seeds.astype(np.float32), bandwidth=1.0, **_SHIFT)
+    r32 = {k: host_result(be.shift(X.astype(np.float32), seeds.astype(np.float32),
+                                   bandwidth=1.0, **_SHIFT))
            for k, be in (("gpu", gpu), ("ieee", ieee), ("cpu", cpu))}
     assert r32["gpu"].intensity.tolist() == [0] and not r32["gpu"].converged.any()
     assert r32["gpu"].modes.tolist() == seeds.astype(np.float32).tolist()
