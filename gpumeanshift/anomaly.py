@@ -231,8 +231,8 @@ def find_anomalies(
             train = (scores if X is getattr(model, "_fit_X", None)
                      else _driver.to_numpy(model._log_density(model._fit_X)))
             fit_weight = getattr(model, "_fit_weight", None)
-            density_threshold = weighted_quantile(
-                train, density_quantile, None if fit_weight is None else _driver.to_numpy(fit_weight))
+            fit_weight = None if fit_weight is None else _driver.to_numpy(fit_weight)
+            density_threshold = weighted_quantile(train, density_quantile, fit_weight)
         low = scores < density_threshold
         mask |= low
     if max_distance is not None:
