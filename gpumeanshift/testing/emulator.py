@@ -260,6 +260,8 @@ class EmulatedArrayModule:
                 out = attr(a, *args, **kwargs)
                 if isinstance(a, EmulatedDeviceArray):
                     return a._adopt(out.view(np.ndarray))
+                if isinstance(a, np.ndarray) and np.shares_memory(out, a):
+                    out = out.copy(order="K")  # an upload: device memory of its own
                 rt.h2d_transfers += 1
                 rt.h2d_bytes += out.nbytes
                 return rt._on_device(out)
@@ -665,6 +667,13 @@ class EmulatedRuntime:
                 if not isinstance(a, np.ndarray):
                     raise LaunchError(f"{name} argument {i}: expected a device array, "
                                       f"got {type(a).__name__}")
+                if self.strict_arrays and not isinstance(a, EmulatedDeviceArray):
+                    # cupy/cuda/function.pyx (_pointer): a host array goes by value
+                    raise TypeError(
+                        f"{name} argument {i}: You are trying to pass a numpy.ndarray of "
+                        f"shape {a.shape} as a kernel parameter; a pointer to __global__ "
+                        "memory needs a device array (CuPy refuses this; emulated runtime, "
+                        "strict_arrays=True)")
                 if a.dtype != want or not a.flags.c_contiguous:
                     raise LaunchError(f"{name} argument {i}: expected a C-contiguous "
                                       f"{np.dtype(want)} array, got {a.dtype} "
@@ -789,6 +798,8 @@ class EmulatedRuntime:
         on_device = isinstance(a, EmulatedDeviceArray)
         out = np.ascontiguousarray(np.asarray(a, dtype=dtype))
         if not on_device:  # host data: an upload of what the device receives
+            if isinstance(a, np.ndarray) and np.shares_memory(out, a):
+                out = out.copy()  # into device memory of its own, as cudaMemcpy
             self.h2d_transfers += 1
             self.h2d_bytes += out.nbytes
         return self._on_device(out)

@@ -29,12 +29,14 @@ def test_signature_comes_from_the_compiled_kernel():
 
 def test_launch_rejects_what_cuda_or_cupy_would():
     rt = EmulatedRuntime()
-    X = np.zeros((4, 3))
-    C = np.zeros((2, 3))
-    lab, dist = np.zeros(4, np.int32), np.zeros(4)
+    X = rt.zeros((4, 3), np.float64)
+    C = rt.zeros((2, 3), np.float64)
+    lab, dist = rt.zeros((4,), np.int32), rt.zeros((4,), np.float64)
     name = "nearest_center<double, 3>"
     rt.launch(name, (1,), (128,), _nearest_args(X, C, lab, dist), 128 * 3 * 8)
     assert rt.launches[name] == 1
+    with pytest.raises(TypeError, match="argument 6: You are trying to pass a numpy.ndarray"):
+        rt.launch(name, (1,), (128,), _nearest_args(X, C, np.zeros(4, np.int32), dist), 0)
     with pytest.raises(LaunchError, match="takes 8 arguments, got 7"):
         rt.launch(name, (1,), (128,), _nearest_args(X, C, lab, dist)[:-1], 0)
     with pytest.raises(LaunchError, match="argument 5: the kernel takes int32"):

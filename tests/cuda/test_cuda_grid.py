@@ -253,19 +253,21 @@ def test_ordered_compaction_kernels_match_a_stable_filter():
         m = n_active + 40
         state = rng.integers(0, 4, m).astype(np.int32)  # ACTIVE, CONVERGED, MAXITER, ORPHAN
         active = rng.permutation(m)[:n_active].astype(np.int32)
-        out = np.full(m, -1, np.int32)
-        spans = np.zeros(-(-n_active // R.COMPACT_SPAN), np.int32)
-        got = be._compact(state, active, n_active, out, spans, np.zeros(1, np.int32))
+        out = rt.asarray(np.full(m, -1, np.int32))
+        spans = rt.zeros((-(-n_active // R.COMPACT_SPAN),), np.int32)
+        got = be._compact(rt.asarray(state), rt.asarray(active), n_active, out, spans,
+                          rt.zeros((1,), np.int32))
         want = active[state[active] == R.ACTIVE]
         assert got == len(want)
+        out = rt.to_host(out)
         np.testing.assert_array_equal(out[:got], want)
         assert (out[got:] == -1).all()
     counts = rng.integers(0, 1025, 2 * R.COMPACT_SPAN + 300).astype(np.int32)
-    spans, total = counts.copy(), np.zeros(1, np.int32)
+    spans, total = rt.asarray(counts), rt.zeros((1,), np.int32)
     rt.launch("ms_compact_scan", (1,), (R.BLOCK,), (spans, np.int32(len(spans)), total),
               R.BLOCK * 4)
-    np.testing.assert_array_equal(spans, np.concatenate([[0], np.cumsum(counts)[:-1]]))
-    assert total[0] == counts.sum()
+    np.testing.assert_array_equal(rt.to_host(spans), np.concatenate([[0], np.cumsum(counts)[:-1]]))
+    assert int(total[0]) == counts.sum()
 
 
 def test_grid_rejects_a_grid_too_large(make_backend):
