@@ -209,6 +209,18 @@ class EmulatedDeviceArray(np.ndarray):
             return type(result)(*items) if hasattr(result, "_fields") else type(result)(items)
         return result
 
+    def __repr__(self):
+        return repr(self.view(np.ndarray))  # "array(...)", as cupy.ndarray's
+
+    def round(self, decimals=0, out=None):
+        # NumPy's C round() multiplies through a temporary of the base class
+        _DISPATCH.depth = getattr(_DISPATCH, "depth", 0) + 1
+        try:
+            result = super().round(decimals, out)
+        finally:
+            _DISPATCH.depth -= 1
+        return result if out is not None else self._adopt(result)
+
     def __setitem__(self, key, value):
         if (_host_array(value) and self._strict and not getattr(_DISPATCH, "depth", 0)
                 and not _advanced_key(key)):
@@ -425,8 +437,9 @@ class EmulatedRuntime:
         Seed of the "shuffled" orders (reproducible per runtime).
     strict_arrays : bool, optional
         Refuse, as CuPy does, mixing a host ndarray (one dimension or more)
-        with a device array in one ufunc or NumPy function (TypeError), and
-        assigning a host array through a basic index (ValueError); see
+        with a device array in one ufunc or NumPy function (TypeError),
+        assigning a host array through a basic index (ValueError), and a host
+        array given to a kernel's pointer parameter (TypeError); see
         :class:`EmulatedDeviceArray`. Without it such code passes here and
         fails on a GPU. Host index arrays, and host values through an
         advanced index, pass (CuPy uploads them); so do 0-d arrays and
