@@ -102,8 +102,8 @@ def _mixing_error(op: str, host: np.ndarray) -> TypeError:
 
 
 def _operands(values, depth: int = 0):
-    """Arrays among a NumPy function's arguments, one level into sequences
-    (``np.concatenate([a, b])``, ``np.lexsort((k1, k2))``)."""
+    """Arrays among a NumPy function's arguments, and in sequences of them up
+    to two levels deep (``np.concatenate([a, b])``, ``np.lexsort((k1, k2))``)."""
     for v in values:
         if isinstance(v, np.ndarray):
             yield v
@@ -177,6 +177,7 @@ class EmulatedDeviceArray(np.ndarray):
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _check_mixing(f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__,
                       [*inputs, *(out or ()), kwargs.get("where")])
+
         def plain(x):
             return x.view(np.ndarray) if isinstance(x, EmulatedDeviceArray) else x
 
@@ -189,7 +190,8 @@ class EmulatedDeviceArray(np.ndarray):
             return None
         results = result if isinstance(result, tuple) else (result,)
         outs = out if out is not None else (None,) * len(results)
-        first = next(x for x in (*inputs, *(out or ())) if isinstance(x, EmulatedDeviceArray))
+        first = next((x for x in (*inputs, *(out or ())) if isinstance(x, EmulatedDeviceArray)),
+                     self)  # or self, when only ``where`` is on the device
         wrapped = tuple(o if o is not None else first._adopt(r) for r, o in zip(results, outs))
         return wrapped if isinstance(result, tuple) else wrapped[0]
 
