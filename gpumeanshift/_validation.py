@@ -202,11 +202,18 @@ def _to_cupy(cupy: Any, X: Any) -> Any:
     return cupy.from_dlpack(X)
 
 
+def _emulated_module(X: Any):
+    """The array module of an emulated runtime's array (its runtime's ``xp``:
+    NumPy, making device arrays where CuPy would); NumPy for others."""
+    rt = getattr(X, "_emulated_runtime", None)
+    return rt.xp if rt is not None else np
+
+
 def _device_view(X: Any, name: str) -> tuple[Any, Any]:
     """A device array as (array, its array module): CuPy's view of it (zero
-    copy), or the emulated runtime's array itself with NumPy."""
+    copy), or the emulated runtime's array itself with its runtime's module."""
     if isinstance(X, np.ndarray):  # the emulated runtime's arrays: NumPy keeps the type
-        return X, np
+        return X, _emulated_module(X)
     cupy = sys.modules.get("cupy")
     if cupy is None:  # pragma: no cover - needs a device array without CuPy
         raise TypeError(f"{name} ({type(X).__name__}) is a CUDA array but CuPy is not "
@@ -221,10 +228,12 @@ def _check_device_array(X: Any, name: str, ensure_min_samples: int) -> Any:
 
 
 def array_module(a: Any):
-    """CuPy for a CuPy array, else NumPy (whose functions keep the emulated
-    runtime's array type)."""
+    """CuPy for a CuPy array, the emulated runtime's module for its arrays
+    (NumPy, whose new arrays are device arrays there), else NumPy."""
     cupy = sys.modules.get("cupy")
-    return cupy if cupy is not None and isinstance(a, cupy.ndarray) else np
+    if cupy is not None and isinstance(a, cupy.ndarray):
+        return cupy
+    return _emulated_module(a) if is_device_array(a) else np
 
 
 def _device_to_host(X: Any) -> np.ndarray:

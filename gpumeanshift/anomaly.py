@@ -224,11 +224,15 @@ def find_anomalies(
     mask = np.zeros(len(X), dtype=bool)
     low = far = scores = dist = limit = None
     if density_quantile is not None or density_threshold is not None:
-        scores = model._log_density(X)
+        # the result is on the host: the log densities (on the device when
+        # the model keeps its training data there) come over once
+        scores = _driver.to_numpy(model._log_density(X))
         if density_quantile is not None:
-            train = scores if X is getattr(model, "_fit_X", None) else model._log_density(model._fit_X)
-            density_threshold = weighted_quantile(train, density_quantile,
-                                                  getattr(model, "_fit_weight", None))
+            train = (scores if X is getattr(model, "_fit_X", None)
+                     else _driver.to_numpy(model._log_density(model._fit_X)))
+            fit_weight = getattr(model, "_fit_weight", None)
+            fit_weight = None if fit_weight is None else _driver.to_numpy(fit_weight)
+            density_threshold = weighted_quantile(train, density_quantile, fit_weight)
         low = scores < density_threshold
         mask |= low
     if max_distance is not None:

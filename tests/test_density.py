@@ -232,6 +232,28 @@ def test_emulated_cuda_score_samples_matches_sklearn():
     np.testing.assert_array_equal(found.mask, ref.mask)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_emulated_cuda_anomalies_of_device_training_data(weighted):
+    """X=None on a fit of device data examines the training data the model
+    keeps on the device: its log densities (and the fit's weights, for the
+    quantile) come to the host once, where the host result is built (CuPy
+    refuses a host mask or-ed with a device one, and np.asarray of a device
+    array)."""
+    be = _cuda_backend_or_skip()
+    X = _blobs(150, 2, 35)
+    w = np.random.default_rng(35).integers(1, 4, len(X)).astype(np.float64) if weighted else None
+    ms = MeanShift(kernel="gaussian", bandwidth=0.8, backend=be).fit(
+        be.runtime.asarray(X), sample_weight=None if w is None else be.runtime.asarray(w))
+    ref = MeanShift(kernel="gaussian", bandwidth=0.8, backend="numpy").fit(X, sample_weight=w)
+    for kwargs in ({"density_quantile": 0.05}, {"density_threshold": -4.0},
+                   {"density_quantile": 0.05, "max_distance": 2.0}):
+        found, want = find_anomalies(ms, **kwargs), find_anomalies(ref, **kwargs)
+        assert type(found.mask) is np.ndarray and type(found.log_density) is np.ndarray
+        np.testing.assert_allclose(found.log_density, want.log_density, rtol=1e-9)
+        assert found.density_threshold == pytest.approx(want.density_threshold, rel=1e-9)
+        np.testing.assert_array_equal(found.mask, want.mask)
+
+
 # ----------------------------------------------------------------- anomalies
 def _planted(seed, n_in=900, n_out=30):
     """Three tight blobs in 2-D and uniform outliers at least 4 away from them."""

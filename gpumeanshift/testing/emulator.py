@@ -76,13 +76,83 @@ class EmulatedOutOfMemoryError(MemoryError):
     """Raised by :meth:`EmulatedRuntime.empty` above the configured limit."""
 
 
+def _env_strict() -> bool:
+    return os.environ.get("GPUMEANSHIFT_EMU_STRICT", "") not in ("0", "false", "no", "off")
+
+
+# Inside a NumPy function dispatched on a device array the implementation's
+# own temporaries are host arrays here but device arrays under CuPy (whose
+# implementation converts its arguments itself): only the entry is checked.
+_DISPATCH = threading.local()
+
+
+def _host_array(x) -> bool:
+    """A host ndarray CuPy refuses next to a device array: 1-D or more
+    (0-d arrays and NumPy scalars pass, as CuPy takes scalars)."""
+    return isinstance(x, np.ndarray) and not isinstance(x, EmulatedDeviceArray) and x.ndim >= 1
+
+
+def _mixing_error(op: str, host: np.ndarray) -> TypeError:
+    return TypeError(
+        f"Unsupported type <class 'numpy.ndarray'>: {op} got a host numpy.ndarray "
+        f"(shape {host.shape}) mixed with a device array; CuPy refuses implicit "
+        "host/device conversion. Upload it (runtime.asarray / xp.asarray) or download "
+        "the device array (.get()) first. (Emulated runtime, strict_arrays=True; "
+        "GPUMEANSHIFT_EMU_STRICT=0 turns the check off.)")
+
+
+def _operands(values, depth: int = 0):
+    """Arrays among a NumPy function's arguments, and in sequences of them up
+    to two levels deep (``np.concatenate([a, b])``, ``np.lexsort((k1, k2))``)."""
+    for v in values:
+        if isinstance(v, np.ndarray):
+            yield v
+        elif isinstance(v, (list, tuple)) and depth < 2:
+            yield from _operands(v, depth + 1)
+
+
+def _check_mixing(op: str, arrays) -> None:
+    if getattr(_DISPATCH, "depth", 0):
+        return
+    arrays = list(arrays)
+    devices = [a for a in arrays if isinstance(a, EmulatedDeviceArray)]
+    if not devices or not any(d._strict for d in devices):
+        return
+    for a in arrays:
+        if _host_array(a):
+            raise _mixing_error(op, a)
+
+
+def _advanced_key(key) -> bool:
+    """Whether CuPy's indexing treats ``key`` as advanced (an integer or
+    boolean array index, which CuPy uploads itself when it is a host array or
+    a list): every index item but None, Ellipsis, slices and non-boolean
+    scalars (``cupy._core._routines_indexing._prepare_slice_list``)."""
+    for s in key if isinstance(key, tuple) else (key,):
+        if s is None or s is Ellipsis or isinstance(s, slice):
+            continue
+        if np.isscalar(s) and not isinstance(s, (bool, np.bool_)):
+            continue
+        return True
+    return False
+
+
 class EmulatedDeviceArray(np.ndarray):
     """A NumPy array tagged as living on one emulated CUDA device
     (:meth:`EmulatedRuntime.to_device`); ``emulated_device`` is its id.
 
     The runtime's own arrays (``empty``, ``zeros``, ``asarray``) are of this
     type too; :meth:`get` is ``cupy.ndarray.get``, a download counted by the
-    runtime that made the array."""
+    runtime that made the array.
+
+    With the runtime's ``strict_arrays`` (the default) it refuses what CuPy
+    refuses: a ufunc or NumPy function given a device array and a host
+    ndarray of one dimension or more is a TypeError (``dev + host``,
+    ``np.where(dev_mask, host, 0)``, ``np.bincount(host, weights=dev)``), and
+    so is assigning a host array through a basic index (``dev[:] = host``;
+    CuPy's ``fill`` refuses it, a ValueError there). Host index arrays
+    (``dev[host_idx]``) and host values through an advanced index
+    (``dev[host_idx] = host``) pass: CuPy uploads them."""
 
     emulated_device: int = 0
     _emulated_runtime: Any = None
@@ -91,10 +161,129 @@ class EmulatedDeviceArray(np.ndarray):
         self.emulated_device = getattr(obj, "emulated_device", 0)
         self._emulated_runtime = getattr(obj, "_emulated_runtime", None)
 
+    @property
+    def _strict(self) -> bool:
+        rt = self._emulated_runtime
+        return rt.strict_arrays if rt is not None else _env_strict()
+
+    def _adopt(self, r):
+        """A result of an operation on this array, as a device array like it."""
+        if isinstance(r, (np.ndarray, np.generic)) and not isinstance(r, EmulatedDeviceArray):
+            r = np.asarray(r).view(EmulatedDeviceArray)
+            r.emulated_device = self.emulated_device
+            r._emulated_runtime = self._emulated_runtime
+        return r
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        _check_mixing(f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__,
+                      [*inputs, *(out or ()), kwargs.get("where")])
+
+        def plain(x):
+            return x.view(np.ndarray) if isinstance(x, EmulatedDeviceArray) else x
+
+        if out is not None:
+            kwargs["out"] = tuple(plain(o) for o in out)
+        if isinstance(kwargs.get("where"), EmulatedDeviceArray):
+            kwargs["where"] = plain(kwargs["where"])
+        result = getattr(ufunc, method)(*(plain(x) for x in inputs), **kwargs)
+        if method == "at":
+            return None
+        results = result if isinstance(result, tuple) else (result,)
+        outs = out if out is not None else (None,) * len(results)
+        first = next((x for x in (*inputs, *(out or ())) if isinstance(x, EmulatedDeviceArray)),
+                     self)  # or self, when only ``where`` is on the device
+        wrapped = tuple(o if o is not None else first._adopt(r) for r, o in zip(results, outs))
+        return wrapped if isinstance(result, tuple) else wrapped[0]
+
+    def __array_function__(self, func, types, args, kwargs):
+        _check_mixing(f"numpy.{func.__name__}", _operands((*args, *kwargs.values())))
+        _DISPATCH.depth = getattr(_DISPATCH, "depth", 0) + 1
+        try:
+            result = super().__array_function__(func, types, args, kwargs)
+        finally:
+            _DISPATCH.depth -= 1
+        # CuPy's functions return device arrays; several NumPy ones (np.where,
+        # np.flatnonzero, ...) return a plain ndarray even for a subclass.
+        if isinstance(result, np.ndarray):
+            return self._adopt(result)
+        if isinstance(result, (tuple, list)) and any(isinstance(r, np.ndarray) for r in result):
+            items = [self._adopt(r) if isinstance(r, np.ndarray) else r for r in result]
+            return type(result)(*items) if hasattr(result, "_fields") else type(result)(items)
+        return result
+
+    def __repr__(self):
+        return repr(self.view(np.ndarray))  # "array(...)", as cupy.ndarray's
+
+    def round(self, decimals=0, out=None):
+        # NumPy's C round() multiplies through a temporary of the base class
+        _DISPATCH.depth = getattr(_DISPATCH, "depth", 0) + 1
+        try:
+            result = super().round(decimals, out)
+        finally:
+            _DISPATCH.depth -= 1
+        return result if out is not None else self._adopt(result)
+
+    def __setitem__(self, key, value):
+        if (_host_array(value) and self._strict and not getattr(_DISPATCH, "depth", 0)
+                and not _advanced_key(key)):
+            raise ValueError(
+                "non-scalar numpy.ndarray cannot be used for fill (CuPy refuses assigning "
+                f"a host array of shape {value.shape} to a device array through a basic "
+                "index; upload it first with runtime.asarray / xp.asarray)")
+        super().__setitem__(key, value)
+
     def get(self) -> np.ndarray:
         """A host copy (a plain ndarray), as ``cupy.ndarray.get()``."""
         rt = self._emulated_runtime
         return rt.to_host(self) if rt is not None else np.array(self, copy=True)
+
+
+class EmulatedArrayModule:
+    """NumPy as the emulated runtime's array module (``runtime.xp``, as
+    ``cupy`` is :class:`CupyRuntime`'s): every NumPy name, with the functions
+    that make a new array from host values (``zeros``, ``arange``,
+    ``asarray`` of a host array, ...) returning device arrays of the
+    runtime, as CuPy's do. ``asarray`` / ``array`` / ``ascontiguousarray`` of
+    anything that is not a device array count as uploads (``h2d_transfers``).
+
+    Examples
+    --------
+    >>> from gpumeanshift.testing import EmulatedRuntime
+    >>> rt = EmulatedRuntime()
+    >>> type(rt.xp.zeros(3)).__name__, rt.xp.float32 is np.float32
+    ('EmulatedDeviceArray', True)
+    """
+
+    _MAKERS = frozenset({"zeros", "ones", "empty", "full", "arange", "linspace", "logspace",
+                         "geomspace", "eye", "identity", "tri", "indices"})
+    _CONVERTERS = frozenset({"asarray", "asanyarray", "array", "ascontiguousarray",
+                             "asfortranarray"})
+
+    def __init__(self, runtime: "EmulatedRuntime"):
+        self._runtime = runtime
+
+    def __getattr__(self, name):
+        attr = getattr(np, name)
+        rt = self._runtime
+        if name in self._MAKERS:
+            def make(*args, **kwargs):
+                return rt._on_device(attr(*args, **kwargs))
+            return make
+        if name in self._CONVERTERS:
+            def convert(a, *args, **kwargs):
+                out = attr(a, *args, **kwargs)
+                if isinstance(a, EmulatedDeviceArray):
+                    return a._adopt(out.view(np.ndarray))
+                if isinstance(a, np.ndarray) and np.shares_memory(out, a):
+                    out = out.copy(order="K")  # an upload: device memory of its own
+                rt.h2d_transfers += 1
+                rt.h2d_bytes += out.nbytes
+                return rt._on_device(out)
+            return convert
+        return attr
+
+    def __repr__(self):
+        return "<emulated array module (numpy)>"
 
 
 class LaunchError(RuntimeError):
@@ -248,6 +437,18 @@ class EmulatedRuntime:
         if set, else "shuffled".
     block_seed : int, default=0
         Seed of the "shuffled" orders (reproducible per runtime).
+    strict_arrays : bool, optional
+        Refuse, as CuPy does, mixing a host ndarray (one dimension or more)
+        with a device array in one ufunc or NumPy function (TypeError),
+        assigning a host array through a basic index (ValueError), and a host
+        array given to a kernel's pointer parameter (TypeError); see
+        :class:`EmulatedDeviceArray`. Without it such code passes here and
+        fails on a GPU. Host index arrays, and host values through an
+        advanced index, pass (CuPy uploads them); so do 0-d arrays and
+        scalars. NumPy cannot be made to refuse the other direction
+        (``host[device_mask]``, ``np.asarray(device)``: an ndarray subclass is
+        used as it is, without ``__array__``). Default:
+        ``$GPUMEANSHIFT_EMU_STRICT``, on unless it is ``0``.
 
     Attributes
     ----------
@@ -291,7 +492,9 @@ class EmulatedRuntime:
                  memory_limit: int | None = None, reported_free: int | None = None,
                  multiprocessor_count: int = 132, cache_dir: Path | str | None = None,
                  fp: str | None = None, stream: EmulatedStream | None = None,
-                 n_devices: int = 1, block_order: str | None = None, block_seed: int = 0):
+                 n_devices: int = 1, block_order: str | None = None, block_seed: int = 0,
+                 strict_arrays: bool | None = None):
+        self.strict_arrays = _env_strict() if strict_arrays is None else bool(strict_arrays)
         if fp is None:
             fp = os.environ.get("GPUMEANSHIFT_EMU_FP", "") or "nvrtc"
         if fp not in _FP_FLAGS:
@@ -309,7 +512,7 @@ class EmulatedRuntime:
         self.unsynchronized_exits = 0
         self._since_sync = 0  # operations on the stream since its last synchronize
         self._active = False  # inside activate()
-        self.xp = np
+        self.xp = EmulatedArrayModule(self)
         if int(n_devices) < 1:
             raise ValueError(f"n_devices must be >= 1, got {n_devices}")
         self.n_devices = int(n_devices)
@@ -351,12 +554,12 @@ class EmulatedRuntime:
                             "(as a CupyRuntime bound to one)")
         state = self.__dict__.copy()
         state["_lib"] = None
-        del state["xp"]  # the numpy module
+        del state["xp"]  # wraps the numpy module
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.xp = np
+        self.xp = EmulatedArrayModule(self)
 
     # -- build -------------------------------------------------------------
     def _library(self) -> ctypes.CDLL:
@@ -479,6 +682,13 @@ class EmulatedRuntime:
                 if not isinstance(a, np.ndarray):
                     raise LaunchError(f"{name} argument {i}: expected a device array, "
                                       f"got {type(a).__name__}")
+                if self.strict_arrays and not isinstance(a, EmulatedDeviceArray):
+                    # cupy/cuda/function.pyx (_pointer): a host array goes by value
+                    raise TypeError(
+                        f"{name} argument {i}: You are trying to pass a numpy.ndarray of "
+                        f"shape {a.shape} as a kernel parameter; a pointer to __global__ "
+                        "memory needs a device array (CuPy refuses this; emulated runtime, "
+                        "strict_arrays=True)")
                 if a.dtype != want or not a.flags.c_contiguous:
                     raise LaunchError(f"{name} argument {i}: expected a C-contiguous "
                                       f"{np.dtype(want)} array, got {a.dtype} "
@@ -603,6 +813,8 @@ class EmulatedRuntime:
         on_device = isinstance(a, EmulatedDeviceArray)
         out = np.ascontiguousarray(np.asarray(a, dtype=dtype))
         if not on_device:  # host data: an upload of what the device receives
+            if isinstance(a, np.ndarray) and np.shares_memory(out, a):
+                out = out.copy()  # into device memory of its own, as cudaMemcpy
             self.h2d_transfers += 1
             self.h2d_bytes += out.nbytes
         return self._on_device(out)

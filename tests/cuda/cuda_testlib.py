@@ -10,6 +10,7 @@ in this folder: a second module named ``conftest`` would shadow the one in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -70,6 +71,14 @@ def to_numpy(a):
     """Host copy of a backend result (NumPy or CuPy)."""
     get = getattr(a, "get", None)
     return np.asarray(get() if callable(get) and not isinstance(a, np.ndarray) else a)
+
+
+def host_result(res):
+    """A :class:`ShiftResult` with its arrays copied to the host, to compare
+    with host references (CuPy, and the strict emulator, refuse mixing)."""
+    return dataclasses.replace(res, modes=to_numpy(res.modes), n_iter=to_numpy(res.n_iter),
+                               intensity=to_numpy(res.intensity),
+                               converged=to_numpy(res.converged))
 
 
 # ---------------------------------------------------------------- references

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cuda_testlib import blobs, ref_nearest, ref_shift
+from cuda_testlib import blobs, host_result, ref_nearest, ref_shift, to_numpy
 from gpumeanshift.backends.cuda import runtime as R
 from gpumeanshift.backends.cuda.backend import CudaBackend
 from gpumeanshift.testing import (EmulatedOutOfMemoryError, EmulatedRuntime, LaunchError,
@@ -29,12 +29,14 @@ def test_signature_comes_from_the_compiled_kernel():
 
 def test_launch_rejects_what_cuda_or_cupy_would():
     rt = EmulatedRuntime()
-    X = np.zeros((4, 3))
-    C = np.zeros((2, 3))
-    lab, dist = np.zeros(4, np.int32), np.zeros(4)
+    X = rt.zeros((4, 3), np.float64)
+    C = rt.zeros((2, 3), np.float64)
+    lab, dist = rt.zeros((4,), np.int32), rt.zeros((4,), np.float64)
     name = "nearest_center<double, 3>"
     rt.launch(name, (1,), (128,), _nearest_args(X, C, lab, dist), 128 * 3 * 8)
     assert rt.launches[name] == 1
+    with pytest.raises(TypeError, match="argument 6: You are trying to pass a numpy.ndarray"):
+        rt.launch(name, (1,), (128,), _nearest_args(X, C, np.zeros(4, np.int32), dist), 0)
     with pytest.raises(LaunchError, match="takes 8 arguments, got 7"):
         rt.launch(name, (1,), (128,), _nearest_args(X, C, lab, dist)[:-1], 0)
     with pytest.raises(LaunchError, match="argument 5: the kernel takes int32"):
@@ -61,7 +63,7 @@ def _parity_ok(rt, kernel="flat", split=False):
     seeds = X[::10]
     h = 1.4
     be = CudaBackend(rt, split=split, n_splits=3 if split else None)
-    res = be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3)
+    res = host_result(be.shift(X, seeds, bandwidth=h, kernel=kernel, max_iter=300, tol=1e-3))
     ref = ref_shift(X, seeds, h, kernel, 300, 1e-3)
     return (np.allclose(res.modes, ref[0], rtol=0, atol=1e-8)
             and np.array_equal(res.n_iter, ref[1]) and np.array_equal(res.intensity, ref[2]))
@@ -85,7 +87,7 @@ def test_missing_syncthreads_is_caught():
     assert not _parity_ok(rt)
     X = blobs(300, 3, seed=12)
     lab, _ = CudaBackend(rt).nearest(X, X[::3])
-    assert not np.array_equal(lab, ref_nearest(X, X[::3])[0])
+    assert not np.array_equal(to_numpy(lab), ref_nearest(X, X[::3])[0])
 
 
 def test_missing_trailing_syncthreads_is_caught():
@@ -148,7 +150,7 @@ def test_oom_halves_the_batch_and_goes_on():
     limit = _fixed_bytes(200, 200, 3) + 3000
     be = emulated_backend(split=False, runtime_options={
         "memory_limit": limit, "reported_free": 1 << 30})
-    res = be.shift(X, X, bandwidth=1.4, kernel="flat", max_iter=300, tol=1e-3)
+    res = host_result(be.shift(X, X, bandwidth=1.4, kernel="flat", max_iter=300, tol=1e-3))
     rt = be.runtime
     assert rt.failed_allocations >= 2          # 200 -> 100 -> 50
     assert be.last_plan["batch_rows"] == 50
@@ -175,7 +177,8 @@ def test_batches_follow_free_memory():
     ref = ref_shift(X, X, 1.0, "gaussian", 300, 1e-3)
     be = emulated_backend(split=False, memory_fraction=1.0,
                           runtime_options={"reported_free": 60 * 48})
-    res = be.shift(X, X, bandwidth=1.0, kernel="gaussian", max_iter=300, tol=1e-3)
+    res = host_result(be.shift(X, X, bandwidth=1.0, kernel="gaussian", max_iter=300,
+                               tol=1e-3))
     assert be.last_plan["batch_rows"] < 200
     assert isinstance(EmulatedOutOfMemoryError("x"), MemoryError)
     np.testing.assert_allclose(res.modes, ref[0], rtol=0, atol=1e-9)
@@ -203,3 +206,131 @@ def test_block_orders_run_every_block_once():
     assert len({rt._block_permutation(1000) for _ in range(20)}) > 1
     with pytest.raises(ValueError, match="block_order must be one of"):
         EmulatedRuntime(block_order="random")
+
+
+# ------------------------------------------------------- host/device mixing
+# CuPy refuses an operation that mixes a cupy.ndarray with a host
+# numpy.ndarray (no implicit conversion); the strict emulator does too, so
+# such code fails here as it would on a GPU.
+_MIXES = {
+    "dev + host": lambda d, h: d + h,
+    "host + dev": lambda d, h: h + d,
+    "host < dev": lambda d, h: h < d,
+    "dev += host": lambda d, h: d.__iadd__(h),
+    "np.add(dev, 1, out=host)": lambda d, h: np.add(d, 1, out=h),
+    "np.where(dev > 1, host, 0)": lambda d, h: np.where(d > 1, h, 0),
+    "np.bincount(host int, weights=dev)": lambda d, h: np.bincount(h.astype(np.int64),
+                                                                   weights=d),
+    "np.concatenate([dev, host])": lambda d, h: np.concatenate([d, h]),
+    "np.allclose(dev, host)": lambda d, h: np.allclose(d, h),
+    "np.maximum.reduceat(dev, host)": lambda d, h: np.maximum.reduceat(d, h.astype(np.intp)),
+}
+
+
+@pytest.mark.parametrize("op", list(_MIXES))
+def test_strict_emulator_refuses_mixing_host_and_device_arrays(op):
+    rt = EmulatedRuntime()
+    assert rt.strict_arrays
+    dev, host = rt.asarray(np.arange(4.0)), np.arange(4.0)
+    with pytest.raises(TypeError, match=r"Unsupported type <class 'numpy.ndarray'>: .* host "
+                                        r"numpy.ndarray \(shape \(4,\)\) mixed with a device"):
+        _MIXES[op](dev, host)
+
+
+def test_strict_emulator_refuses_a_host_array_through_a_basic_index():
+    # CuPy's __setitem__ without an array index goes to fill(), which takes
+    # a scalar only (cupy/_core/_routines_indexing.pyx, _scatter_op)
+    rt = EmulatedRuntime()
+    dev = rt.zeros((4,), np.float64)
+    for key in (slice(None), Ellipsis, slice(1, 3), (slice(None),)):
+        with pytest.raises(ValueError, match="non-scalar numpy.ndarray cannot be used for fill"):
+            dev[key] = np.ones(4)[:2] if key == slice(1, 3) else np.ones(4)
+    dev2 = rt.zeros((2, 3), np.float64)
+    with pytest.raises(ValueError, match="cannot be used for fill"):
+        dev2[0] = np.ones(3)  # an integer index is a basic one
+    assert not dev.any() and not dev2.any()
+
+
+def test_strict_emulator_allows_what_cupy_allows():
+    rt = EmulatedRuntime()
+    dev = rt.asarray(np.arange(5.0))
+    # scalars, NumPy scalars and 0-d arrays
+    assert (dev + 1).tolist() == (dev + np.float64(1)).tolist() == (dev + np.array(1.0)).tolist()
+    # host index arrays (CuPy uploads them), integer and boolean
+    assert dev[np.array([4, 0])].tolist() == [4.0, 0.0]
+    assert dev[np.arange(5) > 2].tolist() == [3.0, 4.0]
+    assert dev[[1, 2]].tolist() == [1.0, 2.0]
+    # a host value through an advanced index (uploaded), and scalars through any index
+    dev[np.array([0, 1])] = np.array([10.0, 11.0])
+    dev[dev > 10] = np.array([-1.0])
+    dev[2:4] = 7.0
+    dev[...] = dev.copy()  # a device value through a basic index
+    assert dev.tolist() == [10.0, -1.0, 7.0, 7.0, 4.0]
+    dev[1:] = np.array(2.0)  # a 0-d host array: fill takes it
+    assert dev.tolist() == [10.0, 2.0, 2.0, 2.0, 2.0]
+    # arrays the array module makes are device arrays, as CuPy's
+    xp = rt.xp
+    for made in (xp.zeros(5), xp.arange(5), xp.ones(5), xp.full(5, 2.0), xp.linspace(0, 1, 5),
+                 xp.asarray(np.arange(5.0)), xp.ascontiguousarray(np.arange(5.0)), xp.empty(5)):
+        assert type(made).__name__ == "EmulatedDeviceArray" and made._emulated_runtime is rt
+        assert (made + dev).shape == (5,)
+    # and so are the results of NumPy functions on device arrays (np.where
+    # gives a plain ndarray for a subclass)
+    for out in (np.where(dev > 5, dev, 0.0), np.flatnonzero(dev), np.nonzero(dev)[0],
+                np.unique(dev, return_inverse=True)[1]):
+        assert type(out).__name__ == "EmulatedDeviceArray", out
+    dev[:] = np.where(dev > 5, dev, 0.0)  # a device result through a basic index
+    # NumPy methods whose C code makes temporaries of the base class
+    assert dev.round(1).tolist() == np.round(dev, 1).tolist() == [10.0, 0.0, 0.0, 0.0, 0.0]
+    assert type(dev.round(2)).__name__ == "EmulatedDeviceArray"
+
+
+def test_array_module_counts_uploads():
+    rt = EmulatedRuntime()
+    d = rt.xp.asarray(np.arange(6.0))
+    assert (rt.h2d_transfers, rt.h2d_bytes) == (1, 48)
+    rt.xp.asarray(d)
+    rt.xp.ascontiguousarray(d[::2])
+    rt.xp.zeros(100)
+    assert (rt.h2d_transfers, rt.h2d_bytes) == (1, 48)  # device data and new arrays: none
+
+
+def test_strict_arrays_can_be_turned_off(monkeypatch):
+    loose = EmulatedRuntime(strict_arrays=False)
+    dev, host = loose.asarray(np.arange(4.0)), np.arange(4.0)
+    assert (dev + host).tolist() == [0.0, 2.0, 4.0, 6.0]
+    dev[:] = host
+    monkeypatch.setenv("GPUMEANSHIFT_EMU_STRICT", "0")
+    assert not EmulatedRuntime().strict_arrays
+    monkeypatch.setenv("GPUMEANSHIFT_EMU_STRICT", "1")
+    rt = EmulatedRuntime()
+    assert rt.strict_arrays
+    with pytest.raises(TypeError, match="mixed with a device array"):
+        rt.asarray(host) * host
+
+
+def test_strict_emulator_survives_pickling():
+    import pickle
+
+    rt = pickle.loads(pickle.dumps(EmulatedRuntime()))
+    assert type(rt.xp.zeros(2)).__name__ == "EmulatedDeviceArray"
+    with pytest.raises(TypeError, match="mixed with a device array"):
+        rt.xp.zeros(2) - np.ones(2)
+
+
+def test_device_fit_with_host_weights_sizes_its_clusters_on_the_device():
+    """The estimator once counted the cluster sizes from host weights indexed
+    by the device labels' mask, which CuPy refuses (np.bincount of device
+    labels with host weights); the strict emulator shows it."""
+    from gpumeanshift import MeanShift
+
+    X = blobs(120, 2, seed=21)
+    w = np.random.default_rng(21).integers(1, 4, len(X))
+    be = emulated_backend()
+    dev = MeanShift(bandwidth=1.2, backend=be).fit(be.runtime.asarray(X),
+                                                    sample_weight=w.astype(np.float64))
+    ref = MeanShift(bandwidth=1.2, backend="numpy").fit(np.repeat(X, w, axis=0))
+    assert type(dev.cluster_sizes_).__name__ == "EmulatedDeviceArray"
+    np.testing.assert_allclose(to_numpy(dev.cluster_centers_), ref.cluster_centers_,
+                               rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(to_numpy(dev.cluster_sizes_), ref.cluster_sizes_)

@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pytest
 
+from cuda_testlib import host_result
 from gpumeanshift.backends.cuda import runtime as _rt
 from gpumeanshift.backends.numpy.backend import NumpyBackend
 from gpumeanshift.testing import emulated_backend
@@ -38,7 +39,7 @@ def _backend(split=False, fp="nvrtc"):
 
 
 def _both(X, seeds, split=False, h=1.0, fp="nvrtc"):
-    gpu = _backend(split, fp).shift(X, seeds, bandwidth=h, **_SHIFT)
+    gpu = host_result(_backend(split, fp).shift(X, seeds, bandwidth=h, **_SHIFT))
     cpu = NumpyBackend().shift(X, seeds, bandwidth=h, **_SHIFT)
     return gpu, cpu
 
@@ -148,10 +149,10 @@ def _probe_runtime(fp):
 
 def _probe(rt, a, b, c):
     n = a.size
-    out = np.full(4 * n, np.nan, a.dtype)
+    out = rt.asarray(np.full(4 * n, np.nan, a.dtype))
     name = "fp_probe<float>" if a.dtype == np.float32 else "fp_probe<double>"
-    rt.launch(name, (1,), (_rt.BLOCK,), (a, b, c, out, np.int32(n)))
-    return out.reshape(4, n)
+    rt.launch(name, (1,), (_rt.BLOCK,), (*(rt.asarray(v) for v in (a, b, c)), out, np.int32(n)))
+    return rt.to_host(out).reshape(4, n)
 
 
 def _operands(dtype, n=_rt.BLOCK):
@@ -209,7 +210,8 @@ def test_float32_gaussian_weights_below_2_126_flush_on_the_gpu():
         pytest.skip("flush to zero is modelled through the x86 MXCSR only")
     ieee = CudaBackend(EmulatedRuntime(fp="ieee"))
     cpu = NumpyBackend()
-    r32 = {k: be.shift(X.astype(np.float32), seeds.astype(np.float32), bandwidth=1.0, **_SHIFT)
+    r32 = {k: host_result(be.shift(X.astype(np.float32), seeds.astype(np.float32),
+                                   bandwidth=1.0, **_SHIFT))
            for k, be in (("gpu", gpu), ("ieee", ieee), ("cpu", cpu))}
     assert r32["gpu"].intensity.tolist() == [0] and not r32["gpu"].converged.any()
     assert r32["gpu"].modes.tolist() == seeds.astype(np.float32).tolist()
@@ -267,10 +269,10 @@ def test_emulated_launch_refuses_32_bit_index_overflow():
     from gpumeanshift.testing import EmulatedRuntime, LaunchError
 
     rt = EmulatedRuntime()
-    state = np.zeros(4, np.int32)
-    active = np.arange(4, dtype=np.int32)
-    out = np.full(4, -1, np.int32)
-    start = np.zeros(1, np.int32)
+    state = rt.zeros((4,), np.int32)
+    active = rt.asarray(np.arange(4, dtype=np.int32))
+    out = rt.asarray(np.full(4, -1, np.int32))
+    start = rt.zeros((1,), np.int32)
     args = (state, active, np.int32(4), start, out)
     rt.launch("ms_compact", (1,), (_rt.BLOCK,), args, SCAN_SMEM)  # fine
     assert out.tolist() == [0, 1, 2, 3]
@@ -294,9 +296,9 @@ def _stream_backend(**options):
 def test_emulated_stream_defers_launches_until_synchronized():
     be, stream = _stream_backend()
     rt = be.runtime
-    state = np.zeros(4, np.int32)
-    active = np.arange(4, dtype=np.int32)
-    count = np.zeros(1, np.int32)
+    state = rt.zeros((4,), np.int32)
+    active = rt.asarray(np.arange(4, dtype=np.int32))
+    count = rt.zeros((1,), np.int32)
     args = (state, active, np.int32(4), count)
     rt.launch("ms_compact_count", (1,), (_rt.BLOCK,), args, SCAN_SMEM)
     assert stream.pending == 1
