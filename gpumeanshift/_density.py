@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _driver
 from ._base import convert_output
-from ._validation import array_module, check_array, check_feature_names, is_device_array
+from ._validation import check_array, check_feature_names, is_device_array, total_weight
 
 __all__ = ["DensityMixin"]
 
@@ -106,18 +106,10 @@ class DensityMixin:
         if not on_device:
             log_sum = _driver.to_numpy(log_sum)
         log_sum = log_sum.astype(np.float64, copy=False)
-        log_n = math.log(n) if weights is None else math.log(_total(weights))
+        log_n = math.log(n) if weights is None else math.log(total_weight(weights))
         if self.kernel == "flat":
             log_unit_volume = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
         else:
             log_unit_volume = 0.5 * d * math.log(2.0 * math.pi)
         return log_sum - (log_n + d * math.log(h) + log_unit_volume)
 
-
-def _total(weights) -> float:
-    """The total weight: exactly rounded (``math.fsum``) on the host; on the
-    device one reduction, so that only the total crosses (it agrees with the
-    exact sum to rounding)."""
-    if is_device_array(weights):
-        return float(array_module(weights).sum(weights, dtype=np.float64))
-    return math.fsum(weights)

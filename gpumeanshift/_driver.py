@@ -17,7 +17,7 @@ import numpy as np
 from ._params import DEFAULTS, validate_params
 from ._labels import nearest_labels, outside_reach
 from ._validation import (array_module, check_array, check_bandwidth, check_sample_weight,
-                          is_device_array, keeps_device, to_numpy)
+                          is_device_array, keeps_device, to_numpy, weights_beside)
 from .backends.base import Backend, ShiftResult, resolve_backend
 from .bandwidth import estimate_bandwidth, rule_of_thumb_bandwidth
 from .dedup import deduplicate
@@ -336,8 +336,7 @@ def fit(X, params, sample_weight=None) -> FitResult:
     on_device = keeps_device(be, X)
     X = check_array(X, keep_device=on_device)
     w = check_sample_weight(sample_weight, X.shape[0])
-    if w is not None:
-        w = be.runtime.asarray(w, dtype=np.float64) if on_device else to_numpy(w)
+    w = weights_beside(w, be, on_device)
     h = resolve_bandwidth(X, p["bandwidth"], be, kernel, w)
     if on_device and h == 0:  # each distinct row its own cluster: found on the host
         X, on_device = to_numpy(X), False

@@ -56,6 +56,22 @@ def keeps_device(backend: Any, X: Any) -> bool:
     return getattr(backend, "runtime", None) is not None and is_device_array(X)
 
 
+def weights_beside(w: Any, backend: Any, on_device: bool) -> Any:
+    """Validated weights (or None) where a call keeps its data: uploaded
+    once to the backend's device when ``on_device`` (see :func:`keeps_device`),
+    else a host array."""
+    if w is None:
+        return None
+    return backend.runtime.asarray(w, dtype=np.float64) if on_device else to_numpy(w)
+
+
+def total_weight(w: Any) -> float:
+    """The sum of validated weights: correctly rounded (``math.fsum``) on the
+    host; on the device one reduction, so that only the total crosses (equal
+    to the exact sum to rounding)."""
+    return float(w.sum()) if is_device_array(w) else math.fsum(w)
+
+
 def feature_names(X: Any):
     """The column names of a DataFrame-like X, as an object array; else None.
 
@@ -330,7 +346,7 @@ def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None
     # Finite and >= 0: the sum is positive exactly when some weight is, and
     # past float64's range only when the correctly rounded one is too (on the
     # device up to the rounding of its summation order).
-    total = float(w.sum()) if is_device_array(w) else math.fsum(w)
+    total = total_weight(w)
     if not total > 0:
         raise ValueError(
             "sample_weight is zero for every row: at least one weight must be positive")

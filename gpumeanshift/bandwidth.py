@@ -8,7 +8,8 @@ import numbers
 import numpy as np
 
 from ._validation import (array_module, check_array, check_int, check_real, check_sample_weight,
-                          is_device_array, keeps_device, to_numpy)
+                          is_device_array, keeps_device, to_numpy, total_weight,
+                          weights_beside)
 
 RULES = ("scott", "silverman")
 
@@ -108,8 +109,7 @@ def estimate_bandwidth(X, *, quantile=0.3, n_samples=None, random_state=0, backe
     n_samples = check_int(n_samples, "n_samples", low=1, allow_none=True)
     rng = _check_random_state(random_state)
     w = check_sample_weight(sample_weight, X.shape[0])
-    if w is not None:
-        w = be.runtime.asarray(w, dtype=np.float64) if on_device else to_numpy(w)
+    w = weights_beside(w, be, on_device)
     if n_samples is not None:
         sample = rng.permutation(X.shape[0])[:n_samples]
         X = X[sample]
@@ -159,7 +159,7 @@ def _weighted_estimate(X64, w, quantile, be):
     """
     xp = array_module(w)
     device = is_device_array(w)
-    total = float(w.sum()) if device else math.fsum(w)
+    total = total_weight(w)
     if not total > 0:
         raise ValueError("estimate_bandwidth: the sampled rows all have weight 0; "
                          "pass n_samples=None or a larger n_samples")
@@ -179,7 +179,7 @@ def _weighted_estimate(X64, w, quantile, be):
     top = float(kth.max()) if kth.size else 0.0
     unit = float(np.ldexp(1.0, min(int(np.frexp(top)[1]), 1023))) if top > 1e300 else 1.0
     terms = w[positive] * (kth / unit)
-    mean = float(terms.sum()) if device else math.fsum(terms)
+    mean = total_weight(terms)
     return np.float64(mean / total * unit)
 
 
@@ -228,13 +228,8 @@ def rule_of_thumb_bandwidth(X, rule="scott", *, sample_weight=None):
         # As on the repeated rows: n is the total weight, the variance the
         # weighted one with W - 1 in the denominator; correctly rounded
         # (fsum) on the host, summed on the device (equal to rounding).
-        device = is_device_array(X)
-        if device:
-            w = xp.asarray(w) if xp is not np else w
-            n = float(w.sum())
-        else:
-            w = to_numpy(w)
-            n = math.fsum(w)
+        w = xp.asarray(w) if is_device_array(X) else to_numpy(w)
+        n = total_weight(w)
         if not n > 1:
             raise ValueError(f"the {rule} rule needs a total sample_weight > 1, got {n:g}")
         X64 = X.astype(np.float64)

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from ._validation import check_array, check_int, check_real, check_sample_weight
+from ._validation import check_array, check_int, check_real, check_sample_weight, to_numpy
 from ._spatial import col_max, col_min
 
 
@@ -90,19 +90,19 @@ def device_bin_seeds(X, bin_size, min_bin_freq, backend, *, sample_weight=None):
     binned = xp.round(X / X.dtype.type(bin_size))  # in X's dtype, as on the host
     keys64 = binned.astype(np.float64) + 0.0  # -0.0 and 0.0: one cell
     # np.lexsort's last key is the primary one: columns 0, 1, ..., then the index
-    index = _like(xp.arange(n, dtype=np.float64), X)
+    index = xp.arange(n, dtype=np.float64)
     keys = xp.concatenate([index[None, :], keys64.T[::-1]])
-    order = _like(backend._sort("lexsort", "bin seeding", keys), X)
+    order = backend._sort("lexsort", "bin seeding", keys)
     rows = keys64[order]
     new = (rows != xp.roll(rows, 1, axis=0)).any(axis=1)
     new[0] = True
-    starts = _like(xp.flatnonzero(new), X)  # the runs of equal cells
+    starts = xp.flatnonzero(new)  # the runs of equal cells
     first = order[starts]  # each cell's first row (the smallest index of its run)
     if w is None:
         counts = xp.diff(starts, append=n)
     else:
         counts = backend.segment_sums(w[order], starts)
-    by_first = _like(xp.argsort(first), X)  # distinct values: any sort is stable
+    by_first = xp.argsort(first)  # distinct values: any sort is stable
     keep = counts[by_first] >= min_bin_freq
     cells = binned[first[by_first][keep]]
     if _as_many_as_points(cells.shape[0], n, w, xp):
@@ -113,16 +113,6 @@ def device_bin_seeds(X, bin_size, min_bin_freq, backend, *, sample_weight=None):
         )
         return X
     return (cells * X.dtype.type(bin_size)).astype(X.dtype, copy=False)
-
-
-def _like(a, X):
-    """``a``, computed on the device from X, as X's array type: NumPy's
-    functions return plain arrays for the emulated runtime's device arrays
-    (an ndarray subclass), which the emulator would count as host data."""
-    if isinstance(X, np.ndarray) and type(a) is not type(X):
-        a = a.view(type(X))
-        a.__array_finalize__(X)
-    return a
 
 
 def _as_many_as_points(n_seeds, n, w, xp):
@@ -138,7 +128,7 @@ def _as_many_as_points(n_seeds, n, w, xp):
     if abs(total - n_seeds) > 4.0 * n * np.finfo(np.float64).eps * total:
         return False
     # fractional weights summing to within rounding of n_seeds: the exact test
-    return n_seeds == math.fsum(w.get() if hasattr(w, "get") else w)
+    return n_seeds == math.fsum(to_numpy(w))
 
 
 def _cells_to_seeds(cells, first, counts, n_points, bin_size, min_bin_freq, dtype, stacklevel):
